@@ -1,0 +1,3 @@
+mod cli;
+mod config;
+fn main() {}
