@@ -1,3 +1,5 @@
 mod cli;
 mod config;
+mod control;
+mod stats;
 fn main() {}

@@ -1,0 +1,96 @@
+//! Figures the index owner publishes after every batch of work, so that `status` and `metrics`
+//! are answered from a snapshot, without walking the index or the disk, and even while the owner
+//! is busy (crawling a million files, say).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// Why a file was deleted. Index into [`RootStats::removed_by_reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Age = 0,
+    Size = 1,
+    FreeSpace = 2,
+    Purge = 3,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 4] = [Reason::Age, Reason::Size, Reason::FreeSpace, Reason::Purge];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Age => "age",
+            Reason::Size => "size",
+            Reason::FreeSpace => "free_space",
+            Reason::Purge => "purge",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the eviction-latency histogram buckets (Prometheus `le`).
+pub const LATENCY_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`] (count of observations <= bound).
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_seconds += s;
+    }
+}
+
+/// One root's figures.
+#[derive(Debug, Clone)]
+pub struct RootStats {
+    pub path: PathBuf,
+    pub total_files: u64,
+    pub total_bytes: u64,
+    pub oldest_mtime: Option<SystemTime>,
+    pub newest_mtime: Option<SystemTime>,
+    pub max_age: Option<Duration>,
+    pub max_size: Option<u64>,
+    /// The free-space floor in bytes (resolved from a percentage), if any.
+    pub min_free_bytes: Option<u64>,
+    pub fs_free_bytes: u64,
+    pub fs_total_bytes: u64,
+    pub unmanaged_files: u64,
+    pub files_removed: u64,
+    pub bytes_freed: u64,
+    pub removed_by_reason: [u64; 4],
+    pub errors: u64,
+    pub last_eviction: Option<SystemTime>,
+    pub cleanup_enabled: bool,
+    pub watches: u64,
+    pub overflows: u64,
+    pub resyncs: u64,
+    /// Some directories are not watched (watch limit reached, or the root is missing).
+    pub degraded: bool,
+    /// Why, and what to do about it, when `degraded`.
+    pub degraded_reason: Option<String>,
+    /// Whether the initial crawl is complete.
+    pub ready: bool,
+    pub eviction_latency: Histogram,
+}
+
+/// Everything `status` and `metrics` show.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub started: SystemTime,
+    pub warning_percent: f64,
+    pub critical_percent: f64,
+    pub roots: Vec<RootStats>,
+}
