@@ -76,12 +76,13 @@ pub struct RootDir {
 }
 
 impl RootDir {
-    /// Opens the root itself. The configured root path may contain symlinks (an operator's
-    /// choice); everything beneath it is resolved without following any.
-    pub fn open(path: &Path) -> io::Result<RootDir> {
+    /// Opens the root itself from its canonical path (symlinks in the configured path are
+    /// resolved once, by the caller, at start). The last component is not followed: a root
+    /// replaced by a symlink while chartd runs is refused, not followed elsewhere.
+    pub fn open_nofollow(path: &Path) -> io::Result<RootDir> {
         let fd = rustix::fs::open(
             path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         let meta = Meta::from_statx(&rustix::fs::statx(

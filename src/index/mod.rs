@@ -636,6 +636,38 @@ impl Index {
         }
     }
 
+    pub fn unmark_file(&mut self, f: FileId) {
+        self.files[f as usize].flags &= !flag::SEEN;
+    }
+
+    pub fn unmark_dir(&mut self, d: DirId) {
+        self.dirs[d as usize].flags &= !flag::SEEN;
+    }
+
+    pub fn file_seen(&self, f: FileId) -> bool {
+        self.files[f as usize].flags & flag::SEEN != 0
+    }
+
+    pub fn is_live_dir(&self, d: DirId) -> bool {
+        self.dirs
+            .get(d as usize)
+            .is_some_and(|n| n.flags & flag::LIVE != 0)
+    }
+
+    pub fn set_dir_ino(&mut self, d: DirId, ino: u64) {
+        self.dirs[d as usize].ino = ino;
+    }
+
+    /// Live directories without an inotify watch.
+    pub fn unwatched_dirs(&self) -> Vec<DirId> {
+        self.dirs
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.flags & (flag::LIVE | flag::WATCHED) == flag::LIVE)
+            .map(|(i, _)| i as DirId)
+            .collect()
+    }
+
     pub fn mark_dir_seen(&mut self, d: DirId) {
         self.dirs[d as usize].flags |= flag::SEEN;
     }
