@@ -26,7 +26,9 @@ pub struct EnvOverrides {
 
 fn bad(var: &str, what: &str, value: &str, expected: &str) -> ConfigError {
     let shown: String = value.chars().take(64).collect();
-    ConfigError::new(format!("{var}: invalid {what} {shown:?} (expected {expected})"))
+    ConfigError::new(format!(
+        "{var}: invalid {what} {shown:?} (expected {expected})"
+    ))
 }
 
 /// A non-negative finite float; the replaced system parsed these with Python's `float()`.
@@ -39,10 +41,17 @@ fn number(var: &str, value: &str, expected: &str) -> Result<f64, ConfigError> {
 
 /// Converts a float count of `unit_secs` to a duration rounded to the millisecond, so that
 /// `0.1` hours is exactly `6m` rather than 359.99999…s.
-fn duration(var: &str, value: &str, unit_secs: f64, expected: &str) -> Result<Duration, ConfigError> {
+fn duration(
+    var: &str,
+    value: &str,
+    unit_secs: f64,
+    expected: &str,
+) -> Result<Duration, ConfigError> {
     let ms = (number(var, value, expected)? * unit_secs * 1000.0).round();
     if ms > MAX_DURATION.as_millis() as f64 {
-        return Err(ConfigError::new(format!("{var}: {value:?} is too large (at most 100 years)")));
+        return Err(ConfigError::new(format!(
+            "{var}: {value:?} is too large (at most 100 years)"
+        )));
     }
     // In range [0, MAX_DURATION] by the checks above, so the cast is exact enough and safe.
     Ok(Duration::from_millis(ms as u64))
@@ -60,14 +69,21 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>) -> Result<EnvOverrides, Config
         ..EnvOverrides::default()
     };
     if let Some(v) = get("CHART_MAX_AGE_HOURS") {
-        o.max_age = Some(duration("CHART_MAX_AGE_HOURS", &v, 3600.0, "a number of hours, e.g. 6 or 0.5; 0 = no limit")?);
+        o.max_age = Some(duration(
+            "CHART_MAX_AGE_HOURS",
+            &v,
+            3600.0,
+            "a number of hours, e.g. 6 or 0.5; 0 = no limit",
+        )?);
     }
     if let Some(v) = get("CHART_MAX_SIZE_MB") {
         let expected = "a number of MiB, e.g. 200 or 0.5; 0 = no limit";
         let bytes = (number("CHART_MAX_SIZE_MB", &v, expected)? * 1_048_576.0).round();
         // 2^64 is exactly representable; anything at or above it does not fit in u64.
         if bytes >= 18_446_744_073_709_551_616.0 {
-            return Err(ConfigError::new(format!("CHART_MAX_SIZE_MB: {v:?} is too large")));
+            return Err(ConfigError::new(format!(
+                "CHART_MAX_SIZE_MB: {v:?} is too large"
+            )));
         }
         o.max_size = Some(bytes as u64);
     }
@@ -75,7 +91,9 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>) -> Result<EnvOverrides, Config
         let var = "CHART_CLEANUP_INTERVAL_MINUTES";
         let d = duration(var, &v, 60.0, "a number of minutes, e.g. 15")?;
         if d < Duration::from_secs(1) {
-            return Err(ConfigError::new(format!("{var}: {v:?} is too short (the resync interval must be at least 1s)")));
+            return Err(ConfigError::new(format!(
+                "{var}: {v:?} is too short (the resync interval must be at least 1s)"
+            )));
         }
         o.resync_interval = Some(d);
     }
@@ -83,14 +101,25 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>) -> Result<EnvOverrides, Config
         o.cleanup_enabled = Some(match v.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => true,
             "false" | "0" | "no" | "off" => false,
-            _ => return Err(bad("CHART_ENABLE_CLEANUP", "boolean", &v, "true/false, 1/0, yes/no or on/off")),
+            _ => {
+                return Err(bad(
+                    "CHART_ENABLE_CLEANUP",
+                    "boolean",
+                    &v,
+                    "true/false, 1/0, yes/no or on/off",
+                ))
+            }
         });
     }
     if let Some(v) = get("ENVIRONMENT") {
-        o.environment = Some(
-            parse_environment(&v)
-                .ok_or_else(|| bad("ENVIRONMENT", "environment", &v, "development, staging or production"))?,
-        );
+        o.environment = Some(parse_environment(&v).ok_or_else(|| {
+            bad(
+                "ENVIRONMENT",
+                "environment",
+                &v,
+                "development, staging or production",
+            )
+        })?);
     }
     Ok(o)
 }
@@ -100,7 +129,10 @@ mod tests {
     use super::*;
 
     fn with(vars: &[(&str, &str)]) -> Result<EnvOverrides, ConfigError> {
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         read(&move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
     }
 
@@ -130,7 +162,12 @@ mod tests {
 
     #[test]
     fn empty_values_are_ignored() {
-        let o = with(&[("CHART_MAX_SIZE_MB", ""), ("ENVIRONMENT", "  "), ("CHART_OUTPUT_DIR", "")]).unwrap();
+        let o = with(&[
+            ("CHART_MAX_SIZE_MB", ""),
+            ("ENVIRONMENT", "  "),
+            ("CHART_OUTPUT_DIR", ""),
+        ])
+        .unwrap();
         assert_eq!(o, EnvOverrides::default());
     }
 
@@ -143,8 +180,13 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let e = with(&[("CHART_MAX_SIZE_MB", "abc")]).unwrap_err().to_string();
-        assert!(e.starts_with("CHART_MAX_SIZE_MB: invalid number \"abc\""), "{e}");
+        let e = with(&[("CHART_MAX_SIZE_MB", "abc")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("CHART_MAX_SIZE_MB: invalid number \"abc\""),
+            "{e}"
+        );
         for (var, value) in [
             ("CHART_MAX_SIZE_MB", "-1"),
             ("CHART_MAX_SIZE_MB", "1e300"),

@@ -19,39 +19,45 @@ use std::time::Duration;
 /// contain this separator.
 pub(crate) const HINT_SEP: char = '\u{1}';
 
-/// Builds the custom serde error for an unparsable value: `invalid size "x"` + hint.
-fn invalid<E: de::Error>(what: &str, text: &str, reason: &str, expected: &str) -> E {
+/// Formats the message for an unparsable value: `invalid size "x"` + separator + hint.
+fn invalid(what: &str, text: &str, reason: &str, expected: &str) -> String {
     // Long garbage (say, a pasted binary) would drown the message; the line number suffices.
     let shown: String = text.chars().take(64).collect();
-    E::custom(format!("invalid {what} {shown:?}{HINT_SEP}({reason}; expected {expected})"))
+    format!("invalid {what} {shown:?}{HINT_SEP}({reason}; expected {expected})")
 }
 
-/// Accepts any YAML scalar (string, integer, float) as text, because `max_size: 200`,
-/// `max_size: 200MiB` and `low_watermark: 0.9` are all natural to write.
-struct ScalarText;
+/// Accepts any YAML scalar (string, integer, float) as text and parses it with `F`, because
+/// `max_size: 200`, `max_size: 200MiB` and `low_watermark: 0.9` are all natural to write.
+/// Parsing happens inside the visitor on purpose: serde_yaml attaches the key path and the
+/// line/column only to errors raised while the scalar is being deserialized.
+struct ParseScalar<F>(F);
 
-impl Visitor<'_> for ScalarText {
-    type Value = String;
+impl<T, F: FnOnce(&str) -> Result<T, String>> Visitor<'_> for ParseScalar<F> {
+    type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a number or a string")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
         // Rust's shortest round-trip form never uses an exponent, which the parsers reject.
-        Ok(v.to_string())
+        self.visit_str(&v.to_string())
     }
 }
 
-fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    d.deserialize_any(ScalarText)
+fn parse_scalar<'de, D, T, F>(d: D, parse: F) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    F: FnOnce(&str) -> Result<T, String>,
+{
+    d.deserialize_any(ParseScalar(parse))
 }
 
 const SIZE_HINT: &str = "e.g. 200MiB, 1.5GB or a plain number of bytes";
@@ -64,10 +70,11 @@ pub struct Size(pub u64);
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar(d)?;
-        units::parse_size(&text)
-            .map(Size)
-            .map_err(|r| invalid("size", &text, &r, SIZE_HINT))
+        parse_scalar(d, |text| {
+            units::parse_size(text)
+                .map(Size)
+                .map_err(|r| invalid("size", text, &r, SIZE_HINT))
+        })
     }
 }
 
@@ -89,10 +96,11 @@ pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar(d)?;
-        units::parse_duration(&text)
-            .map(Dur)
-            .map_err(|r| invalid("duration", &text, &r, DURATION_HINT))
+        parse_scalar(d, |text| {
+            units::parse_duration(text)
+                .map(Dur)
+                .map_err(|r| invalid("duration", text, &r, DURATION_HINT))
+        })
     }
 }
 
@@ -112,10 +120,11 @@ pub struct Fraction(pub f64);
 
 impl<'de> Deserialize<'de> for Fraction {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar(d)?;
-        units::parse_percent(&text)
-            .map(Fraction)
-            .map_err(|r| invalid("percentage", &text, &r, PERCENT_HINT))
+        parse_scalar(d, |text| {
+            units::parse_percent(text)
+                .map(Fraction)
+                .map_err(|r| invalid("percentage", text, &r, PERCENT_HINT))
+        })
     }
 }
 
@@ -131,10 +140,11 @@ pub struct Points(pub f64);
 
 impl<'de> Deserialize<'de> for Points {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar(d)?;
-        units::parse_percent_points(&text)
-            .map(Points)
-            .map_err(|r| invalid("percentage", &text, &r, PERCENT_HINT))
+        parse_scalar(d, |text| {
+            units::parse_percent_points(text)
+                .map(Points)
+                .map_err(|r| invalid("percentage", text, &r, PERCENT_HINT))
+        })
     }
 }
 
@@ -151,17 +161,17 @@ pub struct MinFreeValue(pub Option<MinFree>);
 
 impl<'de> Deserialize<'de> for MinFreeValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar(d)?;
-        let hint = "e.g. 5% of the filesystem or a size such as 10GiB";
-        let value = if text.trim_end().ends_with('%') {
-            units::parse_percent_points(&text)
-                .map(|p| (p != 0.0).then_some(MinFree::Percent(p)))
-        } else {
-            units::parse_size(&text).map(|b| (b != 0).then_some(MinFree::Bytes(b)))
-        };
-        value
-            .map(MinFreeValue)
-            .map_err(|r| invalid("free-space floor", &text, &r, hint))
+        parse_scalar(d, |text| {
+            let hint = "e.g. 5% of the filesystem or a size such as 10GiB";
+            let value = if text.trim_end().ends_with('%') {
+                units::parse_percent_points(text).map(|p| (p != 0.0).then_some(MinFree::Percent(p)))
+            } else {
+                units::parse_size(text).map(|b| (b != 0).then_some(MinFree::Bytes(b)))
+            };
+            value
+                .map(MinFreeValue)
+                .map_err(|r| invalid("free-space floor", text, &r, hint))
+        })
     }
 }
 
@@ -181,14 +191,15 @@ pub struct EnvName(pub Environment);
 
 impl<'de> Deserialize<'de> for EnvName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar(d)?;
-        parse_environment(&text).map(EnvName).ok_or_else(|| {
-            invalid(
-                "environment",
-                &text,
-                "unknown environment",
-                "development, staging or production",
-            )
+        parse_scalar(d, |text| {
+            parse_environment(text).map(EnvName).ok_or_else(|| {
+                invalid(
+                    "environment",
+                    text,
+                    "unknown environment",
+                    "development, staging or production",
+                )
+            })
         })
     }
 }
@@ -209,18 +220,17 @@ pub struct FormatName(pub LogFormat);
 
 impl<'de> Deserialize<'de> for FormatName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = scalar(d)?;
-        match text.trim().to_ascii_lowercase().as_str() {
+        parse_scalar(d, |text| match text.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(FormatName(LogFormat::Auto)),
             "text" => Ok(FormatName(LogFormat::Text)),
             "journald" => Ok(FormatName(LogFormat::Journald)),
             _ => Err(invalid(
                 "log format",
-                &text,
+                text,
                 "unknown format",
                 "auto, text or journald",
             )),
-        }
+        })
     }
 }
 

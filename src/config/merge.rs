@@ -7,8 +7,7 @@ use super::env::EnvOverrides;
 use super::file::{Dur, FileConfig, FileRoot, Size};
 use super::presets::preset;
 use super::{
-    AlertConfig, CliOverrides, Config, ControlConfig, Environment, LogConfig, LogFormat,
-    RootConfig,
+    AlertConfig, CliOverrides, Config, ControlConfig, Environment, LogConfig, LogFormat, RootConfig,
 };
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -48,7 +47,11 @@ pub fn builtin_file() -> FileConfig {
 /// nested roots are detected however they are spelled. (Lexical `..` can differ from the
 /// kernel's view through symlinks; root paths with symlinked parents and `..` are unusual.)
 pub fn absolutize(p: &Path, cwd: &Path) -> PathBuf {
-    let joined = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -184,7 +187,9 @@ pub fn merge(
             admin_uids: control.admin_uids.unwrap_or_default(),
             admin_group: control.admin_group,
             max_connections: control.max_connections.unwrap_or(64),
-            idle_timeout: control.idle_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            idle_timeout: control
+                .idle_timeout
+                .map_or(Duration::from_secs(60), |d| d.0),
         },
         alerts: AlertConfig {
             warning_percent: alerts.warning.map_or(80.0, |p| p.0),
@@ -202,9 +207,18 @@ mod tests {
     #[test]
     fn absolutize_normalizes() {
         let cwd = Path::new("/home/u/app");
-        assert_eq!(absolutize(Path::new("./output/charts"), cwd), Path::new("/home/u/app/output/charts"));
-        assert_eq!(absolutize(Path::new("../x/./y/"), cwd), Path::new("/home/u/x/y"));
+        assert_eq!(
+            absolutize(Path::new("./output/charts"), cwd),
+            Path::new("/home/u/app/output/charts")
+        );
+        assert_eq!(
+            absolutize(Path::new("../x/./y/"), cwd),
+            Path::new("/home/u/x/y")
+        );
         assert_eq!(absolutize(Path::new("/a/b/../../.."), cwd), Path::new("/"));
-        assert_eq!(absolutize(Path::new("/srv//charts/"), cwd), Path::new("/srv/charts"));
+        assert_eq!(
+            absolutize(Path::new("/srv//charts/"), cwd),
+            Path::new("/srv/charts")
+        );
     }
 }

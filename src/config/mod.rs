@@ -163,7 +163,14 @@ impl std::error::Error for ConfigError {}
 /// hint after [`file::HINT_SEP`], which is moved behind the location here so the location
 /// stays next to the offending value.
 fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
-    let text = e.to_string();
+    let mut text = e.to_string();
+    // serde_yaml omits the location when it is line 1 column 1; say it anyway.
+    if let Some(loc) = e.location() {
+        let at = format!(" at line {} column {}", loc.line(), loc.column());
+        if !text.ends_with(&at) {
+            text.push_str(&at);
+        }
+    }
     let text = match text.split_once(file::HINT_SEP) {
         Some((head, rest)) => {
             let (hint, location) = match rest.rfind(" at line ") {
@@ -177,11 +184,11 @@ fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
     ConfigError::new(format!("{}: {text}", file.display()))
 }
 
-/// Reads at most [`MAX_FILE_BYTES`]; `Ok(None)` if the file does not exist.
-fn read_file(path: &Path) -> Result<Option<String>, std::io::Error> {
+/// Reads at most [`MAX_FILE_BYTES`]; `Ok(None)` if the file does not exist and is optional.
+fn read_file(path: &Path, required: bool) -> Result<Option<String>, std::io::Error> {
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let mut buf = Vec::new();
@@ -227,23 +234,28 @@ pub fn load_with_env(
     cli: &CliOverrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let (file_path, required) = match path {
-        Some(p) => (p, true),
-        None => (Path::new(DEFAULT_CONFIG_PATH), false),
-    };
+    match path {
+        Some(p) => load_from(p, true, cli, env),
+        None => load_from(Path::new(DEFAULT_CONFIG_PATH), false, cli, env),
+    }
+}
+
+/// [`load_with_env`] with the file given explicitly; `required: false` falls back to the
+/// built-in defaults when the file does not exist (tests use this to avoid `/etc`).
+fn load_from(
+    file_path: &Path,
+    required: bool,
+    cli: &CliOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let unreadable = |e: std::io::Error| {
         ConfigError::new(format!(
             "{}: cannot read config file: {e}",
             file_path.display()
         ))
     };
-    let (parsed, source) = match read_file(file_path).map_err(unreadable)? {
+    let (parsed, source) = match read_file(file_path, required).map_err(unreadable)? {
         Some(text) => (parse_file(file_path, &text)?, Some(file_path.to_path_buf())),
-        None if required => {
-            return Err(unreadable(std::io::Error::from(
-                std::io::ErrorKind::NotFound,
-            )))
-        }
         None => (merge::builtin_file(), None),
     };
     let overrides = env::read(env)?;
@@ -258,8 +270,7 @@ pub fn load_with_env(
         default_socket_path_with(env)
     };
     let builtin = source.is_none();
-    let (mut config, prov) =
-        merge::merge(parsed, builtin, &overrides, cli, default_socket, &cwd);
+    let (mut config, prov) = merge::merge(parsed, builtin, &overrides, cli, default_socket, &cwd);
     config.source = source;
     validate::validate(&config, &prov).map_err(|msg| match &config.source {
         Some(p) => ConfigError::new(format!("{}: {msg}", p.display())),

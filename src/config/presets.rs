@@ -62,9 +62,15 @@ mod tests {
         assert_eq!(p.max_size, 200 * MIB);
         assert_eq!(p.resync_interval, Duration::from_secs(15 * 60));
         let s = preset(Environment::Staging);
-        assert_eq!((s.max_age.as_secs(), s.max_size, s.resync_interval.as_secs()), (12 * 3600, 500 * MIB, 1800));
+        assert_eq!(
+            (s.max_age.as_secs(), s.max_size, s.resync_interval.as_secs()),
+            (12 * 3600, 500 * MIB, 1800)
+        );
         let d = preset(Environment::Development);
-        assert_eq!((d.max_age.as_secs(), d.max_size, d.resync_interval.as_secs()), (24 * 3600, 1000 * MIB, 3600));
+        assert_eq!(
+            (d.max_age.as_secs(), d.max_size, d.resync_interval.as_secs()),
+            (24 * 3600, 1000 * MIB, 3600)
+        );
     }
 
     #[test]

@@ -140,7 +140,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         return Err("empty duration".to_string());
     }
     let d = if s.bytes().all(|b| b.is_ascii_digit()) {
-        Duration::from_secs(s.parse::<u64>().map_err(|_| "duration too large".to_string())?)
+        Duration::from_secs(
+            s.parse::<u64>()
+                .map_err(|_| "duration too large".to_string())?,
+        )
     } else {
         humantime::parse_duration(s).map_err(|e| e.to_string())?
     };
@@ -192,7 +195,9 @@ fn parse_percent_raw(input: &str) -> Result<(f64, bool), String> {
             return Err("a percentage must be at most 100%".to_string());
         }
     } else if !(v > 0.0 && v <= 1.0) {
-        return Err("a bare number must be a fraction in (0, 1]; write e.g. 90% for a percentage".to_string());
+        return Err(
+            "a bare number must be a fraction in (0, 1], or write a percentage with %".to_string(),
+        );
     }
     Ok((v, is_percent))
 }
@@ -254,9 +259,27 @@ mod tests {
     #[test]
     fn bad_sizes() {
         for s in [
-            "", " ", "-1", "-1MiB", "20 0MiB", "MiB", "1.5", "1..5MiB", "1.MiB", "1.5.5G",
-            "18446744073709551616", "16777216TiB", "99999999999999999999999", "1XB", "1 M B",
-            "١٢", "1é", "+1", "nan", "inf", "1e3",
+            "",
+            " ",
+            "-1",
+            "-1MiB",
+            "20 0MiB",
+            "MiB",
+            "1.5",
+            "1..5MiB",
+            "1.MiB",
+            "1.5.5G",
+            "18446744073709551616",
+            "16777216TiB",
+            "99999999999999999999999",
+            "1XB",
+            "1 M B",
+            "١٢",
+            "1é",
+            "+1",
+            "nan",
+            "inf",
+            "1e3",
         ] {
             assert!(parse_size(s).is_err(), "{s:?} should be rejected");
         }
@@ -270,7 +293,18 @@ mod tests {
         assert_eq!(format_size(5_000_000_000), "5GB");
         assert_eq!(format_size(0), "0");
         assert_eq!(format_size(1_000_003), "1000003");
-        for b in [0, 1, 999, 1000, 1024, 1536, 1_000_000, 209_715_200, u64::MAX, u64::MAX - 1] {
+        for b in [
+            0,
+            1,
+            999,
+            1000,
+            1024,
+            1536,
+            1_000_000,
+            209_715_200,
+            u64::MAX,
+            u64::MAX - 1,
+        ] {
             assert_eq!(parse_size(&format_size(b)), Ok(b), "{b}");
         }
     }
@@ -282,10 +316,23 @@ mod tests {
         assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration(" 2days "), Ok(Duration::from_secs(2 * 86400)));
+        assert_eq!(
+            parse_duration(" 2days "),
+            Ok(Duration::from_secs(2 * 86400))
+        );
         for s in [
-            "", "-1", "-5s", "6 hours ago", "h", "1.5.5h", "99999999999999999999", "1000years",
-            "18446744073709551615", "584942417355y", "é", "1é",
+            "",
+            "-1",
+            "-5s",
+            "6 hours ago",
+            "h",
+            "1.5.5h",
+            "99999999999999999999",
+            "1000years",
+            "18446744073709551615",
+            "584942417355y",
+            "é",
+            "1é",
         ] {
             assert!(parse_duration(s).is_err(), "{s:?} should be rejected");
         }
@@ -317,7 +364,9 @@ mod tests {
         assert_eq!(parse_percent("100%"), Ok(1.0));
         assert_eq!(parse_percent_points("80%"), Ok(80.0));
         assert_eq!(parse_percent_points("12.5%"), Ok(12.5));
-        for s in ["", "%", "90", "0", "1.5", "101%", "-5%", "-0.5", "abc", "5%%", "nan", "inf%", "1e2%"] {
+        for s in [
+            "", "%", "90", "0", "1.5", "101%", "-5%", "-0.5", "abc", "5%%", "nan", "inf%", "1e2%",
+        ] {
             assert!(parse_percent(s).is_err(), "{s:?} should be rejected");
         }
     }
@@ -331,7 +380,11 @@ mod tests {
             assert_eq!(parse_percent(&format_fraction(f)), Ok(f), "{f}");
         }
         for p in [80.0, 95.0, 5.5, 33.333_333_333_3] {
-            assert_eq!(parse_percent_points(&format_percent_points(p)), Ok(p), "{p}");
+            assert_eq!(
+                parse_percent_points(&format_percent_points(p)),
+                Ok(p),
+                "{p}"
+            );
         }
     }
 
@@ -339,7 +392,14 @@ mod tests {
     #[test]
     fn never_panics() {
         let long = "9".repeat(400);
-        let samples = ["1½MiB", "🙂", "12€", "1.5\u{0}G", long.as_str(), "\u{202e}5%"];
+        let samples = [
+            "1½MiB",
+            "🙂",
+            "12€",
+            "1.5\u{0}G",
+            long.as_str(),
+            "\u{202e}5%",
+        ];
         for s in samples {
             for (i, _) in s.char_indices() {
                 let p = &s[..i];

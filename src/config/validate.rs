@@ -20,7 +20,8 @@ fn root_path_key(i: usize, prov: &Provenance) -> String {
 /// A bare word that is not a level (say `inf`) would be read by EnvFilter as a *target* name
 /// and silently log everything of that target only, so it is rejected here.
 fn check_level(level: &str) -> Result<(), String> {
-    let expected = "expected error, warn, info, debug, trace or a directive such as info,chartd=debug";
+    let expected =
+        "expected error, warn, info, debug, trace or a directive such as info,chartd=debug";
     let trimmed = level.trim();
     let ok_shape = LEVELS.contains(&trimmed.to_ascii_lowercase().as_str()) || trimmed.contains('=');
     if !ok_shape {
@@ -54,15 +55,23 @@ pub fn validate(c: &Config, prov: &Provenance) -> Result<(), String> {
             return Err(format!("{pkey}: must not be empty"));
         }
         if !r.path.is_absolute() {
-            return Err(format!("{pkey}: {} is not an absolute path", r.path.display()));
+            return Err(format!(
+                "{pkey}: {} is not an absolute path",
+                r.path.display()
+            ));
         }
         if r.path == Path::new("/") {
-            return Err(format!("{pkey}: the filesystem root / cannot be a managed root"));
+            return Err(format!(
+                "{pkey}: the filesystem root / cannot be a managed root"
+            ));
         }
         for (j, other) in c.roots.iter().enumerate().take(i) {
             let okey = root_path_key(j, prov);
             if r.path == other.path {
-                return Err(format!("{pkey}: {} is the same directory as {okey}", r.path.display()));
+                return Err(format!(
+                    "{pkey}: {} is the same directory as {okey}",
+                    r.path.display()
+                ));
             }
             if r.path.starts_with(&other.path) || other.path.starts_with(&r.path) {
                 return Err(format!(
@@ -73,11 +82,17 @@ pub fn validate(c: &Config, prov: &Provenance) -> Result<(), String> {
             }
         }
         if !(r.low_watermark > 0.0 && r.low_watermark <= 1.0) {
-            return Err(format!("{}: must be in (0%, 100%], e.g. 90%", key("low_watermark")));
+            return Err(format!(
+                "{}: must be in (0%, 100%], e.g. 90%",
+                key("low_watermark")
+            ));
         }
         if let Some(MinFree::Percent(p)) = r.min_free {
             if !(p > 0.0 && p < 100.0) {
-                return Err(format!("{}: a percentage must be in (0%, 100%), e.g. 5%", key("min_free")));
+                return Err(format!(
+                    "{}: a percentage must be in (0%, 100%), e.g. 5%",
+                    key("min_free")
+                ));
             }
         }
         check_globs(&key("include"), &r.include)?;
@@ -115,7 +130,14 @@ mod tests {
 
     #[test]
     fn levels() {
-        for ok in ["info", "DEBUG", "warn", "chartd=debug", "info,chartd=trace", "off"] {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn",
+            "chartd=debug",
+            "info,chartd=trace",
+            "off",
+        ] {
             assert!(check_level(ok).is_ok(), "{ok}");
         }
         for bad in ["inf", "", "verbose", "chartd=loud"] {
@@ -127,6 +149,9 @@ mod tests {
     fn globs() {
         assert!(check_globs("k", &["*.png".to_string(), "sub/**/x".to_string()]).is_ok());
         let e = check_globs("roots[0].include", &["[a".to_string()]).unwrap_err();
-        assert!(e.starts_with("roots[0].include: invalid glob \"[a\""), "{e}");
+        assert!(
+            e.starts_with("roots[0].include: invalid glob \"[a\""),
+            "{e}"
+        );
     }
 }
