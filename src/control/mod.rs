@@ -28,7 +28,10 @@ pub enum Request {
         sort: GroupSort,
     },
     /// The files of one group (already validated: no `/`, `..`, NUL, not empty).
-    List { root: Option<PathBuf>, group: String },
+    List {
+        root: Option<PathBuf>,
+        group: String,
+    },
     /// Enforce every limit now and resync the index.
     Cleanup { dry_run: bool },
     /// Delete every managed file of `group`, or of the whole root when `group` is `None`
