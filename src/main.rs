@@ -1,3 +1,4 @@
+#![allow(dead_code)] // until the daemon (main branch) calls the control server and client
 mod cli;
 mod config;
 mod control;
