@@ -4,7 +4,6 @@
 
 mod clean_once;
 mod cli;
-mod client;
 mod commands;
 mod config;
 mod control;
@@ -58,7 +57,10 @@ fn main() {
                 1
             }
         },
-        other => client::main(other),
+        _ => {
+            eprintln!("chartd: client commands are not wired yet");
+            2
+        }
     };
     std::process::exit(code);
 }

@@ -5,6 +5,15 @@
 //! `purge`) are sent to the owner as a [`CommandMsg`] and answered when it replies; `reload`
 //! goes to the supervisor, which owns the configuration.
 
+pub mod accounts;
+pub mod protocol;
+pub mod report;
+pub mod server;
+#[cfg(test)]
+mod tests;
+
+pub use server::{bind, serve, Context};
+
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
