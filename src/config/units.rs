@@ -154,13 +154,29 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 }
 
 /// Formats a duration so that [`parse_duration`] gives it back exactly: `0` for zero, else
-/// humantime's form (`6h`, `1h 30m`, `1s 500ms`).
+/// hours down to nanoseconds, omitting zero parts (`6h`, `24h`, `1h 30m`, `1s 500ms`).
+/// Days, months and years are not used, because humantime's month and year are fractional
+/// (30.44 and 365.25 days), which reads as a surprise in `check-config` output.
 pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
-        "0".to_string()
-    } else {
-        humantime::format_duration(d).to_string()
+        return "0".to_string();
     }
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    let parts = [
+        (secs / 3600, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+        (u64::from(nanos / 1_000_000), "ms"),
+        (u64::from(nanos / 1_000 % 1_000), "us"),
+        (u64::from(nanos % 1_000), "ns"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n != 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parses a percentage or fraction and returns the percentage and whether the `%` form was

@@ -107,6 +107,13 @@ fn durations() {
 fn duration_format_round_trips() {
     assert_eq!(format_duration(Duration::from_secs(6 * 3600)), "6h");
     assert_eq!(format_duration(Duration::ZERO), "0");
+    assert_eq!(format_duration(Duration::from_secs(86400)), "24h");
+    assert_eq!(format_duration(Duration::from_secs(5400)), "1h 30m");
+    assert_eq!(format_duration(Duration::from_millis(1500)), "1s 500ms");
+    assert_eq!(
+        format_duration(Duration::new(3661, 1_002_003)),
+        "1h 1m 1s 1ms 2us 3ns"
+    );
     for d in [
         Duration::ZERO,
         Duration::from_millis(1500),
