@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct Config {
     /// Where the config came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
+    /// The selected preset's environment; `Development` when none is selected (then no preset
+    /// was applied — see [`presets`] for the rule).
     pub environment: Environment,
     /// `false` = observe only: index and report, never delete.
     pub cleanup_enabled: bool,

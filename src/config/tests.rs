@@ -442,3 +442,24 @@ roots:
         assert!(yaml.contains(line), "{line}\n{yaml}");
     }
 }
+
+#[test]
+fn default_socket_path_rule() {
+    let with_xdg = default_socket_path_with(&env_of(&[("XDG_RUNTIME_DIR", "/run/user/1000")]));
+    let without = default_socket_path_with(&env_of(&[]));
+    let system = PathBuf::from("/run/chartd/chartd.sock");
+    if rustix::process::geteuid().is_root() {
+        assert_eq!(with_xdg, system);
+        assert_eq!(without, system);
+    } else if with_xdg != system {
+        // /run/chartd is not usable by us: fall back per the rule.
+        assert_eq!(with_xdg, Path::new("/run/user/1000/chartd/chartd.sock"));
+        let uid = rustix::process::geteuid().as_raw();
+        assert_eq!(
+            without,
+            PathBuf::from(format!("/tmp/chartd-{uid}/chartd.sock"))
+        );
+    }
+    // With no socket anywhere, the default is used.
+    assert_eq!(ok(ONE_ROOT, &[]).socket, default_socket_path());
+}
