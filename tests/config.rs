@@ -147,12 +147,3 @@ fn missing_file_is_an_error() {
         stderr(&o)
     );
 }
-
-#[test]
-fn other_subcommands_are_not_in_this_branch() {
-    let o = Command::new(env!("CARGO_BIN_EXE_chartd"))
-        .arg("status")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-}
