@@ -176,6 +176,10 @@ fn cleanup(owner: &mut Owner, dry_run: bool) -> Reply {
     let mut pass = Pass::new(dry_run, true);
     pass.unlimited();
     for r in owner.roots.iter_mut() {
+        // An explicit cleanup retries everything held back (locked, failing) right away.
+        for id in r.held.keys().copied().collect::<Vec<_>>() {
+            r.unhold(id);
+        }
         r.counters.resyncs += 1;
         r.resync_all(&mut owner.watcher);
         r.enforce(&mut owner.watcher, &mut pass);

@@ -45,12 +45,22 @@ pub fn workspace() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// The config text for a single root at `root`, with `policy` lines (indented under the root).
+/// Lines of `policy` starting with `^` go to the top level instead (e.g. `^cleanup_enabled: false`).
 pub fn config_text(root: &Path, socket: &Path, policy: &str) -> String {
     let mut s = format!(
-        "socket: {}\nlog: {{ level: debug, format: text }}\nroots:\n  - path: {}\n",
+        "socket: {}\nlog: {{ level: debug, format: text }}\n",
         socket.display(),
-        root.display()
     );
+    for line in policy.lines().filter_map(|l| l.trim().strip_prefix('^')) {
+        s.push_str(line.trim());
+        s.push('\n');
+    }
+    s.push_str(&format!("roots:\n  - path: {}\n", root.display()));
+    let policy: String = policy
+        .lines()
+        .filter(|l| !l.trim().starts_with('^'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     for line in policy.lines().filter(|l| !l.trim().is_empty()) {
         s.push_str("    ");
         s.push_str(line.trim());
