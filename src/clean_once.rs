@@ -25,7 +25,8 @@ pub fn run(config_path: Option<&Path>, dry_run: bool) -> i32 {
     let (mut files, mut bytes, mut failed) = (0u64, 0u64, false);
     let verb = if dry_run { "would remove" } else { "removed" };
     for rc in &cfg.roots {
-        let mut root = match RootState::new(rc.clone(), true, cfg.resync_interval, progress.clone()) {
+        let mut root = match RootState::new(rc.clone(), true, cfg.resync_interval, progress.clone())
+        {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("chartd: {e}");

@@ -19,7 +19,11 @@ pub fn handle(owner: &mut Owner, req: Request) -> Reply {
         Request::Groups { root, top, sort } => groups(owner, root.as_deref(), top, sort),
         Request::List { root, group } => list(owner, root.as_deref(), &group),
         Request::Cleanup { dry_run } => cleanup(owner, dry_run),
-        Request::Purge { root, group, dry_run } => purge(owner, root.as_deref(), group.as_deref(), dry_run),
+        Request::Purge {
+            root,
+            group,
+            dry_run,
+        } => purge(owner, root.as_deref(), group.as_deref(), dry_run),
     }
 }
 
@@ -28,14 +32,20 @@ fn hours_since(ns: i64) -> f64 {
     (h.max(0.0) * 100.0).round() / 100.0
 }
 
-fn select_roots<'a>(owner: &'a mut Owner, root: Option<&Path>) -> Result<Vec<&'a mut RootState>, String> {
+fn select_roots<'a>(
+    owner: &'a mut Owner,
+    root: Option<&Path>,
+) -> Result<Vec<&'a mut RootState>, String> {
     let all: Vec<&mut RootState> = owner.roots.iter_mut().collect();
     match root {
         None => Ok(all),
         Some(p) => {
             let v: Vec<_> = all.into_iter().filter(|r| r.cfg.path == p).collect();
             if v.is_empty() {
-                Err(format!("no such root {:?} (see `chartd status` for the configured roots)", p.display().to_string()))
+                Err(format!(
+                    "no such root {:?} (see `chartd status` for the configured roots)",
+                    p.display().to_string()
+                ))
             } else {
                 Ok(v)
             }
@@ -46,7 +56,12 @@ fn select_roots<'a>(owner: &'a mut Owner, root: Option<&Path>) -> Result<Vec<&'a
 fn group_files(r: &RootState, g: DirId) -> Vec<FileId> {
     let mut out = Vec::new();
     for d in r.index.subtree(g) {
-        out.extend(r.index.files_in(d).into_iter().filter(|&f| r.index.file(f).managed()));
+        out.extend(
+            r.index
+                .files_in(d)
+                .into_iter()
+                .filter(|&f| r.index.file(f).managed()),
+        );
     }
     out
 }
@@ -73,7 +88,9 @@ fn groups(owner: &mut Owner, root: Option<&Path>, top: Option<usize>, sort: Grou
     match sort {
         GroupSort::Bytes => rows.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(&b.0))),
         GroupSort::Files => rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0))),
-        GroupSort::Age => rows.sort_by(|a, b| a.4.unwrap_or(i64::MAX).cmp(&b.4.unwrap_or(i64::MAX))),
+        GroupSort::Age => {
+            rows.sort_by(|a, b| a.4.unwrap_or(i64::MAX).cmp(&b.4.unwrap_or(i64::MAX)))
+        }
         GroupSort::Name => rows.sort_by(|a, b| a.0.cmp(&b.0)),
     }
     let total = rows.len();
@@ -105,9 +122,16 @@ fn find_group(r: &RootState, group: &str) -> Option<DirId> {
 
 fn list(owner: &mut Owner, root: Option<&Path>, group: &str) -> Reply {
     for r in select_roots(owner, root)? {
-        let Some(g) = find_group(r, group) else { continue };
+        let Some(g) = find_group(r, group) else {
+            continue;
+        };
         let mut files = group_files(r, g);
-        files.sort_by_key(|&f| (r.index.file(f).mtime_ns, std::cmp::Reverse(r.index.file(f).size)));
+        files.sort_by_key(|&f| {
+            (
+                r.index.file(f).mtime_ns,
+                std::cmp::Reverse(r.index.file(f).size),
+            )
+        });
         let rows: Vec<Value> = files
             .iter()
             .map(|&f| {
@@ -130,7 +154,9 @@ fn list(owner: &mut Owner, root: Option<&Path>, group: &str) -> Reply {
         m.insert("files".into(), Value::Array(rows));
         return Ok(m);
     }
-    Err(format!("no group {group:?} (see `chartd groups` for the existing ones)"))
+    Err(format!(
+        "no group {group:?} (see `chartd groups` for the existing ones)"
+    ))
 }
 
 fn removal_json(list: &[Removal]) -> Value {
@@ -200,7 +226,11 @@ fn purge(owner: &mut Owner, root: Option<&Path>, group: Option<&str>, dry_run: b
         None if group.is_none() && owner.roots.len() > 1 => {
             return Err("purge --all needs --root when several roots are configured".into())
         }
-        _ => owner.roots.iter_mut().filter(|r| root.is_none_or(|p| r.cfg.path == p)).collect(),
+        _ => owner
+            .roots
+            .iter_mut()
+            .filter(|r| root.is_none_or(|p| r.cfg.path == p))
+            .collect(),
     };
     if roots.is_empty() {
         return Err("no such root (see `chartd status` for the configured roots)".into());
@@ -234,7 +264,10 @@ fn purge(owner: &mut Owner, root: Option<&Path>, group: Option<&str>, dry_run: b
         }
     }
     if !found {
-        return Err(format!("no group {:?} (see `chartd groups`)", group.unwrap_or_default()));
+        return Err(format!(
+            "no group {:?} (see `chartd groups`)",
+            group.unwrap_or_default()
+        ));
     }
     owner.enforce_all();
     let mut m = answer(&pass, dry_run);

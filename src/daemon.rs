@@ -28,7 +28,10 @@ pub fn run(config_path: Option<PathBuf>, overrides: CliOverrides) -> i32 {
         }
     };
     let log = logging::init(&cfg.log);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
@@ -73,6 +76,18 @@ fn status_line(s: &Snapshot) -> String {
     line
 }
 
+/// Half of `WATCHDOG_USEC` when systemd's watchdog is on for this process. As in
+/// sd_watchdog_enabled(3), an absent `WATCHDOG_PID` means "this process".
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
 /// Forwards SIGTERM/SIGINT/SIGHUP from a signal-hook thread into the runtime.
 fn signals() -> Result<mpsc::UnboundedReceiver<i32>, String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -115,16 +130,21 @@ impl Supervisor {
     }
 
     async fn try_reload(&mut self) -> Result<String, String> {
-        let new = config::load(self.config_path.as_deref(), &self.overrides).map_err(|e| e.to_string())?;
+        let new = config::load(self.config_path.as_deref(), &self.overrides)
+            .map_err(|e| e.to_string())?;
         let (tx, rx) = oneshot::channel();
         self.ctl
             .send(Ctl::Reload(Box::new(new.clone()), tx))
             .await
             .map_err(|_| "the index owner has stopped".to_string())?;
-        rx.await.map_err(|_| "the index owner has stopped".to_string())??;
+        rx.await
+            .map_err(|_| "the index owner has stopped".to_string())??;
         let mut note = String::new();
         if new.socket != self.cfg.socket {
-            note = format!(" (the socket stays at {}: a new socket path takes effect on restart)", self.cfg.socket.display());
+            note = format!(
+                " (the socket stays at {}: a new socket path takes effect on restart)",
+                self.cfg.socket.display()
+            );
         }
         if let Ok(mut c) = self.ctx.control.write() {
             *c = new.control.clone();
@@ -136,7 +156,12 @@ impl Supervisor {
     }
 }
 
-async fn supervise(cfg: Config, config_path: Option<PathBuf>, overrides: CliOverrides, log: LogHandle) -> i32 {
+async fn supervise(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    overrides: CliOverrides,
+    log: LogHandle,
+) -> i32 {
     let listener = match control::server::bind(&cfg.socket, &cfg.control) {
         Ok(l) => l,
         Err(e) => {
@@ -167,7 +192,11 @@ async fn supervise(cfg: Config, config_path: Option<PathBuf>, overrides: CliOver
         cfg.clone(),
         watcher,
         feed,
-        OwnerChannels { commands: cmd_rx, ctl: ctl_rx, snapshot: snap_tx },
+        OwnerChannels {
+            commands: cmd_rx,
+            ctl: ctl_rx,
+            snapshot: snap_tx,
+        },
         progress.clone(),
     ) {
         Ok(o) => o,
@@ -177,12 +206,17 @@ async fn supervise(cfg: Config, config_path: Option<PathBuf>, overrides: CliOver
         }
     };
     let (ready_tx, mut ready_rx) = oneshot::channel();
-    let owner_thread = match std::thread::Builder::new().name("chartd-index".into()).spawn(move || {
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(owner.run(ready_tx)),
-            Err(e) => tracing::error!("cannot start the index runtime: {e}"),
-        }
-    }) {
+    let owner_thread = match std::thread::Builder::new()
+        .name("chartd-index".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(owner.run(ready_tx)),
+                Err(e) => tracing::error!("cannot start the index runtime: {e}"),
+            }
+        }) {
         Ok(h) => h,
         Err(e) => {
             tracing::error!("cannot start the index thread: {e}");
@@ -211,10 +245,16 @@ async fn supervise(cfg: Config, config_path: Option<PathBuf>, overrides: CliOver
         cfg.socket.display()
     );
     let socket_path = cfg.socket.clone();
-    let mut sup = Supervisor { cfg, config_path, overrides, log, ctl: ctl_tx.clone(), ctx };
+    let mut sup = Supervisor {
+        cfg,
+        config_path,
+        overrides,
+        log,
+        ctl: ctl_tx.clone(),
+        ctx,
+    };
 
-    let mut usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+    let watchdog = watchdog_interval();
     let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut last_ticks = u64::MAX;
     let mut status_rx = snap_rx.clone();

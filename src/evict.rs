@@ -235,11 +235,18 @@ impl RootState {
             pass.files += 1;
             pass.bytes += slot.size;
             if pass.collect {
-                pass.removals.push(Removal { path, bytes: slot.size, age, reason });
+                pass.removals.push(Removal {
+                    path,
+                    bytes: slot.size,
+                    age,
+                    reason,
+                });
             }
             return;
         }
-        let Some((name, dir_comps)) = refs.split_last() else { return };
+        let Some((name, dir_comps)) = refs.split_last() else {
+            return;
+        };
         let Some(root) = &self.dir else { return };
         let dir_fd = match root.open_dir(dir_comps) {
             Ok(fd) => fd,
@@ -251,7 +258,11 @@ impl RootState {
                 return;
             }
         };
-        let expect = Expect { ino: slot.ino, size: slot.size, mtime_ns: slot.mtime_ns };
+        let expect = Expect {
+            ino: slot.ino,
+            size: slot.size,
+            mtime_ns: slot.mtime_ns,
+        };
         match fsops::delete_file(root, &dir_fd, name, expect) {
             Ok(DeleteOutcome::Deleted { freed }) => {
                 self.index.remove_file(id);
@@ -275,7 +286,12 @@ impl RootState {
                     reason.as_str()
                 );
                 if pass.collect {
-                    pass.removals.push(Removal { path, bytes: slot.size, age, reason });
+                    pass.removals.push(Removal {
+                        path,
+                        bytes: slot.size,
+                        age,
+                        reason,
+                    });
                 }
                 if self.cfg.prune_empty_dirs {
                     self.prune(slot.dir);
@@ -325,7 +341,9 @@ impl RootState {
                 .map(|s| s.to_owned())
                 .collect();
             let Some(root) = &self.dir else { return };
-            let Ok(pfd) = root.open_dir(&parent_comps) else { return };
+            let Ok(pfd) = root.open_dir(&parent_comps) else {
+                return;
+            };
             match fsops::remove_empty_dir(root, &pfd, &name, node.ino) {
                 Ok(true) => {
                     // notify drops the watch itself when the directory's IN_DELETE_SELF arrives.

@@ -71,7 +71,6 @@ impl Meta {
 #[derive(Debug)]
 pub struct RootDir {
     pub fd: OwnedFd,
-    pub path: PathBuf,
     pub meta: Meta,
 }
 
@@ -91,16 +90,13 @@ impl RootDir {
             AtFlags::EMPTY_PATH,
             StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
         )?);
-        Ok(RootDir {
-            fd,
-            path: path.to_path_buf(),
-            meta,
-        })
+        Ok(RootDir { fd, meta })
     }
 
     /// Whether `m` lives on the root's own mount (so it may be entered or deleted).
     pub fn same_mount(&self, m: &Meta) -> bool {
-        m.dev == self.meta.dev && (m.mnt_id == 0 || self.meta.mnt_id == 0 || m.mnt_id == self.meta.mnt_id)
+        m.dev == self.meta.dev
+            && (m.mnt_id == 0 || self.meta.mnt_id == 0 || m.mnt_id == self.meta.mnt_id)
     }
 
     /// Opens the directory at `components` (names relative to the root) without following
@@ -184,7 +180,11 @@ pub fn stat_fd(fd: &impl AsFd) -> io::Result<Meta> {
 /// Free and total bytes of the filesystem holding `fd` (what an unprivileged writer can use).
 pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     let v = rustix::fs::fstatvfs(fd)?;
-    let unit = if v.f_frsize > 0 { v.f_frsize } else { v.f_bsize };
+    let unit = if v.f_frsize > 0 {
+        v.f_frsize
+    } else {
+        v.f_bsize
+    };
     Ok((
         v.f_bavail.saturating_mul(unit),
         v.f_blocks.saturating_mul(unit),
@@ -216,7 +216,12 @@ pub enum DeleteOutcome {
 
 /// Deletes `name` in the already-opened directory `dir` if, and only if, it is still the
 /// regular file described by `expect`, on the root's mount, and not `flock`ed by anyone.
-pub fn delete_file(root: &RootDir, dir: &OwnedFd, name: &OsStr, expect: Expect) -> io::Result<DeleteOutcome> {
+pub fn delete_file(
+    root: &RootDir,
+    dir: &OwnedFd,
+    name: &OsStr,
+    expect: Expect,
+) -> io::Result<DeleteOutcome> {
     let m = match stat_at(dir, name) {
         Ok(m) => m,
         Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
@@ -267,14 +272,23 @@ pub fn delete_file(root: &RootDir, dir: &OwnedFd, name: &OsStr, expect: Expect) 
         Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
         Err(e) => return Err(e.into()),
     }
-    let freed = if m.nlink <= 1 { m.blocks.saturating_mul(512) } else { 0 };
+    let freed = if m.nlink <= 1 {
+        m.blocks.saturating_mul(512)
+    } else {
+        0
+    };
     drop(lock_fd);
     Ok(DeleteOutcome::Deleted { freed })
 }
 
 /// Removes the empty directory `name` in `parent`, if it is still the directory we expect and
 /// on the root's mount. Non-empty, gone or changed are all fine: nothing to do.
-pub fn remove_empty_dir(root: &RootDir, parent: &OwnedFd, name: &OsStr, ino: u64) -> io::Result<bool> {
+pub fn remove_empty_dir(
+    root: &RootDir,
+    parent: &OwnedFd,
+    name: &OsStr,
+    ino: u64,
+) -> io::Result<bool> {
     let m = match stat_at(parent, name) {
         Ok(m) => m,
         Err(_) => return Ok(false),
@@ -284,7 +298,9 @@ pub fn remove_empty_dir(root: &RootDir, parent: &OwnedFd, name: &OsStr, ino: u64
     }
     match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
         Ok(()) => Ok(true),
-        Err(Errno::NOTEMPTY) | Err(Errno::EXIST) | Err(Errno::NOENT) | Err(Errno::BUSY) => Ok(false),
+        Err(Errno::NOTEMPTY) | Err(Errno::EXIST) | Err(Errno::NOENT) | Err(Errno::BUSY) => {
+            Ok(false)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -309,6 +325,10 @@ pub fn hint(e: &io::Error) -> &'static str {
 pub fn is_gone(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error().map(Errno::from_raw_os_error),
-        Some(Errno::NOENT) | Some(Errno::NOTDIR) | Some(Errno::LOOP) | Some(Errno::XDEV) | Some(Errno::AGAIN)
+        Some(Errno::NOENT)
+            | Some(Errno::NOTDIR)
+            | Some(Errno::LOOP)
+            | Some(Errno::XDEV)
+            | Some(Errno::AGAIN)
     )
 }

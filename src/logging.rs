@@ -56,7 +56,11 @@ pub fn init(cfg: &LogConfig) -> LogHandle {
             )
         }
     };
-    match tracing_subscriber::registry().with(filter).with(out).try_init() {
+    match tracing_subscriber::registry()
+        .with(filter)
+        .with(out)
+        .try_init()
+    {
         Ok(()) => LogHandle(Some(handle)),
         Err(_) => LogHandle(None),
     }

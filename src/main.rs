@@ -44,12 +44,23 @@ fn generate_assets(out: &std::path::Path) -> std::io::Result<()> {
 fn main() {
     let cli = Cli::parse();
     let code = match &cli.command {
-        Command::Run { config, dry_run, socket } => daemon::run(
+        Command::Run {
+            config,
+            dry_run,
+            socket,
+        } => daemon::run(
             config.clone(),
-            config::CliOverrides { dry_run: *dry_run, socket: socket.clone() },
+            config::CliOverrides {
+                dry_run: *dry_run,
+                socket: socket.clone(),
+            },
         ),
         Command::CheckConfig { config } => config::check_config_main(config.as_deref()),
-        Command::Clean { once: _, dry_run, config } => clean_once::run(config.as_deref(), *dry_run),
+        Command::Clean {
+            once: _,
+            dry_run,
+            config,
+        } => clean_once::run(config.as_deref(), *dry_run),
         Command::GenerateAssets { out } => match generate_assets(out) {
             Ok(()) => 0,
             Err(e) => {

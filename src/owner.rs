@@ -60,7 +60,14 @@ pub struct OwnerChannels {
 pub fn build_roots(cfg: &Config, progress: &Arc<Progress>) -> Result<Vec<RootState>, String> {
     cfg.roots
         .iter()
-        .map(|r| RootState::new(r.clone(), cfg.cleanup_enabled, cfg.resync_interval, progress.clone()))
+        .map(|r| {
+            RootState::new(
+                r.clone(),
+                cfg.cleanup_enabled,
+                cfg.resync_interval,
+                progress.clone(),
+            )
+        })
         .collect()
 }
 
@@ -182,7 +189,11 @@ impl Owner {
                 Ev::Rescan => rescan = true,
                 Ev::Error(e) => tracing::warn!("inotify: {e}"),
             }
-            next = if n < BATCH { self.feed.rx.try_recv().ok() } else { None };
+            next = if n < BATCH {
+                self.feed.rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         if rescan {
             self.on_overflow();

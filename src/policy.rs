@@ -119,7 +119,11 @@ mod tests {
 
     #[test]
     fn include_exclude_protect() {
-        let p = policy(&["*.png", "reports/*.json"], &["*.tmp", ".*"], &["keep/**", "logo.png"]);
+        let p = policy(
+            &["*.png", "reports/*.json"],
+            &["*.tmp", ".*"],
+            &["keep/**", "logo.png"],
+        );
         assert!(p.managed(&c("AAPL_1d/a.png")));
         assert!(!p.managed(&c("AAPL_1d/a.jpg")));
         assert!(p.managed(&c("reports/x.json")));

@@ -142,11 +142,20 @@ impl RootState {
         }
         let real = match std::fs::canonicalize(&self.cfg.path) {
             Ok(p) => p,
-            Err(e) => return self.root_unusable(format!("root {} is missing ({e}); chartd watches it again shortly", self.cfg.path.display())),
+            Err(e) => {
+                return self.root_unusable(format!(
+                    "root {} is missing ({e}); chartd watches it again shortly",
+                    self.cfg.path.display()
+                ))
+            }
         };
         match RootDir::open_nofollow(&real) {
             Ok(d) => {
-                if self.dir.as_ref().is_some_and(|old| old.meta.ino != d.meta.ino || old.meta.dev != d.meta.dev) {
+                if self
+                    .dir
+                    .as_ref()
+                    .is_some_and(|old| old.meta.ino != d.meta.ino || old.meta.dev != d.meta.dev)
+                {
                     tracing::warn!(root = %self.cfg.path.display(), "root was replaced; re-indexing");
                     self.index = Index::new(d.meta.ino);
                 } else if self.dir.is_none() {
@@ -155,13 +164,20 @@ impl RootState {
                 self.real_path = real;
                 self.dir = Some(d);
                 self.retry_root = None;
-                if self.degraded.as_deref().is_some_and(|r| r.starts_with("root ")) {
+                if self
+                    .degraded
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("root "))
+                {
                     self.degraded = None;
                 }
                 self.update_space();
                 true
             }
-            Err(e) => self.root_unusable(format!("root {} cannot be opened: {e}", self.cfg.path.display())),
+            Err(e) => self.root_unusable(format!(
+                "root {} cannot be opened: {e}",
+                self.cfg.path.display()
+            )),
         }
     }
 
@@ -259,6 +275,7 @@ impl RootState {
             degraded_reason: self.degraded.clone(),
             ready: self.ready,
             eviction_latency: self.counters.latency.clone(),
+            index_bytes: self.index.heap_bytes() as u64,
         }
     }
 }

@@ -55,7 +55,11 @@ impl RootState {
             return;
         }
         // Sweep: whatever the walk did not see is gone from disk.
-        let scope = if shallow { vec![d] } else { self.index.subtree(d) };
+        let scope = if shallow {
+            vec![d]
+        } else {
+            self.index.subtree(d)
+        };
         for x in scope {
             if !self.index.is_live_dir(x) {
                 continue;
@@ -324,8 +328,12 @@ impl RootState {
 
     /// IN_MODIFY / IN_CLOSE_WRITE on a file: it is (or is no longer) open for writing.
     pub fn set_writing(&mut self, abs: &Path, writing: bool) {
-        let Some(comps) = self.relative(abs) else { return };
-        let Some((last, dirs)) = comps.split_last() else { return };
+        let Some(comps) = self.relative(abs) else {
+            return;
+        };
+        let Some((last, dirs)) = comps.split_last() else {
+            return;
+        };
         let mut d = ROOT;
         for c in dirs {
             match self.index.find_dir(d, c) {

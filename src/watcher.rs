@@ -102,10 +102,7 @@ pub fn new(capacity: usize) -> Result<(Watcher, EventFeed), String> {
     };
     let inner = INotifyWatcher::new(handler, Config::default().with_follow_symlinks(false))
         .map_err(|e| format!("cannot start inotify: {e} (check fs.inotify.max_user_instances)"))?;
-    Ok((
-        Watcher { inner: Some(inner) },
-        EventFeed { rx, overflowed },
-    ))
+    Ok((Watcher { inner: Some(inner) }, EventFeed { rx, overflowed }))
 }
 
 impl Watcher {

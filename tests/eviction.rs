@@ -13,17 +13,35 @@ fn size_limit_evicts_oldest_first_down_to_the_low_watermark() {
     // Ten 100 KiB files aged 10h..1h: exactly at max_size (1000 KiB), not over it.
     let d = Daemon::start("max_size: 1000KiB\ngrace: 0s", |root| {
         for i in 1..=10u64 {
-            file(&root.join(format!("G{}/c{i}.png", i % 3)), 100 * KIB, hours(11 - i));
+            file(
+                &root.join(format!("G{}/c{i}.png", i % 3)),
+                100 * KIB,
+                hours(11 - i),
+            );
         }
     });
-    assert_eq!(d.status_root()["total_files"], 10, "nothing over the limit yet");
+    assert_eq!(
+        d.status_root()["total_files"],
+        10,
+        "nothing over the limit yet"
+    );
     write_file(&d.root.join("G0/new.png"), 100 * KIB as usize);
     // 1100 KiB > 1000 KiB: evict down to 900 KiB: the two oldest (c1, c2) go.
-    assert!(wait_until(Duration::from_secs(10), || !d.root.join("G1/c1.png").exists()
-        && !d.root.join("G2/c2.png").exists()), "{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(10), || !d
+            .root
+            .join("G1/c1.png")
+            .exists()
+            && !d.root.join("G2/c2.png").exists()),
+        "{}",
+        d.log_text()
+    );
     std::thread::sleep(Duration::from_millis(300));
     for i in 3..=10u64 {
-        assert!(d.root.join(format!("G{}/c{i}.png", i % 3)).exists(), "c{i} must stay");
+        assert!(
+            d.root.join(format!("G{}/c{i}.png", i % 3)).exists(),
+            "c{i} must stay"
+        );
     }
     assert!(d.root.join("G0/new.png").exists());
     let st = d.status_root();
@@ -39,16 +57,25 @@ fn age_limit_fires_at_the_expiry_not_a_poll_later() {
         file(&root.join("old/expired.png"), KIB, hours(2));
     });
     // Already expired at start: gone at once.
-    assert!(wait_until(Duration::from_secs(5), || !d.root.join("old/expired.png").exists()));
+    assert!(wait_until(Duration::from_secs(5), || !d
+        .root
+        .join("old/expired.png")
+        .exists()));
     let t0 = Instant::now();
     let p = d.root.join("AAPL_1d/chart.png");
     write_file(&p, 1000);
     // Expires 3 s after its mtime; no event will come: only the timer can delete it.
     std::thread::sleep(Duration::from_millis(2000));
     assert!(p.exists(), "deleted before its max_age");
-    assert!(wait_until(Duration::from_secs(4), || !p.exists()), "not deleted after expiry");
+    assert!(
+        wait_until(Duration::from_secs(4), || !p.exists()),
+        "not deleted after expiry"
+    );
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(2900), "deleted early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(2900),
+        "deleted early: {took:?}"
+    );
     assert!(took < Duration::from_millis(4500), "deleted late: {took:?}");
     assert_eq!(d.status_root()["removed_by_reason"]["age"], 2);
 }
@@ -64,7 +91,11 @@ fn grace_protects_new_files_and_a_timer_rechecks_when_it_ends() {
     std::thread::sleep(Duration::from_millis(1000));
     assert!(a.exists() && b.exists(), "deleted inside grace");
     // No further event: the grace timer must fire by itself.
-    assert!(wait_until(Duration::from_secs(5), || !a.exists()), "{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(5), || !a.exists()),
+        "{}",
+        d.log_text()
+    );
     assert!(b.exists());
 }
 
@@ -78,8 +109,17 @@ fn include_exclude_and_protect() {
             }
         },
     );
-    assert!(wait_until(Duration::from_secs(5), || !d.root.join("g/a.png").exists()));
-    for f in ["g/b.tmp", "g/.hidden.png", "g/c.jpg", "keep/important.png", ".cache/x.png"] {
+    assert!(wait_until(Duration::from_secs(5), || !d
+        .root
+        .join("g/a.png")
+        .exists()));
+    for f in [
+        "g/b.tmp",
+        "g/.hidden.png",
+        "g/c.jpg",
+        "keep/important.png",
+        ".cache/x.png",
+    ] {
         assert!(d.root.join(f).exists(), "{f} must not be deleted");
     }
     let st = d.status_root();
@@ -99,9 +139,16 @@ fn symlinks_to_the_outside_are_never_followed() {
     file(&root.join("real/old.png"), KIB, hours(48));
     let socket = dir.path().join("s.sock");
     let config = dir.path().join("c.yaml");
-    fs::write(&config, config_text(&root, &socket, "max_age: 1h\ngrace: 0s\nmax_size: 1KiB")).unwrap();
+    fs::write(
+        &config,
+        config_text(&root, &socket, "max_age: 1h\ngrace: 0s\nmax_size: 1KiB"),
+    )
+    .unwrap();
     let d = Daemon::spawn(dir, root, socket, config, &[]);
-    assert!(wait_until(Duration::from_secs(5), || !d.root.join("real/old.png").exists()));
+    assert!(wait_until(Duration::from_secs(5), || !d
+        .root
+        .join("real/old.png")
+        .exists()));
     // A symlink swapped in while running is not followed either.
     fs::create_dir(d.root.join("swap")).unwrap();
     fs::remove_dir(d.root.join("swap")).unwrap();
@@ -109,9 +156,15 @@ fn symlinks_to_the_outside_are_never_followed() {
     std::thread::sleep(Duration::from_millis(500));
     d.request(r#"{"cmd":"cleanup"}"#);
     for i in 0..5 {
-        assert!(d.dir.path().join(format!("outside/victim{i}.png")).exists(), "outside file deleted");
+        assert!(
+            d.dir.path().join(format!("outside/victim{i}.png")).exists(),
+            "outside file deleted"
+        );
     }
-    assert!(fs::symlink_metadata(d.root.join("evil.png")).is_ok(), "the symlink itself is not managed");
+    assert!(
+        fs::symlink_metadata(d.root.join("evil.png")).is_ok(),
+        "the symlink itself is not managed"
+    );
     assert_eq!(d.status_root()["unmanaged_files"], 3);
 }
 
@@ -129,7 +182,8 @@ fn directories_created_and_filled_at_once_are_indexed() {
     let expected = walk_png(&d.root);
     assert_eq!(expected.0, 120);
     assert!(
-        wait_until(Duration::from_secs(10), || d.status_root()["total_files"] == expected.0),
+        wait_until(Duration::from_secs(10), || d.status_root()["total_files"]
+            == expected.0),
         "index {} != disk {}",
         d.status_root()["total_files"],
         expected.0
@@ -146,29 +200,49 @@ fn renames_within_into_and_out_of_the_root() {
     });
     let outside = d.dir.path().join("staging");
     for i in 0..3 {
-        file(&outside.join(format!("MSFT_1h/c{i}.png")), 2 * KIB, hours(1));
+        file(
+            &outside.join(format!("MSFT_1h/c{i}.png")),
+            2 * KIB,
+            hours(1),
+        );
     }
     // Within: a group renamed.
     fs::rename(d.root.join("AAPL_1d"), d.root.join("AAPL_1w")).unwrap();
     // Into: a directory prepared elsewhere and moved in.
     fs::rename(outside.join("MSFT_1h"), d.root.join("MSFT_1h")).unwrap();
     // Out: a file moved away.
-    fs::rename(d.root.join("AAPL_1w/c0.png"), d.dir.path().join("moved_out.png")).unwrap();
+    fs::rename(
+        d.root.join("AAPL_1w/c0.png"),
+        d.dir.path().join("moved_out.png"),
+    )
+    .unwrap();
     // Atomic replace: a bigger file renamed over an indexed one.
     write_file(&d.dir.path().join("tmpfile"), 5000);
     fs::rename(d.dir.path().join("tmpfile"), d.root.join("AAPL_1w/c1.png")).unwrap();
     let expected = walk_png(&d.root);
     assert_eq!(expected.0, 6);
-    assert!(wait_until(Duration::from_secs(10), || {
-        let st = d.status_root();
-        st["total_files"] == expected.0 && st["total_bytes"] == expected.1
-    }), "status {} vs disk {:?}", d.status_root(), expected);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let st = d.status_root();
+            st["total_files"] == expected.0 && st["total_bytes"] == expected.1
+        }),
+        "status {} vs disk {:?}",
+        d.status_root(),
+        expected
+    );
     let g = d.request(r#"{"cmd":"groups","sort":"name"}"#);
-    let names: Vec<&str> = g["groups"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = g["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["AAPL_1w", "MSFT_1h"], "{g}");
     // Files in the renamed directory are still watched: a new one there is seen.
     write_file(&d.root.join("AAPL_1w/late.png"), 10);
-    assert!(wait_until(Duration::from_secs(5), || d.status_root()["total_files"] == 7));
+    assert!(wait_until(Duration::from_secs(5), || d.status_root()
+        ["total_files"]
+        == 7));
 }
 
 #[test]
@@ -182,7 +256,12 @@ fn flocked_files_are_skipped_until_released() {
     rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive).unwrap();
     // Age them now (one event each), past max_age.
     for p in [&locked, &free] {
-        fs::File::options().write(true).open(p).unwrap().set_modified(std::time::SystemTime::now() - hours(3)).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - hours(3))
+            .unwrap();
     }
     assert!(wait_until(Duration::from_secs(5), || !free.exists()));
     std::thread::sleep(Duration::from_millis(300));
@@ -194,11 +273,14 @@ fn flocked_files_are_skipped_until_released() {
 
 #[test]
 fn observe_only_deletes_nothing() {
-    let d = Daemon::start("^cleanup_enabled: false\nmax_age: 1h\nmax_size: 1KiB\ngrace: 0s", |root| {
-        for i in 0..5 {
-            file(&root.join(format!("g/c{i}.png")), 10 * KIB, hours(10));
-        }
-    });
+    let d = Daemon::start(
+        "^cleanup_enabled: false\nmax_age: 1h\nmax_size: 1KiB\ngrace: 0s",
+        |root| {
+            for i in 0..5 {
+                file(&root.join(format!("g/c{i}.png")), 10 * KIB, hours(10));
+            }
+        },
+    );
     write_file(&d.root.join("g/new.png"), 20_000);
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(walk_png(&d.root).0, 6);
@@ -227,9 +309,13 @@ fn environment_variables_override_the_file() {
 
 #[test]
 fn env_can_disable_cleanup() {
-    let d = Daemon::start_with("max_age: 1h\ngrace: 0s", &[("CHART_ENABLE_CLEANUP", "false")], |root| {
-        file(&root.join("g/old.png"), KIB, hours(5));
-    });
+    let d = Daemon::start_with(
+        "max_age: 1h\ngrace: 0s",
+        &[("CHART_ENABLE_CLEANUP", "false")],
+        |root| {
+            file(&root.join("g/old.png"), KIB, hours(5));
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert!(d.root.join("g/old.png").exists());
     assert_eq!(d.status_root()["cleanup_enabled"], false);
@@ -262,7 +348,10 @@ fn a_file_being_written_is_never_deleted_while_open() {
         }
         write_file(&d.root.join(format!("g/other{i}.png")), 10 * 1024);
         std::thread::sleep(Duration::from_millis(40));
-        assert!(slow.exists(), "deleted while open for writing (iteration {i})");
+        assert!(
+            slow.exists(),
+            "deleted while open for writing (iteration {i})"
+        );
     }
     assert!(d.status_root()["files_removed"].as_u64().unwrap() > 20);
     drop(w);
@@ -270,20 +359,40 @@ fn a_file_being_written_is_never_deleted_while_open() {
     for i in 0..3 {
         write_file(&d.root.join(format!("g/after{i}.png")), 10 * 1024);
     }
-    assert!(wait_until(Duration::from_secs(5), || !slow.exists()), "{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(5), || !slow.exists()),
+        "{}",
+        d.log_text()
+    );
 }
 
 #[test]
 fn clean_once_dry_run_then_for_real() {
     let (dir, root) = workspace();
     for i in 0..6 {
-        file(&root.join(format!("g{}/c{i}.png", i % 2)), 100 * KIB, hours(10 - i));
+        file(
+            &root.join(format!("g{}/c{i}.png", i % 2)),
+            100 * KIB,
+            hours(10 - i),
+        );
     }
     let config = dir.path().join("c.yaml");
-    fs::write(&config, config_text(&root, &dir.path().join("s.sock"), "max_size: 400KiB\ngrace: 0s")).unwrap();
+    fs::write(
+        &config,
+        config_text(
+            &root,
+            &dir.path().join("s.sock"),
+            "max_size: 400KiB\ngrace: 0s",
+        ),
+    )
+    .unwrap();
     let run = |extra: &[&str]| {
         let mut c = std::process::Command::new(BIN);
-        c.arg("clean").arg("--once").arg("--config").arg(&config).args(extra);
+        c.arg("clean")
+            .arg("--once")
+            .arg("--config")
+            .arg(&config)
+            .args(extra);
         for v in CHART_VARS {
             c.env_remove(v);
         }
@@ -292,12 +401,22 @@ fn clean_once_dry_run_then_for_real() {
     let o = run(&["--dry-run"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("would remove ")).count(), 3, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("would remove "))
+            .count(),
+        3,
+        "{out}"
+    );
     assert_eq!(walk_png(&root).0, 6, "dry run deleted something");
     let o = run(&[]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("removed ")).count(), 3, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("removed ")).count(),
+        3,
+        "{out}"
+    );
     assert_eq!(walk_png(&root), (3, 300 * KIB));
     for i in 0..3 {
         assert!(!root.join(format!("g{}/c{i}.png", i % 2)).exists());

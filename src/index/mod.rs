@@ -210,7 +210,11 @@ impl Index {
             return d;
         }
         let nref = self.names.push(name);
-        let group = if parent == ROOT { NONE } else { self.dirs[parent as usize].group };
+        let group = if parent == ROOT {
+            NONE
+        } else {
+            self.dirs[parent as usize].group
+        };
         let node = DirNode {
             parent,
             name: nref,
@@ -371,10 +375,6 @@ impl Index {
 
     pub fn file(&self, f: FileId) -> &FileSlot {
         &self.files[f as usize]
-    }
-
-    pub fn file_name(&self, f: FileId) -> &OsStr {
-        self.names.get(self.files[f as usize].name)
     }
 
     pub fn find_file(&self, dir: DirId, name: &OsStr) -> Option<FileId> {
@@ -615,15 +615,6 @@ impl Index {
             .min()
     }
 
-    /// Every live file id (for groups, lists, sweeps).
-    pub fn live_files(&self) -> impl Iterator<Item = FileId> + '_ {
-        self.files
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.flags & flag::LIVE != 0)
-            .map(|(i, _)| i as FileId)
-    }
-
     // ---------------------------------------------------------------- resync (mark and sweep)
 
     /// Clears the SEEN mark below `d` before a resync walks it again.
@@ -674,19 +665,6 @@ impl Index {
 
     pub fn dir_seen(&self, d: DirId) -> bool {
         self.dirs[d as usize].flags & flag::SEEN != 0
-    }
-
-    /// Files below `d` the resync did not see (gone from disk).
-    pub fn unseen_files(&self, d: DirId) -> Vec<FileId> {
-        let mut v = Vec::new();
-        for x in self.subtree(d) {
-            for f in self.files_in(x) {
-                if self.files[f as usize].flags & flag::SEEN == 0 {
-                    v.push(f);
-                }
-            }
-        }
-        v
     }
 
     // ---------------------------------------------------------------- housekeeping

@@ -77,8 +77,19 @@ fn remove_tree_and_groups() {
     ix.upsert_file(g, os("b.png"), info(3, 2, 11));
     assert_eq!(ix.dir(g).g_bytes, 10);
     assert_eq!(ix.find_dir(g, os("deep")), Some(sub));
-    let comps: Vec<_> = ix.file_components(ix.find_file(sub, os("a.png")).unwrap()).into_iter().map(|s| s.to_owned()).collect();
-    assert_eq!(comps, vec![os("sess").to_owned(), os("deep").to_owned(), os("a.png").to_owned()]);
+    let comps: Vec<_> = ix
+        .file_components(ix.find_file(sub, os("a.png")).unwrap())
+        .into_iter()
+        .map(|s| s.to_owned())
+        .collect();
+    assert_eq!(
+        comps,
+        vec![
+            os("sess").to_owned(),
+            os("deep").to_owned(),
+            os("a.png").to_owned()
+        ]
+    );
     ix.remove_dir_tree(g);
     assert_eq!((ix.total_files, ix.total_bytes, ix.dir_count), (0, 0, 1));
     assert_eq!(ix.find_dir(ROOT, os("sess")), None);
@@ -101,14 +112,20 @@ fn many_files_and_compaction_keep_names() {
     let mut ix = Index::new(1);
     let mut ids = Vec::new();
     for i in 0..200_000u64 {
-        ids.push(ix.upsert_file(ROOT, os(&format!("chart_{i:012}_abcdef.png")), info(1, i as i64, i)));
+        ids.push(ix.upsert_file(
+            ROOT,
+            os(&format!("chart_{i:012}_abcdef.png")),
+            info(1, i as i64, i),
+        ));
     }
     for &id in &ids[..150_000] {
         ix.remove_file(id);
     }
     ix.maybe_compact();
     assert_eq!(ix.total_files, 50_000);
-    let f = ix.find_file(ROOT, os("chart_000000199999_abcdef.png")).unwrap();
+    let f = ix
+        .find_file(ROOT, os("chart_000000199999_abcdef.png"))
+        .unwrap();
     assert_eq!(ix.file(f).ino, 199_999);
     assert_eq!(ix.peek().map(|p| p.1.mtime_ns), Some(150_000));
 }

@@ -38,7 +38,10 @@ pub struct Daemon {
 
 /// A temp dir holding `root/` (the governed tree), the config, the socket and the log.
 pub fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new().prefix("chartd-test").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("chartd-test")
+        .tempdir()
+        .unwrap();
     let root = dir.path().join("root");
     fs::create_dir(&root).unwrap();
     (dir, root)
@@ -84,7 +87,13 @@ impl Daemon {
         Self::spawn(dir, root, socket, config, env)
     }
 
-    pub fn spawn(dir: tempfile::TempDir, root: PathBuf, socket: PathBuf, config: PathBuf, env: &[(&str, &str)]) -> Daemon {
+    pub fn spawn(
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        socket: PathBuf,
+        config: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log = dir.path().join("chartd.log");
         let mut cmd = Command::new(BIN);
         cmd.arg("run").arg("--config").arg(&config);
@@ -95,15 +104,26 @@ impl Daemon {
         cmd.stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
         let child = cmd.spawn().unwrap();
-        let d = Daemon { child, dir, root, socket, config, log };
+        let d = Daemon {
+            child,
+            dir,
+            root,
+            socket,
+            config,
+            log,
+        };
         d.wait_ready();
         d
     }
 
     fn wait_ready(&self) {
         let ok = wait_until(Duration::from_secs(20), || {
-            self.try_request(r#"{"cmd":"status"}"#)
-                .is_some_and(|v| v["roots"].as_array().is_some_and(|r| r.iter().all(|x| x["ready"] == true)) && !v["roots"].as_array().unwrap().is_empty())
+            self.try_request(r#"{"cmd":"status"}"#).is_some_and(|v| {
+                v["roots"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().all(|x| x["ready"] == true))
+                    && !v["roots"].as_array().unwrap().is_empty()
+            })
         });
         assert!(ok, "chartd did not become ready; log:\n{}", self.log_text());
     }
@@ -217,13 +237,17 @@ pub fn walk_png(root: &Path) -> (u64, u64) {
     let mut n = (0, 0);
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let ft = e.file_type().unwrap();
+        // Tolerant: chartd may be deleting (and pruning) while we walk.
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
                 stack.push(e.path());
             } else if ft.is_file() && e.path().extension().is_some_and(|x| x == "png") {
-                n.0 += 1;
-                n.1 += e.metadata().unwrap().len();
+                if let Ok(m) = e.metadata() {
+                    n.0 += 1;
+                    n.1 += m.len();
+                }
             }
         }
     }
