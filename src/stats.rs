@@ -83,6 +83,8 @@ pub struct RootStats {
     /// Whether the initial crawl is complete.
     pub ready: bool,
     pub eviction_latency: Histogram,
+    /// Heap bytes held by this root's index (an estimate from capacities).
+    pub index_bytes: u64,
 }
 
 /// Everything `status` and `metrics` show.

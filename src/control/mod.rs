@@ -5,6 +5,15 @@
 //! `purge`) are sent to the owner as a [`CommandMsg`] and answered when it replies; `reload`
 //! goes to the supervisor, which owns the configuration.
 
+pub mod accounts;
+pub mod protocol;
+pub mod report;
+pub mod server;
+#[cfg(test)]
+mod tests;
+
+pub use server::{bind, serve, Context};
+
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
@@ -28,7 +37,10 @@ pub enum Request {
         sort: GroupSort,
     },
     /// The files of one group (already validated: no `/`, `..`, NUL, not empty).
-    List { root: Option<PathBuf>, group: String },
+    List {
+        root: Option<PathBuf>,
+        group: String,
+    },
     /// Enforce every limit now and resync the index.
     Cleanup { dry_run: bool },
     /// Delete every managed file of `group`, or of the whole root when `group` is `None`

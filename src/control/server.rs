@@ -1,0 +1,495 @@
+//! The listener and its connections: socket creation, connection limits, timeouts, peer
+//! credentials, and dispatch of decoded requests.
+//!
+//! Every connection is its own task with a bounded line buffer ([`MAX_LINE`]) and a deadline
+//! (`control.idle_timeout`) for each complete request line and each reply, so a client that
+//! stalls, floods, or never reads costs one task and ~72 KiB until it is dropped, and never
+//! delays other clients. `control` is re-read for every connection and every request, so a
+//! reload changes limits and admin lists without restarting the listener.
+
+use super::protocol::{self, Incoming, MAX_LINE};
+use super::{accounts, report, CommandMsg, ReloadMsg, Request};
+use crate::config::ControlConfig;
+use crate::stats::Snapshot;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+/// How long a read-only owner request (`groups`, `list`) may wait for the owner. Deletions are
+/// not timed out: giving up on a purge would report failure while the files are still deleted.
+const OWNER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connections get to finish their current request at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the server needs from the rest of the daemon.
+pub struct Context {
+    /// The owner's latest figures; `status` and `metrics` read only this.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// To the index owner (groups, list, cleanup, purge).
+    pub commands: mpsc::Sender<CommandMsg>,
+    /// To the supervisor (reload).
+    pub reload: mpsc::Sender<ReloadMsg>,
+    /// The `control:` section; the supervisor replaces it on reload.
+    pub control: RwLock<ControlConfig>,
+}
+
+impl Context {
+    /// A copy of the current control settings (a poisoned lock still holds valid data: the
+    /// writer only assigns a whole value).
+    fn control(&self) -> ControlConfig {
+        self.control
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// The credentials of the peer process, from SO_PEERCRED at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Creates the control socket at `path`: mode 0660, group `control.group` if set, parent
+/// directory created (0755) if missing.
+///
+/// An existing socket is replaced only if nothing accepts connections on it; a live one means
+/// another chartd runs and is an error, and a path that is not a socket is never removed. The
+/// socket is bound under a temporary name, given its mode and group, and only then linked into
+/// place, so it is never reachable with the umask's permissions; the link fails instead of
+/// clobbering a socket another process created meanwhile. (`local_addr()` therefore reports
+/// the temporary name.)
+///
+/// Returns a non-blocking std listener, so this can run before the runtime starts; convert it
+/// with `tokio::net::UnixListener::from_std` inside the runtime.
+pub fn bind(
+    path: &Path,
+    control: &ControlConfig,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    let shown = path.display();
+    let gid = match &control.group {
+        None => None,
+        Some(name) => Some(
+            accounts::group_by_name(&accounts::read(accounts::GROUP_FILE), name)
+                .ok_or_else(|| {
+                    format!(
+                        "control.group {name:?} does not exist in {} (create it with `groupadd {name}`, or remove control.group)",
+                        accounts::GROUP_FILE
+                    )
+                })?
+                .gid,
+        ),
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        format!(
+            "socket path {shown} does not name a file; set socket: to e.g. /run/chartd/chartd.sock"
+        )
+    })?;
+    if !parent.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| {
+                format!(
+                    "cannot create the socket's directory {}: {e}",
+                    parent.display()
+                )
+            })?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match probe(path) {
+            Probe::Live => {
+                return Err(format!(
+                    "another chartd is already listening on {shown} (stop it, or set socket: to another path)"
+                ))
+            }
+            Probe::Stale => std::fs::remove_file(path).map_err(|e| {
+                format!("cannot remove the stale socket {shown}: {e} (remove it by hand, or set socket: to another path)")
+            })?,
+            Probe::Unknown(e) => {
+                return Err(format!(
+                    "cannot tell whether {shown} is in use ({e}); remove it if no chartd runs, or set socket: to another path"
+                ))
+            }
+        },
+        Ok(_) => {
+            return Err(format!(
+                "{shown} exists and is not a socket; refusing to replace it (move it away, or set socket: to another path)"
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot inspect {shown}: {e}")),
+    }
+
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = parent.join(tmp_name);
+    if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(&tmp); // left by an earlier process with our pid
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(|e| {
+        format!(
+            "cannot create the control socket in {}: {e}",
+            parent.display()
+        )
+    })?;
+    let result = (|| {
+        rustix::fs::chmod(&tmp, rustix::fs::Mode::from_raw_mode(0o660))
+            .map_err(|e| format!("cannot set mode 0660 on the control socket: {e}"))?;
+        if let (Some(gid), Some(group)) = (gid, &control.group) {
+            rustix::fs::chown(&tmp, None, Some(rustix::fs::Gid::from_raw(gid))).map_err(|e| {
+                format!(
+                    "cannot give the control socket to group {group:?}: {e} (the daemon must run as root or as a member of {group:?})"
+                )
+            })?;
+        }
+        std::fs::hard_link(&tmp, path).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => format!(
+                "{shown} appeared while chartd was starting; is another chartd starting? (stop it, or set socket: to another path)"
+            ),
+            _ => format!("cannot create the control socket {shown}: {e}"),
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot make the control socket non-blocking: {e}"))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result.map(|()| listener)
+}
+
+enum Probe {
+    Live,
+    Stale,
+    Unknown(io::Error),
+}
+
+/// Whether something accepts connections on the socket at `path`. A non-blocking connect, so
+/// a live daemon with a full backlog reads as live instead of hanging the start.
+fn probe(path: &Path) -> Probe {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let attempt = || -> Result<(), Errno> {
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?;
+        rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)
+    };
+    match attempt() {
+        Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => Probe::Live,
+        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Probe::Stale,
+        Err(e) => Probe::Unknown(e.into()),
+    }
+}
+
+/// Serves connections until `shutdown` turns true (or its sender is dropped), then gives open
+/// connections [`DRAIN_TIMEOUT`] to finish the request they are on.
+pub async fn serve(listener: UnixListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let max = ctx.control().max_connections;
+                    if active.load(Ordering::Acquire) >= max {
+                        // A fresh socket's send buffer is empty: this cannot block or be partial.
+                        let _ = stream.try_write(&protocol::encode_error(&format!(
+                            "busy: {max} control connections are open (control.max_connections); try again in a moment"
+                        )));
+                        tracing::warn!(max, "control socket: connection refused, control.max_connections reached");
+                        continue;
+                    }
+                    let slot = Slot::take(&active);
+                    tasks.spawn(connection(stream, ctx.clone(), shutdown.clone(), slot));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; the listener stays up.
+                    tracing::warn!("control socket: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = stopped(&mut shutdown) => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!("control connection task failed: {e}");
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tasks.abort_all();
+    }
+}
+
+/// Resolves when shutdown is requested or nobody can request it any more.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One counted connection; the count drops with the task, however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::AcqRel);
+        Slot(active.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+enum Line {
+    /// A request line is in the buffer (a last line without newline counts).
+    Complete,
+    TooLong,
+    Eof,
+}
+
+async fn connection(
+    stream: UnixStream,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+    _slot: Slot,
+) {
+    let peer = match stream.peer_cred() {
+        Ok(c) => Some(Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+        }),
+        Err(e) => {
+            tracing::warn!(
+                "control socket: no peer credentials ({e}); admin commands will be refused"
+            );
+            None
+        }
+    };
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = BufReader::with_capacity(8 * 1024, rd);
+    let mut line = Vec::new();
+    loop {
+        let idle = ctx.control().idle_timeout;
+        let read = tokio::select! {
+            r = timeout(idle, read_line(&mut reader, &mut line)) => r,
+            () = stopped(&mut shutdown) => return,
+        };
+        let (reply, last) = match read {
+            Err(_) => (
+                protocol::encode_error(&format!(
+                    "idle timeout: no complete request in {}s; closing the connection",
+                    idle.as_secs_f64()
+                )),
+                true,
+            ),
+            Ok(Err(_)) | Ok(Ok(Line::Eof)) => return,
+            Ok(Ok(Line::TooLong)) => (protocol::encode_error(&protocol::too_long()), true),
+            Ok(Ok(Line::Complete)) => (handle(&line, &ctx, peer).await, false),
+        };
+        if !matches!(timeout(idle, wr.write_all(&reply)).await, Ok(Ok(()))) || last {
+            return;
+        }
+        if line.capacity() > 2 * 1024 {
+            line = Vec::new(); // do not keep a large buffer around for a long-lived connection
+        }
+    }
+}
+
+/// Reads one line into `line` (without the newline), keeping at most [`MAX_LINE`] bytes.
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() {
+                Line::Eof
+            } else {
+                Line::Complete
+            });
+        }
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            if line.len() + i > MAX_LINE {
+                return Ok(Line::TooLong);
+            }
+            line.extend_from_slice(&buf[..i]);
+            r.consume(i + 1);
+            return Ok(Line::Complete);
+        }
+        let n = buf.len();
+        if line.len() + n > MAX_LINE {
+            return Ok(Line::TooLong);
+        }
+        line.extend_from_slice(buf);
+        r.consume(n);
+    }
+}
+
+/// Answers one request line.
+async fn handle(line: &[u8], ctx: &Context, peer: Option<Peer>) -> Vec<u8> {
+    let incoming = match protocol::decode(line) {
+        Ok(i) => i,
+        Err(e) => return protocol::encode_error(&e),
+    };
+    if incoming.needs_admin() {
+        let control = ctx.control();
+        let daemon_uid = rustix::process::geteuid().as_raw();
+        let groups = accounts::read(accounts::GROUP_FILE);
+        let passwd = accounts::read(accounts::PASSWD_FILE);
+        if let Err(e) = authorize(
+            peer,
+            daemon_uid,
+            &control,
+            &groups,
+            &passwd,
+            incoming.name(),
+        ) {
+            tracing::warn!(
+                cmd = incoming.name(),
+                uid = peer.map(|p| p.uid),
+                "control socket: {e}"
+            );
+            return protocol::encode_error(&e);
+        }
+        tracing::info!(
+            cmd = incoming.name(),
+            uid = peer.map(|p| p.uid),
+            "control socket: {incoming:?}"
+        );
+    }
+    match incoming {
+        Incoming::Status => {
+            let snap = ctx.snapshot.borrow().clone();
+            protocol::encode_ok(report::status(&snap, SystemTime::now()))
+        }
+        Incoming::Metrics => {
+            let snap = ctx.snapshot.borrow().clone();
+            let mut m = serde_json::Map::new();
+            m.insert(
+                "text".into(),
+                report::metrics(&snap, SystemTime::now()).into(),
+            );
+            protocol::encode_ok(m)
+        }
+        Incoming::Reload => {
+            let (reply, rx) = oneshot::channel();
+            if ctx.reload.send(ReloadMsg { reply }).await.is_err() {
+                return protocol::encode_error("config not reloaded: the daemon is shutting down");
+            }
+            match rx.await {
+                Ok(Ok(message)) => {
+                    let mut m = serde_json::Map::new();
+                    m.insert("reloaded".into(), true.into());
+                    m.insert("message".into(), message.into());
+                    protocol::encode_ok(m)
+                }
+                Ok(Err(why)) => protocol::encode_error(&format!("config not reloaded: {why}")),
+                Err(_) => protocol::encode_error(
+                    "config not reloaded: the supervisor dropped the request (see the daemon's log)",
+                ),
+            }
+        }
+        Incoming::Owner(request) => {
+            let deletes = matches!(request, Request::Cleanup { .. } | Request::Purge { .. });
+            let ask = ask_owner(&ctx.commands, request);
+            let reply = if deletes {
+                ask.await
+            } else {
+                timeout(OWNER_TIMEOUT, ask).await.unwrap_or_else(|_| {
+                    Err(format!(
+                        "the index owner did not answer within {}s (initial crawl or a large cleanup in progress?); try again later",
+                        OWNER_TIMEOUT.as_secs()
+                    ))
+                })
+            };
+            match reply {
+                Ok(fields) => protocol::encode_ok(fields),
+                Err(e) => protocol::encode_error(&e),
+            }
+        }
+    }
+}
+
+async fn ask_owner(commands: &mpsc::Sender<CommandMsg>, request: Request) -> super::Reply {
+    let (reply, rx) = oneshot::channel();
+    commands
+        .send(CommandMsg { request, reply })
+        .await
+        .map_err(|_| {
+            "the index owner is not running (is the daemon shutting down?); try again in a moment"
+                .to_string()
+        })?;
+    rx.await
+        .map_err(|_| "the index owner dropped the request (see the daemon's log)".to_string())?
+}
+
+/// Whether `peer` may run a command that deletes files or changes the daemon: root, the
+/// daemon's own user, `control.admin_uids`, or a member of `control.admin_group` (by primary gid
+/// or as a listed member in `/etc/group`, read at every check so membership changes apply
+/// without a reload).
+pub fn authorize(
+    peer: Option<Peer>,
+    daemon_uid: u32,
+    control: &ControlConfig,
+    group_file: &str,
+    passwd_file: &str,
+    cmd: &str,
+) -> Result<(), String> {
+    let Some(peer) = peer else {
+        return Err(format!(
+            "permission denied: {cmd} needs the caller's credentials, which the socket did not provide"
+        ));
+    };
+    if peer.uid == 0 || peer.uid == daemon_uid || control.admin_uids.contains(&peer.uid) {
+        return Ok(());
+    }
+    let via_group = match &control.admin_group {
+        Some(name) => match accounts::group_by_name(group_file, name) {
+            Some(g) if accounts::is_member(&g, peer.uid, peer.gid, passwd_file) => return Ok(()),
+            Some(_) => format!(
+                ", add uid {} to group {name:?} (control.admin_group)",
+                peer.uid
+            ),
+            None => format!(
+                ", or fix control.admin_group: group {name:?} is not in {}",
+                accounts::GROUP_FILE
+            ),
+        },
+        None => format!(
+            ", or set control.admin_group to a group uid {} belongs to",
+            peer.uid
+        ),
+    };
+    Err(format!(
+        "permission denied: {cmd} is for admins; run it as root or as the daemon's user (uid {daemon_uid}), add uid {} to control.admin_uids{via_group}",
+        peer.uid
+    ))
+}

@@ -1,0 +1,334 @@
+//! Every filesystem operation chartd performs under a root, fd-relative and without following
+//! symlinks, the way systemd-tmpfiles deletes: resolve beneath the root's directory fd, `statx`
+//! the name with `AT_SYMLINK_NOFOLLOW`, check it is still the file the index knows, skip it if a
+//! writer holds a BSD `flock` on it, and only then `unlinkat`.
+//!
+//! Nothing here takes a path string to `unlink`: a path is only ever a list of names resolved
+//! from the root fd, one component at a time or with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, so a directory swapped for a symlink mid-way makes
+//! the operation fail instead of escaping the root.
+
+use rustix::fs::{
+    AtFlags, FileType, FlockOperation, Mode, OFlags, ResolveFlags, Statx, StatxFlags,
+};
+use rustix::io::Errno;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the index needs to know about a directory entry, from one `statx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Apparent size (`st_size`), what `ls -l` and the replaced system count.
+    pub size: u64,
+    /// 512-byte blocks actually allocated (what deleting frees, for sparse files less than size).
+    pub blocks: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+    pub nlink: u32,
+    /// Device and mount id: an entry on another mount than the root's is never entered or touched.
+    pub dev: (u32, u32),
+    pub mnt_id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    /// Symlinks, sockets, fifos, devices: indexed as unmanaged, never touched.
+    Other,
+}
+
+impl Meta {
+    fn from_statx(st: &Statx) -> Meta {
+        let ft = FileType::from_raw_mode(st.stx_mode as u32);
+        let kind = match ft {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            _ => Kind::Other,
+        };
+        Meta {
+            kind,
+            size: st.stx_size,
+            blocks: st.stx_blocks,
+            mtime_ns: st
+                .stx_mtime
+                .tv_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.stx_mtime.tv_nsec as i64),
+            ino: st.stx_ino,
+            nlink: st.stx_nlink,
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            mnt_id: st.stx_mnt_id,
+        }
+    }
+}
+
+/// An open root directory: the anchor of every operation under it.
+#[derive(Debug)]
+pub struct RootDir {
+    pub fd: OwnedFd,
+    pub meta: Meta,
+}
+
+impl RootDir {
+    /// Opens the root itself from its canonical path (symlinks in the configured path are
+    /// resolved once, by the caller, at start). The last component is not followed: a root
+    /// replaced by a symlink while chartd runs is refused, not followed elsewhere.
+    pub fn open_nofollow(path: &Path) -> io::Result<RootDir> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let meta = Meta::from_statx(&rustix::fs::statx(
+            &fd,
+            c"",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+        )?);
+        Ok(RootDir { fd, meta })
+    }
+
+    /// Whether `m` lives on the root's own mount (so it may be entered or deleted).
+    pub fn same_mount(&self, m: &Meta) -> bool {
+        m.dev == self.meta.dev
+            && (m.mnt_id == 0 || self.meta.mnt_id == 0 || m.mnt_id == self.meta.mnt_id)
+    }
+
+    /// Opens the directory at `components` (names relative to the root) without following
+    /// symlinks and without leaving the root's mount. An empty list is the root itself.
+    pub fn open_dir<S: AsRef<OsStr>>(&self, components: &[S]) -> io::Result<OwnedFd> {
+        if components.is_empty() {
+            return Ok(rustix::io::dup(&self.fd)?);
+        }
+        if OPENAT2_WORKS.load(Ordering::Relaxed) {
+            let mut rel = PathBuf::new();
+            for c in components {
+                rel.push(c.as_ref());
+            }
+            match rustix::fs::openat2(
+                &self.fd,
+                &rel,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH
+                    | ResolveFlags::NO_SYMLINKS
+                    | ResolveFlags::NO_XDEV
+                    | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::NOSYS) | Err(Errno::PERM) => {
+                    // Old kernel or a seccomp filter without openat2: walk by hand from now on.
+                    OPENAT2_WORKS.store(false, Ordering::Relaxed);
+                }
+                // EAGAIN: the kernel saw a concurrent rename and refuses to guess; EXDEV: a mount
+                // point; ELOOP: a symlink. The caller treats all of them as "not there".
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut fd = rustix::io::dup(&self.fd)?;
+        for c in components {
+            let next = open_subdir(&fd, c.as_ref())?;
+            let m = stat_fd(&next)?;
+            if !self.same_mount(&m) {
+                return Err(Errno::XDEV.into());
+            }
+            fd = next;
+        }
+        Ok(fd)
+    }
+}
+
+static OPENAT2_WORKS: AtomicBool = AtomicBool::new(true);
+
+/// Opens `name` in `dir` as a directory, refusing symlinks.
+pub fn open_subdir(dir: &impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// `statx(dir, name, AT_SYMLINK_NOFOLLOW)`.
+pub fn stat_at(dir: &impl AsFd, name: &OsStr) -> io::Result<Meta> {
+    let st = rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+    )?;
+    Ok(Meta::from_statx(&st))
+}
+
+/// `statx` of an open fd.
+pub fn stat_fd(fd: &impl AsFd) -> io::Result<Meta> {
+    let st = rustix::fs::statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+    )?;
+    Ok(Meta::from_statx(&st))
+}
+
+/// Free and total bytes of the filesystem holding `fd` (what an unprivileged writer can use).
+pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let v = rustix::fs::fstatvfs(fd)?;
+    let unit = if v.f_frsize > 0 {
+        v.f_frsize
+    } else {
+        v.f_bsize
+    };
+    Ok((
+        v.f_bavail.saturating_mul(unit),
+        v.f_blocks.saturating_mul(unit),
+    ))
+}
+
+/// The identity the index recorded for a file; deletion goes ahead only if the name still
+/// refers to exactly this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// What happened when chartd tried to delete a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Unlinked. `freed` estimates the bytes returned to the filesystem (0 for another hard link).
+    Deleted { freed: u64 },
+    /// The name no longer exists.
+    Gone,
+    /// The name now refers to something else (other inode, size, mtime, or not a regular file):
+    /// re-index it from this metadata instead of deleting.
+    Changed(Meta),
+    /// A writer holds a BSD lock on it: skipped, try later.
+    Locked,
+}
+
+/// Deletes `name` in the already-opened directory `dir` if, and only if, it is still the
+/// regular file described by `expect`, on the root's mount, and not `flock`ed by anyone.
+pub fn delete_file(
+    root: &RootDir,
+    dir: &OwnedFd,
+    name: &OsStr,
+    expect: Expect,
+) -> io::Result<DeleteOutcome> {
+    let m = match stat_at(dir, name) {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+            return Ok(DeleteOutcome::Gone)
+        }
+        Err(e) => return Err(e),
+    };
+    if m.kind != Kind::File
+        || !root.same_mount(&m)
+        || m.ino != expect.ino
+        || m.size != expect.size
+        || m.mtime_ns != expect.mtime_ns
+    {
+        return Ok(DeleteOutcome::Changed(m));
+    }
+    // Take the lock through our own fd: O_NOFOLLOW refuses a symlink swapped in since the statx,
+    // O_NONBLOCK a fifo; the inode check below catches any other swap.
+    let lock_fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Some(fd),
+        // No read permission: we cannot test the lock, but a writer that can make us lose
+        // the race would need the same directory write permission we use to unlink.
+        Err(Errno::ACCESS) | Err(Errno::PERM) => None,
+        Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
+        Err(Errno::LOOP) | Err(Errno::NXIO) => {
+            let m = stat_at(dir, name)?;
+            return Ok(DeleteOutcome::Changed(m));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(fd) = &lock_fd {
+        let held = stat_fd(fd)?;
+        if held.ino != m.ino || held.kind != Kind::File {
+            return Ok(DeleteOutcome::Changed(held));
+        }
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Ok(DeleteOutcome::Locked),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => {}
+        Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
+        Err(e) => return Err(e.into()),
+    }
+    let freed = if m.nlink <= 1 {
+        m.blocks.saturating_mul(512)
+    } else {
+        0
+    };
+    drop(lock_fd);
+    Ok(DeleteOutcome::Deleted { freed })
+}
+
+/// Removes the empty directory `name` in `parent`, if it is still the directory we expect and
+/// on the root's mount. Non-empty, gone or changed are all fine: nothing to do.
+pub fn remove_empty_dir(
+    root: &RootDir,
+    parent: &OwnedFd,
+    name: &OsStr,
+    ino: u64,
+) -> io::Result<bool> {
+    let m = match stat_at(parent, name) {
+        Ok(m) => m,
+        Err(_) => return Ok(false),
+    };
+    if m.kind != Kind::Dir || m.ino != ino || !root.same_mount(&m) {
+        return Ok(false);
+    }
+    match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOTEMPTY) | Err(Errno::EXIST) | Err(Errno::NOENT) | Err(Errno::BUSY) => {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A short, operator-oriented explanation for an errno seen while deleting.
+pub fn hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(c) if c == Errno::ACCESS.raw_os_error() || c == Errno::PERM.raw_os_error() => {
+            "chartd may not delete here: make the directory writable by chartd's group \
+             (the writing application should join group `chartd`; see README, Permissions)"
+        }
+        Some(c) if c == Errno::ROFS.raw_os_error() => {
+            "the filesystem is read-only (or ProtectSystem= hides it: add the root to ReadWritePaths=)"
+        }
+        Some(c) if c == Errno::BUSY.raw_os_error() => "the file is in use by the system (a mount point?)",
+        _ => "",
+    }
+}
+
+/// True for the errors that mean "this name is not (or no longer) a directory beneath the
+/// root we can enter": gone, replaced by a symlink or a file, or on another mount.
+pub fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::NOENT)
+            | Some(Errno::NOTDIR)
+            | Some(Errno::LOOP)
+            | Some(Errno::XDEV)
+            | Some(Errno::AGAIN)
+    )
+}

@@ -1,0 +1,701 @@
+//! The in-memory index of one root: every entry under it, the managed files ordered by
+//! (mtime, size) in an indexed priority queue, and running totals kept up to date on every
+//! change so that stats are O(1).
+//!
+//! Memory matters (millions of files), so nothing here stores a path: directories form a tree
+//! of [`DirNode`]s, files are [`FileSlot`]s in a slab linked into their directory, names live in
+//! one byte arena, and the two lookup tables ((dir, name) → id) store bare `u32` ids, hashing
+//! through the slabs.
+//!
+//! The index only records what the caller tells it; it never touches the disk.
+
+mod names;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use names::{NameRef, Names};
+use priority_queue::PriorityQueue;
+use std::cmp::Ordering;
+use std::ffi::OsStr;
+use std::hash::BuildHasher;
+
+pub type FileId = u32;
+pub type DirId = u32;
+/// "No id": the end of a linked list, the root's parent.
+pub const NONE: u32 = u32::MAX;
+/// The root directory is always node 0.
+pub const ROOT: DirId = 0;
+
+/// Eviction order: the greatest `Prio` is evicted first: oldest mtime, then larger size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prio {
+    pub mtime_ns: i64,
+    pub size: u64,
+}
+
+impl Ord for Prio {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.mtime_ns.cmp(&self.mtime_ns).then(self.size.cmp(&o.size))
+    }
+}
+impl PartialOrd for Prio {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+mod flag {
+    pub const LIVE: u8 = 1;
+    /// Matches include and not exclude: counted in the totals, may be evicted.
+    pub const MANAGED: u8 = 2;
+    /// Matches `protect`: counted, never evicted (kept out of the queue).
+    pub const PROTECTED: u8 = 4;
+    /// Modified and not yet closed by its writer: never evicted.
+    pub const WRITING: u8 = 8;
+    /// Out of the queue for now (locked, failing, being written); see `set_held`.
+    pub const HELD: u8 = 16;
+    /// Seen by the current resync (mark and sweep).
+    pub const SEEN: u8 = 32;
+    /// Has other hard links: its bytes are counted once per inode.
+    pub const LINKED: u8 = 64;
+    /// Directory: has an inotify watch.
+    pub const WATCHED: u8 = 128;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FileSlot {
+    pub dir: DirId,
+    next: FileId,
+    prev: FileId,
+    name: NameRef,
+    flags: u8,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+}
+
+impl FileSlot {
+    pub fn managed(&self) -> bool {
+        self.flags & flag::MANAGED != 0
+    }
+    pub fn protected(&self) -> bool {
+        self.flags & flag::PROTECTED != 0
+    }
+    pub fn writing(&self) -> bool {
+        self.flags & flag::WRITING != 0
+    }
+    pub fn held(&self) -> bool {
+        self.flags & flag::HELD != 0
+    }
+    fn in_queue(&self) -> bool {
+        self.flags & (flag::MANAGED | flag::PROTECTED | flag::HELD) == flag::MANAGED
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DirNode {
+    pub parent: DirId,
+    name: NameRef,
+    flags: u8,
+    first_file: FileId,
+    first_child: DirId,
+    next_sib: DirId,
+    prev_sib: DirId,
+    /// The top-level directory this one belongs to (ROOT for the root itself).
+    pub group: DirId,
+    pub ino: u64,
+    /// Managed files and their bytes in this group (meaningful on group directories and ROOT).
+    pub g_files: u64,
+    pub g_bytes: u64,
+}
+
+/// What the caller learnt about a file from `statx`.
+#[derive(Debug, Clone, Copy)]
+pub struct FileInfo {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+    pub nlink: u32,
+    pub managed: bool,
+    pub protected: bool,
+}
+
+#[derive(Debug)]
+pub struct Index {
+    files: Vec<FileSlot>,
+    free_files: Vec<FileId>,
+    dirs: Vec<DirNode>,
+    free_dirs: Vec<DirId>,
+    names: Names,
+    by_name: HashTable<FileId>,
+    dir_by_name: HashTable<DirId>,
+    hasher: DefaultHashBuilder,
+    queue: PriorityQueue<FileId, Prio, DefaultHashBuilder>,
+    /// inode → (index entries, size) for files with more than one link.
+    links: HashMap<u64, (u32, u64)>,
+    pub total_files: u64,
+    pub total_bytes: u64,
+    pub unmanaged: u64,
+    pub watched_dirs: u64,
+    pub dir_count: u64,
+    /// Newest mtime among managed files; recomputed lazily after the newest one leaves.
+    newest: Option<i64>,
+    newest_stale: bool,
+}
+
+impl Index {
+    pub fn new(root_ino: u64) -> Index {
+        let mut ix = Index {
+            files: Vec::new(),
+            free_files: Vec::new(),
+            dirs: Vec::new(),
+            free_dirs: Vec::new(),
+            names: Names::default(),
+            by_name: HashTable::new(),
+            dir_by_name: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            queue: PriorityQueue::with_default_hasher(),
+            links: HashMap::new(),
+            total_files: 0,
+            total_bytes: 0,
+            unmanaged: 0,
+            watched_dirs: 0,
+            dir_count: 1,
+            newest: None,
+            newest_stale: false,
+        };
+        ix.dirs.push(DirNode {
+            parent: NONE,
+            name: NameRef::EMPTY,
+            flags: flag::LIVE,
+            first_file: NONE,
+            first_child: NONE,
+            next_sib: NONE,
+            prev_sib: NONE,
+            group: ROOT,
+            ino: root_ino,
+            g_files: 0,
+            g_bytes: 0,
+        });
+        ix
+    }
+
+    fn key_hash(&self, parent: u32, name: &OsStr) -> u64 {
+        self.hasher.hash_one((parent, name))
+    }
+
+    // ---------------------------------------------------------------- directories
+
+    pub fn dir(&self, d: DirId) -> &DirNode {
+        &self.dirs[d as usize]
+    }
+
+    pub fn dir_name(&self, d: DirId) -> &OsStr {
+        self.names.get(self.dirs[d as usize].name)
+    }
+
+    pub fn find_dir(&self, parent: DirId, name: &OsStr) -> Option<DirId> {
+        let h = self.key_hash(parent, name);
+        self.dir_by_name
+            .find(h, |&d| {
+                let n = &self.dirs[d as usize];
+                n.parent == parent && self.names.get(n.name) == name
+            })
+            .copied()
+    }
+
+    /// Adds directory `name` under `parent` (or returns the existing one).
+    pub fn add_dir(&mut self, parent: DirId, name: &OsStr, ino: u64) -> DirId {
+        if let Some(d) = self.find_dir(parent, name) {
+            self.dirs[d as usize].ino = ino;
+            return d;
+        }
+        let nref = self.names.push(name);
+        let group = if parent == ROOT {
+            NONE
+        } else {
+            self.dirs[parent as usize].group
+        };
+        let node = DirNode {
+            parent,
+            name: nref,
+            flags: flag::LIVE | flag::SEEN,
+            first_file: NONE,
+            first_child: NONE,
+            next_sib: self.dirs[parent as usize].first_child,
+            prev_sib: NONE,
+            group,
+            ino,
+            g_files: 0,
+            g_bytes: 0,
+        };
+        let id = match self.free_dirs.pop() {
+            Some(id) => {
+                self.dirs[id as usize] = node;
+                id
+            }
+            None => {
+                self.dirs.push(node);
+                (self.dirs.len() - 1) as DirId
+            }
+        };
+        if group == NONE {
+            self.dirs[id as usize].group = id;
+        }
+        let next = self.dirs[id as usize].next_sib;
+        if next != NONE {
+            self.dirs[next as usize].prev_sib = id;
+        }
+        self.dirs[parent as usize].first_child = id;
+        let h = self.key_hash(parent, name);
+        let dirs = &self.dirs;
+        let names = &self.names;
+        let hasher = &self.hasher;
+        self.dir_by_name.insert_unique(h, id, |&d| {
+            let n = &dirs[d as usize];
+            hasher.hash_one((n.parent, names.get(n.name)))
+        });
+        self.dir_count += 1;
+        id
+    }
+
+    pub fn set_watched(&mut self, d: DirId, watched: bool) {
+        let n = &mut self.dirs[d as usize];
+        let was = n.flags & flag::WATCHED != 0;
+        if was != watched {
+            n.flags ^= flag::WATCHED;
+            if watched {
+                self.watched_dirs += 1;
+            } else {
+                self.watched_dirs -= 1;
+            }
+        }
+    }
+
+    pub fn is_watched(&self, d: DirId) -> bool {
+        self.dirs[d as usize].flags & flag::WATCHED != 0
+    }
+
+    /// Whether the directory holds nothing the index knows of.
+    pub fn dir_is_empty(&self, d: DirId) -> bool {
+        let n = &self.dirs[d as usize];
+        n.first_file == NONE && n.first_child == NONE
+    }
+
+    pub fn children(&self, d: DirId) -> Vec<DirId> {
+        let mut v = Vec::new();
+        let mut c = self.dirs[d as usize].first_child;
+        while c != NONE {
+            v.push(c);
+            c = self.dirs[c as usize].next_sib;
+        }
+        v
+    }
+
+    pub fn files_in(&self, d: DirId) -> Vec<FileId> {
+        let mut v = Vec::new();
+        let mut f = self.dirs[d as usize].first_file;
+        while f != NONE {
+            v.push(f);
+            f = self.files[f as usize].next;
+        }
+        v
+    }
+
+    /// `d` and every directory below it, parents before children.
+    pub fn subtree(&self, d: DirId) -> Vec<DirId> {
+        let mut out = vec![d];
+        let mut i = 0;
+        while i < out.len() {
+            let mut c = self.dirs[out[i] as usize].first_child;
+            while c != NONE {
+                out.push(c);
+                c = self.dirs[c as usize].next_sib;
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Names from the root down to `d` (empty for the root).
+    pub fn dir_components(&self, mut d: DirId) -> Vec<&OsStr> {
+        let mut v = Vec::new();
+        while d != ROOT && d != NONE {
+            let n = &self.dirs[d as usize];
+            v.push(self.names.get(n.name));
+            d = n.parent;
+        }
+        v.reverse();
+        v
+    }
+
+    /// Removes `d` and everything below it from the index (never the root itself).
+    pub fn remove_dir_tree(&mut self, d: DirId) {
+        if d == ROOT {
+            for c in self.children(ROOT) {
+                self.remove_dir_tree(c);
+            }
+            for f in self.files_in(ROOT) {
+                self.remove_file(f);
+            }
+            return;
+        }
+        let all = self.subtree(d);
+        for &x in all.iter().rev() {
+            for f in self.files_in(x) {
+                self.remove_file(f);
+            }
+            self.unlink_dir(x);
+        }
+    }
+
+    fn unlink_dir(&mut self, d: DirId) {
+        let n = self.dirs[d as usize];
+        let h = self.key_hash(n.parent, self.names.get(n.name));
+        if let Ok(e) = self.dir_by_name.find_entry(h, |&x| x == d) {
+            e.remove();
+        }
+        if n.prev_sib != NONE {
+            self.dirs[n.prev_sib as usize].next_sib = n.next_sib;
+        } else if n.parent != NONE {
+            self.dirs[n.parent as usize].first_child = n.next_sib;
+        }
+        if n.next_sib != NONE {
+            self.dirs[n.next_sib as usize].prev_sib = n.prev_sib;
+        }
+        if n.flags & flag::WATCHED != 0 {
+            self.watched_dirs -= 1;
+        }
+        self.names.release(n.name);
+        self.dirs[d as usize].flags = 0;
+        self.free_dirs.push(d);
+        self.dir_count -= 1;
+    }
+
+    // ---------------------------------------------------------------- files
+
+    pub fn file(&self, f: FileId) -> &FileSlot {
+        &self.files[f as usize]
+    }
+
+    pub fn find_file(&self, dir: DirId, name: &OsStr) -> Option<FileId> {
+        let h = self.key_hash(dir, name);
+        self.by_name
+            .find(h, |&f| {
+                let s = &self.files[f as usize];
+                s.dir == dir && self.names.get(s.name) == name
+            })
+            .copied()
+    }
+
+    /// Inserts or updates a file; returns its id.
+    pub fn upsert_file(&mut self, dir: DirId, name: &OsStr, info: FileInfo) -> FileId {
+        let id = match self.find_file(dir, name) {
+            Some(id) => {
+                self.account(id, false);
+                id
+            }
+            None => self.insert_slot(dir, name),
+        };
+        let s = &mut self.files[id as usize];
+        s.size = info.size;
+        s.mtime_ns = info.mtime_ns;
+        s.ino = info.ino;
+        s.flags &= flag::LIVE | flag::WRITING | flag::HELD;
+        s.flags |= flag::SEEN;
+        if info.managed {
+            s.flags |= flag::MANAGED;
+            if info.protected {
+                s.flags |= flag::PROTECTED;
+            }
+            if info.nlink > 1 {
+                s.flags |= flag::LINKED;
+            }
+        }
+        self.account(id, true);
+        id
+    }
+
+    fn insert_slot(&mut self, dir: DirId, name: &OsStr) -> FileId {
+        let nref = self.names.push(name);
+        let slot = FileSlot {
+            dir,
+            next: self.dirs[dir as usize].first_file,
+            prev: NONE,
+            name: nref,
+            flags: flag::LIVE,
+            size: 0,
+            mtime_ns: 0,
+            ino: 0,
+        };
+        let id = match self.free_files.pop() {
+            Some(id) => {
+                self.files[id as usize] = slot;
+                id
+            }
+            None => {
+                self.files.push(slot);
+                (self.files.len() - 1) as FileId
+            }
+        };
+        if slot.next != NONE {
+            self.files[slot.next as usize].prev = id;
+        }
+        self.dirs[dir as usize].first_file = id;
+        let h = self.key_hash(dir, name);
+        let files = &self.files;
+        let names = &self.names;
+        let hasher = &self.hasher;
+        self.by_name.insert_unique(h, id, |&f| {
+            let s = &files[f as usize];
+            hasher.hash_one((s.dir, names.get(s.name)))
+        });
+        id
+    }
+
+    /// Adds (`add`) or withdraws a file's contribution to the totals and the queue.
+    fn account(&mut self, id: FileId, add: bool) {
+        let s = self.files[id as usize];
+        if !s.managed() {
+            if add {
+                self.unmanaged += 1;
+            } else {
+                self.unmanaged -= 1;
+            }
+            return;
+        }
+        let bytes = if s.flags & flag::LINKED != 0 {
+            let e = self.links.entry(s.ino).or_insert((0, s.size));
+            if add {
+                e.0 += 1;
+                if e.0 == 1 {
+                    e.1 = s.size;
+                    s.size
+                } else {
+                    // Another link of a counted inode: only a size change is new.
+                    let delta = s.size as i128 - e.1 as i128;
+                    e.1 = s.size;
+                    self.total_bytes = (self.total_bytes as i128 + delta).max(0) as u64;
+                    0
+                }
+            } else {
+                e.0 = e.0.saturating_sub(1);
+                if e.0 == 0 {
+                    let size = e.1;
+                    self.links.remove(&s.ino);
+                    size
+                } else {
+                    0
+                }
+            }
+        } else {
+            s.size
+        };
+        let g = self.dirs[s.dir as usize].group;
+        if add {
+            self.total_files += 1;
+            self.total_bytes += bytes;
+            self.dirs[g as usize].g_files += 1;
+            self.dirs[g as usize].g_bytes += s.size;
+            if s.in_queue() {
+                self.queue.push(
+                    id,
+                    Prio {
+                        mtime_ns: s.mtime_ns,
+                        size: s.size,
+                    },
+                );
+            }
+            if !self.newest_stale && self.newest.is_none_or(|n| s.mtime_ns > n) {
+                self.newest = Some(s.mtime_ns);
+            }
+        } else {
+            self.total_files -= 1;
+            self.total_bytes = self.total_bytes.saturating_sub(bytes);
+            let gn = &mut self.dirs[g as usize];
+            gn.g_files = gn.g_files.saturating_sub(1);
+            gn.g_bytes = gn.g_bytes.saturating_sub(s.size);
+            self.queue.remove(&id);
+            if self.newest == Some(s.mtime_ns) {
+                self.newest_stale = true;
+            }
+        }
+    }
+
+    /// Removes a file from the index; returns what it was.
+    pub fn remove_file(&mut self, id: FileId) -> FileSlot {
+        self.account(id, false);
+        let s = self.files[id as usize];
+        let h = self.key_hash(s.dir, self.names.get(s.name));
+        if let Ok(e) = self.by_name.find_entry(h, |&x| x == id) {
+            e.remove();
+        }
+        if s.prev != NONE {
+            self.files[s.prev as usize].next = s.next;
+        } else {
+            self.dirs[s.dir as usize].first_file = s.next;
+        }
+        if s.next != NONE {
+            self.files[s.next as usize].prev = s.prev;
+        }
+        self.names.release(s.name);
+        self.files[id as usize].flags = 0;
+        self.free_files.push(id);
+        s
+    }
+
+    /// The next eviction candidate: the oldest managed, unprotected, not held file.
+    pub fn peek(&self) -> Option<(FileId, Prio)> {
+        self.queue.peek().map(|(&id, &p)| (id, p))
+    }
+
+    /// Takes a file out of the eviction queue (`true`) or puts it back (`false`).
+    pub fn set_held(&mut self, id: FileId, held: bool) {
+        let s = &mut self.files[id as usize];
+        if s.flags & flag::LIVE == 0 || s.held() == held {
+            return;
+        }
+        s.flags ^= flag::HELD;
+        let s = *s;
+        if held {
+            self.queue.remove(&id);
+        } else if s.in_queue() {
+            self.queue.push(
+                id,
+                Prio {
+                    mtime_ns: s.mtime_ns,
+                    size: s.size,
+                },
+            );
+        }
+    }
+
+    pub fn set_writing(&mut self, id: FileId, writing: bool) {
+        let s = &mut self.files[id as usize];
+        if writing {
+            s.flags |= flag::WRITING;
+        } else {
+            s.flags &= !flag::WRITING;
+        }
+    }
+
+    pub fn is_live(&self, id: FileId) -> bool {
+        self.files
+            .get(id as usize)
+            .is_some_and(|s| s.flags & flag::LIVE != 0)
+    }
+
+    /// Names from the root down to the file.
+    pub fn file_components(&self, id: FileId) -> Vec<&OsStr> {
+        let s = &self.files[id as usize];
+        let mut v = self.dir_components(s.dir);
+        v.push(self.names.get(s.name));
+        v
+    }
+
+    pub fn newest_mtime(&mut self) -> Option<i64> {
+        if self.newest_stale {
+            self.newest = self
+                .files
+                .iter()
+                .filter(|s| s.flags & flag::LIVE != 0 && s.managed())
+                .map(|s| s.mtime_ns)
+                .max();
+            self.newest_stale = false;
+        }
+        self.newest
+    }
+
+    /// The oldest managed file's mtime, including protected and held ones.
+    pub fn oldest_mtime(&self, held: &[FileId]) -> Option<i64> {
+        let q = self.peek().map(|(_, p)| p.mtime_ns);
+        held.iter()
+            .filter(|&&f| self.is_live(f))
+            .map(|&f| self.files[f as usize].mtime_ns)
+            .chain(q)
+            .min()
+    }
+
+    // ---------------------------------------------------------------- resync (mark and sweep)
+
+    /// Clears the SEEN mark below `d` before a resync walks it again.
+    pub fn unmark_subtree(&mut self, d: DirId) {
+        for x in self.subtree(d) {
+            self.dirs[x as usize].flags &= !flag::SEEN;
+            for f in self.files_in(x) {
+                self.files[f as usize].flags &= !flag::SEEN;
+            }
+        }
+    }
+
+    pub fn unmark_file(&mut self, f: FileId) {
+        self.files[f as usize].flags &= !flag::SEEN;
+    }
+
+    pub fn unmark_dir(&mut self, d: DirId) {
+        self.dirs[d as usize].flags &= !flag::SEEN;
+    }
+
+    pub fn file_seen(&self, f: FileId) -> bool {
+        self.files[f as usize].flags & flag::SEEN != 0
+    }
+
+    pub fn is_live_dir(&self, d: DirId) -> bool {
+        self.dirs
+            .get(d as usize)
+            .is_some_and(|n| n.flags & flag::LIVE != 0)
+    }
+
+    pub fn set_dir_ino(&mut self, d: DirId, ino: u64) {
+        self.dirs[d as usize].ino = ino;
+    }
+
+    /// Live directories without an inotify watch.
+    pub fn unwatched_dirs(&self) -> Vec<DirId> {
+        self.dirs
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.flags & (flag::LIVE | flag::WATCHED) == flag::LIVE)
+            .map(|(i, _)| i as DirId)
+            .collect()
+    }
+
+    pub fn mark_dir_seen(&mut self, d: DirId) {
+        self.dirs[d as usize].flags |= flag::SEEN;
+    }
+
+    pub fn dir_seen(&self, d: DirId) -> bool {
+        self.dirs[d as usize].flags & flag::SEEN != 0
+    }
+
+    // ---------------------------------------------------------------- housekeeping
+
+    /// Reclaims the name arena when removals have left more garbage than live names.
+    pub fn maybe_compact(&mut self) {
+        if !self.names.wants_compaction() {
+            return;
+        }
+        let files = self
+            .files
+            .iter_mut()
+            .filter(|s| s.flags & flag::LIVE != 0)
+            .map(|s| &mut s.name);
+        let dirs = self
+            .dirs
+            .iter_mut()
+            .filter(|d| d.flags & flag::LIVE != 0)
+            .map(|d| &mut d.name);
+        self.names.compact(files.chain(dirs));
+    }
+
+    /// Heap bytes held by the index (an estimate from capacities).
+    pub fn heap_bytes(&self) -> usize {
+        self.files.capacity() * std::mem::size_of::<FileSlot>()
+            + self.dirs.capacity() * std::mem::size_of::<DirNode>()
+            + self.names.heap_bytes()
+            + (self.by_name.capacity() + self.dir_by_name.capacity()) * 5
+            + self.queue.capacity() * (std::mem::size_of::<(FileId, Prio)>() + 8 + 9 + 16)
+    }
+}
+
+#[cfg(test)]
+mod tests;

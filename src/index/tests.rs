@@ -1,0 +1,131 @@
+use super::*;
+use std::ffi::OsStr;
+
+fn info(size: u64, mtime_ns: i64, ino: u64) -> FileInfo {
+    FileInfo {
+        size,
+        mtime_ns,
+        ino,
+        nlink: 1,
+        managed: true,
+        protected: false,
+    }
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+#[test]
+fn oldest_first_then_larger_first() {
+    let mut ix = Index::new(1);
+    let g = ix.add_dir(ROOT, os("AAPL_1d"), 2);
+    let a = ix.upsert_file(g, os("a.png"), info(10, 200, 10));
+    let b = ix.upsert_file(g, os("b.png"), info(30, 100, 11));
+    let c = ix.upsert_file(g, os("c.png"), info(50, 100, 12));
+    assert_eq!(ix.peek().map(|p| p.0), Some(c));
+    ix.remove_file(c);
+    assert_eq!(ix.peek().map(|p| p.0), Some(b));
+    ix.remove_file(b);
+    assert_eq!(ix.peek().map(|p| p.0), Some(a));
+    assert_eq!((ix.total_files, ix.total_bytes), (1, 10));
+}
+
+#[test]
+fn update_moves_in_queue_and_totals() {
+    let mut ix = Index::new(1);
+    let a = ix.upsert_file(ROOT, os("a.png"), info(10, 100, 10));
+    let b = ix.upsert_file(ROOT, os("b.png"), info(20, 200, 11));
+    assert_eq!(ix.upsert_file(ROOT, os("a.png"), info(5, 300, 10)), a);
+    assert_eq!(ix.peek().map(|p| p.0), Some(b));
+    assert_eq!((ix.total_files, ix.total_bytes), (2, 25));
+    assert_eq!(ix.dir(ROOT).g_bytes, 25);
+}
+
+#[test]
+fn unmanaged_and_protected_never_queued() {
+    let mut ix = Index::new(1);
+    let mut u = info(10, 1, 10);
+    u.managed = false;
+    ix.upsert_file(ROOT, os("x.tmp"), u);
+    let mut p = info(10, 1, 11);
+    p.protected = true;
+    ix.upsert_file(ROOT, os("keep.png"), p);
+    assert_eq!(ix.peek(), None);
+    assert_eq!((ix.total_files, ix.total_bytes, ix.unmanaged), (1, 10, 1));
+}
+
+#[test]
+fn hard_links_count_once() {
+    let mut ix = Index::new(1);
+    let mut l = info(100, 1, 42);
+    l.nlink = 2;
+    let a = ix.upsert_file(ROOT, os("a.png"), l);
+    ix.upsert_file(ROOT, os("b.png"), l);
+    assert_eq!((ix.total_files, ix.total_bytes), (2, 100));
+    ix.remove_file(a);
+    assert_eq!((ix.total_files, ix.total_bytes), (1, 100));
+}
+
+#[test]
+fn remove_tree_and_groups() {
+    let mut ix = Index::new(1);
+    let g = ix.add_dir(ROOT, os("sess"), 2);
+    let sub = ix.add_dir(g, os("deep"), 3);
+    assert_eq!(ix.dir(sub).group, g);
+    ix.upsert_file(sub, os("a.png"), info(7, 1, 10));
+    ix.upsert_file(g, os("b.png"), info(3, 2, 11));
+    assert_eq!(ix.dir(g).g_bytes, 10);
+    assert_eq!(ix.find_dir(g, os("deep")), Some(sub));
+    let comps: Vec<_> = ix
+        .file_components(ix.find_file(sub, os("a.png")).unwrap())
+        .into_iter()
+        .map(|s| s.to_owned())
+        .collect();
+    assert_eq!(
+        comps,
+        vec![
+            os("sess").to_owned(),
+            os("deep").to_owned(),
+            os("a.png").to_owned()
+        ]
+    );
+    ix.remove_dir_tree(g);
+    assert_eq!((ix.total_files, ix.total_bytes, ix.dir_count), (0, 0, 1));
+    assert_eq!(ix.find_dir(ROOT, os("sess")), None);
+    assert!(ix.dir_is_empty(ROOT));
+}
+
+#[test]
+fn held_files_leave_and_rejoin_the_queue() {
+    let mut ix = Index::new(1);
+    let a = ix.upsert_file(ROOT, os("a.png"), info(10, 100, 10));
+    ix.set_held(a, true);
+    assert_eq!(ix.peek(), None);
+    assert_eq!(ix.oldest_mtime(&[a]), Some(100));
+    ix.set_held(a, false);
+    assert_eq!(ix.peek().map(|p| p.0), Some(a));
+}
+
+#[test]
+fn many_files_and_compaction_keep_names() {
+    let mut ix = Index::new(1);
+    let mut ids = Vec::new();
+    for i in 0..200_000u64 {
+        ids.push(ix.upsert_file(
+            ROOT,
+            os(&format!("chart_{i:012}_abcdef.png")),
+            info(1, i as i64, i),
+        ));
+    }
+    for &id in &ids[..150_000] {
+        ix.remove_file(id);
+    }
+    ix.maybe_compact();
+    assert_eq!(ix.total_files, 50_000);
+    let f = ix
+        .find_file(ROOT, os("chart_000000199999_abcdef.png"))
+        .unwrap();
+    assert_eq!(ix.file(f).ino, 199_999);
+    assert_eq!(ix.peek().map(|p| p.1.mtime_ns), Some(150_000));
+}

@@ -1,0 +1,376 @@
+//! The index owner: the one task that holds every root's index, applies inotify events to it,
+//! enforces the limits, and answers the commands that need the index.
+//!
+//! It runs on its own thread (with a single-threaded runtime), because everything it does is
+//! blocking filesystem work: a slow or stuck filesystem call there never delays the control
+//! socket or the watchdog, which live on the supervisor's runtime.
+//!
+//! Like mini-redis's `purge_expired_tasks`, it never polls: it sleeps until the earliest of
+//! the next event, the next command, and the next deadline (the oldest file's expiry, the end
+//! of a blocking grace period, a held file's retry, a resync).
+
+use crate::commands;
+use crate::config::Config;
+use crate::control::CommandMsg;
+use crate::evict::Pass;
+use crate::root::{now_ns, Progress, RootState};
+use crate::stats::Snapshot;
+use crate::watcher::{Ev, EventFeed, Watcher};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{sleep_until, Instant};
+
+/// Events handled per batch at most (then the limits are enforced and a snapshot published).
+const BATCH: usize = 8192;
+/// How often directories without a watch are rescanned while degraded.
+const DEGRADED_RESCAN: Duration = Duration::from_secs(30);
+
+/// Messages from the supervisor.
+pub enum Ctl {
+    Reload(Box<Config>, oneshot::Sender<Result<(), String>>),
+    Shutdown,
+}
+
+pub struct Owner {
+    pub(crate) cfg: Config,
+    pub(crate) roots: Vec<RootState>,
+    pub(crate) watcher: Watcher,
+    feed: EventFeed,
+    commands: mpsc::Receiver<CommandMsg>,
+    ctl: mpsc::Receiver<Ctl>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    pub(crate) progress: Arc<Progress>,
+    started: SystemTime,
+    /// Overflow backoff: when the last overflow resync ran, the current delay, and a pending one.
+    last_overflow_resync: Option<Instant>,
+    overflow_backoff: Duration,
+    pending_resync: Option<Instant>,
+}
+
+pub struct OwnerChannels {
+    pub commands: mpsc::Receiver<CommandMsg>,
+    pub ctl: mpsc::Receiver<Ctl>,
+    pub snapshot: watch::Sender<Arc<Snapshot>>,
+}
+
+pub fn build_roots(cfg: &Config, progress: &Arc<Progress>) -> Result<Vec<RootState>, String> {
+    cfg.roots
+        .iter()
+        .map(|r| {
+            RootState::new(
+                r.clone(),
+                cfg.cleanup_enabled,
+                cfg.resync_interval,
+                progress.clone(),
+            )
+        })
+        .collect()
+}
+
+impl Owner {
+    pub fn new(
+        cfg: Config,
+        watcher: Watcher,
+        feed: EventFeed,
+        ch: OwnerChannels,
+        progress: Arc<Progress>,
+    ) -> Result<Owner, String> {
+        let roots = build_roots(&cfg, &progress)?;
+        Ok(Owner {
+            cfg,
+            roots,
+            watcher,
+            feed,
+            commands: ch.commands,
+            ctl: ch.ctl,
+            snapshot: ch.snapshot,
+            progress,
+            started: SystemTime::now(),
+            last_overflow_resync: None,
+            overflow_backoff: Duration::from_secs(1),
+            pending_resync: None,
+        })
+    }
+
+    /// Crawls every root, says ready, then serves until told to stop.
+    pub async fn run(mut self, ready: oneshot::Sender<()>) {
+        for i in 0..self.roots.len() {
+            let r = &mut self.roots[i];
+            r.resync_all(&mut self.watcher);
+            r.ready = true;
+            tracing::info!(
+                root = %r.cfg.path.display(),
+                files = r.index.total_files,
+                bytes = r.index.total_bytes,
+                watches = r.index.watched_dirs,
+                "indexed {} files ({} bytes) under {}",
+                r.index.total_files,
+                r.index.total_bytes,
+                r.cfg.path.display()
+            );
+        }
+        self.enforce_all();
+        self.publish();
+        let _ = ready.send(());
+        loop {
+            if self.progress.cancelled() {
+                break;
+            }
+            let wake = self.next_wake();
+            self.progress.idle.store(true, Ordering::Release);
+            tokio::select! {
+                biased;
+                msg = self.ctl.recv() => {
+                    self.progress.idle.store(false, Ordering::Release);
+                    match msg {
+                        Some(Ctl::Reload(cfg, reply)) => {
+                            let r = self.reload(*cfg);
+                            let _ = reply.send(r);
+                        }
+                        Some(Ctl::Shutdown) | None => break,
+                    }
+                }
+                ev = self.feed.rx.recv() => {
+                    self.progress.idle.store(false, Ordering::Release);
+                    match ev {
+                        Some(ev) => self.handle_batch(ev),
+                        None => break,
+                    }
+                }
+                cmd = self.commands.recv() => {
+                    self.progress.idle.store(false, Ordering::Release);
+                    if let Some(cmd) = cmd {
+                        let reply = commands::handle(&mut self, cmd.request);
+                        let _ = cmd.reply.send(reply);
+                    }
+                }
+                _ = sleep_until(wake) => {
+                    self.progress.idle.store(false, Ordering::Release);
+                    self.on_timer();
+                }
+            }
+            if self.feed.take_overflow() {
+                self.on_overflow();
+            }
+            self.publish();
+        }
+        self.progress.idle.store(true, Ordering::Release);
+    }
+
+    /// Drains up to a batch of events, coalesces them per path, applies them, then enforces.
+    fn handle_batch(&mut self, first: Ev) {
+        let mut refresh: Vec<PathBuf> = Vec::new();
+        let mut seen: HashSet<PathBuf> = HashSet::new();
+        let mut writing: HashMap<PathBuf, bool> = HashMap::new();
+        let mut rescan = false;
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(ev) = next {
+            n += 1;
+            match ev {
+                Ev::Refresh(p) => {
+                    if seen.insert(p.clone()) {
+                        refresh.push(p);
+                    }
+                }
+                Ev::Writing(p) => {
+                    writing.insert(p, true);
+                }
+                Ev::Closed(p) => {
+                    writing.insert(p.clone(), false);
+                    if seen.insert(p.clone()) {
+                        refresh.push(p);
+                    }
+                }
+                Ev::Rescan => rescan = true,
+                Ev::Error(e) => tracing::warn!("inotify: {e}"),
+            }
+            next = if n < BATCH {
+                self.feed.rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if rescan {
+            self.on_overflow();
+        } else {
+            for p in &refresh {
+                if let Some(r) = self.root_for(p) {
+                    self.roots[r].refresh(p, &mut self.watcher);
+                }
+            }
+        }
+        for (p, w) in writing {
+            if let Some(r) = self.root_for(&p) {
+                self.roots[r].set_writing(&p, w);
+            }
+        }
+        self.enforce_all();
+    }
+
+    fn root_for(&self, p: &std::path::Path) -> Option<usize> {
+        self.roots.iter().position(|r| p.starts_with(&r.real_path))
+    }
+
+    /// Events were lost (kernel queue overflow, or our channel was full): resync, but back off
+    /// when overflows repeat instead of rescanning in a loop.
+    fn on_overflow(&mut self) {
+        for r in &mut self.roots {
+            r.counters.overflows += 1;
+        }
+        let now = Instant::now();
+        let recent = self
+            .last_overflow_resync
+            .is_some_and(|t| now.duration_since(t) < self.overflow_backoff * 4);
+        if recent {
+            self.overflow_backoff = (self.overflow_backoff * 2).min(Duration::from_secs(60));
+            let at = self.last_overflow_resync.unwrap_or(now) + self.overflow_backoff;
+            tracing::warn!(
+                "inotify queue overflowed again; resyncing in {:?} (raise fs.inotify.max_queued_events if this repeats)",
+                at.saturating_duration_since(now)
+            );
+            self.pending_resync = Some(self.pending_resync.map_or(at, |p| p.min(at)));
+        } else {
+            self.overflow_backoff = Duration::from_secs(1);
+            tracing::warn!("inotify queue overflowed: resyncing the index with the disk");
+            self.resync_now();
+        }
+    }
+
+    fn resync_now(&mut self) {
+        self.pending_resync = None;
+        self.last_overflow_resync = Some(Instant::now());
+        for r in &mut self.roots {
+            r.counters.resyncs += 1;
+            r.resync_all(&mut self.watcher);
+        }
+        self.enforce_all();
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.pending_resync.is_some_and(|t| t <= now) {
+            self.resync_now();
+        }
+        for r in &mut self.roots {
+            if r.retry_root.is_some_and(|(t, _)| t <= now.into_std()) {
+                r.check_root(&mut self.watcher);
+            }
+            if r.next_resync <= now.into_std() {
+                r.next_resync = now.into_std() + self.cfg.resync_interval;
+                r.counters.resyncs += 1;
+                r.resync_all(&mut self.watcher);
+            }
+            if r.next_degraded_check.is_some_and(|t| t <= now.into_std()) {
+                r.next_degraded_check = None;
+                r.rescan_unwatched(&mut self.watcher);
+            }
+        }
+        self.enforce_all();
+    }
+
+    pub(crate) fn enforce_all(&mut self) {
+        for r in &mut self.roots {
+            let mut pass = Pass::new(false, false);
+            r.enforce(&mut self.watcher, &mut pass);
+            r.next_due_ns = pass.next_due_ns;
+            r.more = pass.more;
+            if r.degraded.is_some() && r.dir.is_some() && r.next_degraded_check.is_none() {
+                r.next_degraded_check = Some(std::time::Instant::now() + DEGRADED_RESCAN);
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let now_wall = now_ns();
+        let mut wake = now + Duration::from_secs(3600);
+        let mut at = |t: Instant| {
+            if t < wake {
+                wake = t;
+            }
+        };
+        if let Some(t) = self.pending_resync {
+            at(t);
+        }
+        for r in &self.roots {
+            if r.more {
+                at(now);
+            }
+            if let Some(due) = r.next_due_ns {
+                let d = Duration::from_nanos(due.saturating_sub(now_wall).max(0) as u64);
+                // A few ms late rather than early: a file is never deleted before its time.
+                at(now + d + Duration::from_millis(2));
+            }
+            for t in [
+                r.next_held_retry(),
+                Some(r.next_resync),
+                r.next_degraded_check,
+                r.retry_root.map(|(t, _)| t),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                at(Instant::from_std(t));
+            }
+        }
+        wake
+    }
+
+    pub(crate) fn publish(&mut self) {
+        let snap = Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            started: self.started,
+            warning_percent: self.cfg.alerts.warning_percent,
+            critical_percent: self.cfg.alerts.critical_percent,
+            roots: self.roots.iter_mut().map(|r| r.stats()).collect(),
+        };
+        self.snapshot.send_replace(Arc::new(snap));
+    }
+
+    /// Applies a new config: unchanged roots keep their index (re-classified if their globs
+    /// changed), new roots are crawled, removed roots are dropped with their watches.
+    fn reload(&mut self, cfg: Config) -> Result<(), String> {
+        let mut old: Vec<RootState> = std::mem::take(&mut self.roots);
+        let mut next = Vec::new();
+        for rc in &cfg.roots {
+            match old.iter().position(|r| r.cfg.path == rc.path) {
+                Some(i) => {
+                    let mut r = old.swap_remove(i);
+                    let globs_changed = r.cfg.include != rc.include
+                        || r.cfg.exclude != rc.exclude
+                        || r.cfg.protect != rc.protect;
+                    r.policy = crate::policy::Policy::new(rc)?;
+                    r.cfg = rc.clone();
+                    r.cleanup_enabled = cfg.cleanup_enabled;
+                    if globs_changed || r.degraded.is_some() {
+                        r.resync_all(&mut self.watcher);
+                    }
+                    next.push(r);
+                }
+                None => {
+                    let mut r = RootState::new(
+                        rc.clone(),
+                        cfg.cleanup_enabled,
+                        cfg.resync_interval,
+                        self.progress.clone(),
+                    )?;
+                    r.resync_all(&mut self.watcher);
+                    r.ready = true;
+                    next.push(r);
+                }
+            }
+        }
+        for mut gone in old {
+            gone.unwatch_all(&mut self.watcher);
+        }
+        self.roots = next;
+        self.cfg = cfg;
+        self.enforce_all();
+        Ok(())
+    }
+}

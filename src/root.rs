@@ -1,0 +1,281 @@
+//! One governed root: its policy, its open directory, its index, and its counters.
+//!
+//! The owner task holds a `RootState` per configured root and is the only code that touches
+//! it: the crawl and event handling (`scan.rs`) keep the index equal to the disk, the
+//! enforcement (`evict.rs`) deletes from it, and [`RootState::stats`] summarises it for the
+//! snapshot that `status` reads.
+
+use crate::config::{MinFree, RootConfig};
+use crate::fsops::{self, RootDir};
+use crate::index::{FileId, Index};
+use crate::policy::Policy;
+use crate::stats::{Histogram, Reason, RootStats};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Shared with the supervisor: lets it see that a long crawl is progressing (for the
+/// watchdog) and ask it to stop.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub ticks: AtomicU64,
+    pub cancel: AtomicBool,
+    /// The owner is waiting for work (not stuck in a filesystem call).
+    pub idle: AtomicBool,
+}
+
+impl Progress {
+    pub fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+pub struct RootState {
+    pub cfg: RootConfig,
+    pub policy: Policy,
+    pub cleanup_enabled: bool,
+    /// The root's real path (symlinks in the configured path resolved once, at start); event
+    /// paths are relative to this.
+    pub real_path: PathBuf,
+    /// `None` while the root is missing or unusable.
+    pub dir: Option<RootDir>,
+    pub index: Index,
+    /// Files taken out of the eviction queue, and when to retry them (`None`: on their next
+    /// event, e.g. a writer's close).
+    pub held: HashMap<FileId, Option<Instant>>,
+    pub progress: Arc<Progress>,
+    /// The watch limit was hit: directories after it are unwatched until the next resync.
+    pub watch_limit_hit: bool,
+    pub degraded: Option<String>,
+    pub counters: Counters,
+    pub fs_free: u64,
+    pub fs_total: u64,
+    /// Next full safety-net resync, and next resync of unwatched directories.
+    pub next_resync: Instant,
+    pub next_degraded_check: Option<Instant>,
+    /// When to look at a missing root again, and the current backoff.
+    pub retry_root: Option<(Instant, Duration)>,
+    /// Per-kind time of the last rate-limited warning.
+    pub last_warn: HashMap<&'static str, Instant>,
+    /// Backoff for files whose deletion failed.
+    pub error_backoff: Duration,
+    pub ready: bool,
+    /// Wall-clock ns when the next file expires or leaves a blocking grace period.
+    pub next_due_ns: Option<i64>,
+    /// The last enforcement pass ran out of budget: run another one at once.
+    pub more: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub files_removed: u64,
+    pub bytes_freed: u64,
+    pub by_reason: [u64; 4],
+    pub errors: u64,
+    pub overflows: u64,
+    pub resyncs: u64,
+    pub last_eviction: Option<SystemTime>,
+    pub latency: Histogram,
+}
+
+pub fn now_ns() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+pub fn ns_to_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+impl RootState {
+    pub fn new(
+        cfg: RootConfig,
+        cleanup_enabled: bool,
+        resync_interval: Duration,
+        progress: Arc<Progress>,
+    ) -> Result<RootState, String> {
+        let policy = Policy::new(&cfg).map_err(|e| format!("root {}: {e}", cfg.path.display()))?;
+        let real_path = cfg.path.clone();
+        Ok(RootState {
+            cfg,
+            policy,
+            cleanup_enabled,
+            real_path,
+            dir: None,
+            index: Index::new(0),
+            held: HashMap::new(),
+            progress,
+            watch_limit_hit: false,
+            degraded: None,
+            counters: Counters::default(),
+            fs_free: 0,
+            fs_total: 0,
+            next_resync: Instant::now() + resync_interval,
+            next_degraded_check: None,
+            retry_root: None,
+            last_warn: HashMap::new(),
+            error_backoff: Duration::from_secs(1),
+            ready: false,
+            next_due_ns: None,
+            more: false,
+        })
+    }
+
+    /// Opens the root (creating it first when configured). On failure the root is marked
+    /// degraded and retried with a backoff; the daemon keeps running.
+    pub fn open_root(&mut self) -> bool {
+        if self.cfg.create && !self.cfg.path.exists() {
+            if let Err(e) = std::fs::create_dir_all(&self.cfg.path) {
+                tracing::warn!(root = %self.cfg.path.display(), "cannot create root: {e}");
+            }
+        }
+        let real = match std::fs::canonicalize(&self.cfg.path) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.root_unusable(format!(
+                    "root {} is missing ({e}); chartd watches it again shortly",
+                    self.cfg.path.display()
+                ))
+            }
+        };
+        match RootDir::open_nofollow(&real) {
+            Ok(d) => {
+                if self
+                    .dir
+                    .as_ref()
+                    .is_some_and(|old| old.meta.ino != d.meta.ino || old.meta.dev != d.meta.dev)
+                {
+                    tracing::warn!(root = %self.cfg.path.display(), "root was replaced; re-indexing");
+                    self.index = Index::new(d.meta.ino);
+                } else if self.dir.is_none() {
+                    self.index = Index::new(d.meta.ino);
+                }
+                self.real_path = real;
+                self.dir = Some(d);
+                self.retry_root = None;
+                if self
+                    .degraded
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("root "))
+                {
+                    self.degraded = None;
+                }
+                self.update_space();
+                true
+            }
+            Err(e) => self.root_unusable(format!(
+                "root {} cannot be opened: {e}",
+                self.cfg.path.display()
+            )),
+        }
+    }
+
+    fn root_unusable(&mut self, why: String) -> bool {
+        if self.dir.is_some() || self.degraded.as_deref() != Some(why.as_str()) {
+            tracing::warn!("{why}");
+        }
+        self.dir = None;
+        self.index = Index::new(0);
+        self.held.clear();
+        self.degraded = Some(why);
+        let backoff = self
+            .retry_root
+            .map(|(_, b)| (b * 2).min(Duration::from_secs(30)))
+            .unwrap_or(Duration::from_millis(500));
+        self.retry_root = Some((Instant::now() + backoff, backoff));
+        false
+    }
+
+    /// Re-reads the filesystem's free and total space.
+    pub fn update_space(&mut self) {
+        if let Some(d) = &self.dir {
+            use std::os::fd::AsFd;
+            if let Ok((free, total)) = fsops::fs_space(d.fd.as_fd()) {
+                self.fs_free = free;
+                self.fs_total = total;
+            }
+        }
+    }
+
+    /// The free-space floor in bytes, if configured.
+    pub fn min_free_bytes(&self) -> Option<u64> {
+        match self.cfg.min_free? {
+            MinFree::Bytes(b) => Some(b),
+            MinFree::Percent(p) => Some((self.fs_total as f64 * p / 100.0) as u64),
+        }
+    }
+
+    /// Logs a warning at most once a minute per `kind`.
+    pub fn warn_limited(&mut self, kind: &'static str, msg: impl FnOnce() -> String) {
+        let now = Instant::now();
+        match self.last_warn.get(kind) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => {}
+            _ => {
+                self.last_warn.insert(kind, now);
+                tracing::warn!(root = %self.cfg.path.display(), "{}", msg());
+            }
+        }
+    }
+
+    pub fn record_removal(&mut self, reason: Reason, bytes: u64, started: Instant) {
+        let c = &mut self.counters;
+        c.files_removed += 1;
+        c.bytes_freed += bytes;
+        c.by_reason[reason as usize] += 1;
+        c.last_eviction = Some(SystemTime::now());
+        c.latency.observe(started.elapsed());
+    }
+
+    /// Drops every watch of this root (it is no longer configured).
+    pub fn unwatch_all(&mut self, w: &mut crate::watcher::Watcher) {
+        for d in self.index.subtree(crate::index::ROOT) {
+            if self.index.is_watched(d) {
+                let mut abs = self.real_path.clone();
+                abs.extend(self.index.dir_components(d));
+                w.unwatch(&abs);
+            }
+        }
+    }
+
+    pub fn stats(&mut self) -> RootStats {
+        let held: Vec<FileId> = self.held.keys().copied().collect();
+        RootStats {
+            path: self.cfg.path.clone(),
+            total_files: self.index.total_files,
+            total_bytes: self.index.total_bytes,
+            oldest_mtime: self.index.oldest_mtime(&held).map(ns_to_time),
+            newest_mtime: self.index.newest_mtime().map(ns_to_time),
+            max_age: self.cfg.max_age,
+            max_size: self.cfg.max_size,
+            min_free_bytes: self.min_free_bytes(),
+            fs_free_bytes: self.fs_free,
+            fs_total_bytes: self.fs_total,
+            unmanaged_files: self.index.unmanaged,
+            files_removed: self.counters.files_removed,
+            bytes_freed: self.counters.bytes_freed,
+            removed_by_reason: self.counters.by_reason,
+            errors: self.counters.errors,
+            last_eviction: self.counters.last_eviction,
+            cleanup_enabled: self.cleanup_enabled,
+            watches: self.index.watched_dirs,
+            overflows: self.counters.overflows,
+            resyncs: self.counters.resyncs,
+            degraded: self.degraded.is_some(),
+            degraded_reason: self.degraded.clone(),
+            ready: self.ready,
+            eviction_latency: self.counters.latency.clone(),
+            index_bytes: self.index.heap_bytes() as u64,
+        }
+    }
+}

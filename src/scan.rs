@@ -1,0 +1,395 @@
+//! Keeping the index equal to the disk: the crawl (watch first, then read, so nothing created
+//! meanwhile is missed), the resync (mark and sweep), and the handling of one event path.
+//!
+//! Everything is fd-relative beneath the root: directories are opened with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`, entries are `statx`ed without
+//! following symlinks, and a directory on another mount is never entered. An event path is only
+//! a hint of *where* to look; what the index records always comes from a fresh `statx`.
+
+use crate::fsops::{self, Kind, Meta};
+use crate::index::{DirId, FileInfo, ROOT};
+use crate::root::RootState;
+use crate::watcher::{WatchResult, Watcher};
+use rustix::fs::FileType;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+impl RootState {
+    fn owned_components(&self, d: DirId) -> Vec<OsString> {
+        self.index
+            .dir_components(d)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect()
+    }
+
+    /// Crawls the whole root (first start) or resyncs it against the disk (overflow, safety
+    /// net, `cleanup`): every entry seen is (re)indexed, every indexed entry not seen is dropped.
+    pub fn resync_all(&mut self, w: &mut Watcher) {
+        if self.dir.is_none() && !self.open_root() {
+            return;
+        }
+        self.watch_limit_hit = false;
+        self.resync_dir(ROOT, w, false);
+        self.update_degraded();
+        self.update_space();
+        self.index.maybe_compact();
+    }
+
+    /// Mark and sweep below `d`; `shallow`: only `d`'s own entries (and directories new to the
+    /// index), used to rescan directories that have no watch.
+    pub fn resync_dir(&mut self, d: DirId, w: &mut Watcher, shallow: bool) {
+        if shallow {
+            for f in self.index.files_in(d) {
+                self.index.unmark_file(f);
+            }
+            for c in self.index.children(d) {
+                self.index.unmark_dir(c);
+            }
+        } else {
+            self.index.unmark_subtree(d);
+        }
+        self.walk(d, w, shallow);
+        if self.progress.cancelled() {
+            return;
+        }
+        // Sweep: whatever the walk did not see is gone from disk.
+        let scope = if shallow {
+            vec![d]
+        } else {
+            self.index.subtree(d)
+        };
+        for x in scope {
+            if !self.index.is_live_dir(x) {
+                continue;
+            }
+            for f in self.index.files_in(x) {
+                if !self.index.file_seen(f) {
+                    self.index.remove_file(f);
+                    self.held.remove(&f);
+                }
+            }
+            for c in self.index.children(x) {
+                if !self.index.dir_seen(c) {
+                    self.drop_dir(c, w);
+                }
+            }
+        }
+        if d == ROOT && !self.index.dir_seen(ROOT) {
+            self.check_root(w);
+        }
+    }
+
+    /// Reads directories depth-first from `start`, indexing what it finds and adding a watch
+    /// to each directory before reading it.
+    fn walk(&mut self, start: DirId, w: &mut Watcher, shallow: bool) {
+        let mut stack = vec![start];
+        while let Some(d) = stack.pop() {
+            if self.progress.cancelled() {
+                return;
+            }
+            self.progress.tick();
+            let Some(root) = &self.dir else { return };
+            let comps = self.owned_components(d);
+            let fd = match root.open_dir(&comps) {
+                Ok(fd) => fd,
+                // Gone, replaced by a symlink, or a mount point: left unseen, so swept.
+                Err(_) => continue,
+            };
+            if d != ROOT {
+                if let Ok(m) = fsops::stat_fd(&fd) {
+                    self.index.set_dir_ino(d, m.ino);
+                }
+            }
+            self.index.mark_dir_seen(d);
+            self.ensure_watched(d, &comps, w);
+            let mut entries = match rustix::fs::Dir::read_from(&fd) {
+                Ok(it) => it,
+                Err(_) => continue,
+            };
+            let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+            while let Some(entry) = entries.read() {
+                let Ok(entry) = entry else { break };
+                let name = OsStr::from_bytes(entry.file_name().to_bytes());
+                if name == "." || name == ".." {
+                    continue;
+                }
+                let is_dir = match entry.file_type() {
+                    FileType::Directory => true,
+                    FileType::Unknown => {
+                        matches!(fsops::stat_at(&fd, name), Ok(m) if m.kind == Kind::Dir)
+                    }
+                    _ => false,
+                };
+                if is_dir {
+                    if let Some(f) = self.index.find_file(d, name) {
+                        self.index.remove_file(f);
+                    }
+                    let known = self.index.find_dir(d, name);
+                    let child = self.index.add_dir(d, name, entry.ino());
+                    if !shallow || known.is_none() {
+                        stack.push(child);
+                    } else {
+                        self.index.mark_dir_seen(child);
+                    }
+                    continue;
+                }
+                match fsops::stat_at(&fd, name) {
+                    Ok(m) if m.kind == Kind::Dir => {
+                        // Raced: it became a directory since readdir. Look again next time.
+                        continue;
+                    }
+                    Ok(m) => self.upsert_entry(d, &dir_comps, name, &m),
+                    Err(_) => continue,
+                }
+            }
+        }
+    }
+
+    fn ensure_watched(&mut self, d: DirId, comps: &[OsString], w: &mut Watcher) {
+        if !w.enabled() || self.index.is_watched(d) || self.watch_limit_hit {
+            return;
+        }
+        let mut abs = self.real_path.clone();
+        abs.extend(comps);
+        match w.watch(&abs) {
+            WatchResult::Watched => self.index.set_watched(d, true),
+            WatchResult::LimitReached => {
+                self.watch_limit_hit = true;
+                tracing::warn!(
+                    root = %self.cfg.path.display(),
+                    "inotify watch limit reached (fs.inotify.max_user_watches); the remaining \
+                     directories are rescanned periodically instead. Fix: sysctl -w \
+                     fs.inotify.max_user_watches=524288 (persist it in /etc/sysctl.d/), then \
+                     `chartd reload`"
+                );
+            }
+            WatchResult::Skipped => {}
+            WatchResult::Failed(e) => {
+                tracing::debug!(path = %abs.display(), "cannot watch: {e}");
+            }
+        }
+    }
+
+    /// Records a non-directory entry: managed files in the totals and the queue, everything
+    /// else (excluded, symlinks, sockets, ...) as unmanaged.
+    fn upsert_entry(&mut self, d: DirId, dir_comps: &[&OsStr], name: &OsStr, m: &Meta) {
+        if let Some(old) = self.index.find_dir(d, name) {
+            self.index.remove_dir_tree(old);
+        }
+        let mut comps: Vec<&OsStr> = dir_comps.to_vec();
+        comps.push(name);
+        let managed = m.kind == Kind::File && self.policy.managed(&comps);
+        let protected = managed && self.policy.protected(&comps);
+        self.index.upsert_file(
+            d,
+            name,
+            FileInfo {
+                size: m.size,
+                mtime_ns: m.mtime_ns,
+                ino: m.ino,
+                nlink: m.nlink,
+                managed,
+                protected,
+            },
+        );
+    }
+
+    /// Handles one event path: finds the deepest directory of it the index knows, and
+    /// re-examines the next name below it.
+    pub fn refresh(&mut self, abs: &Path, w: &mut Watcher) {
+        if self.dir.is_none() {
+            return;
+        }
+        let Some(comps) = self.relative(abs) else {
+            return;
+        };
+        if comps.is_empty() {
+            self.check_root(w);
+            return;
+        }
+        let mut d = ROOT;
+        let mut i = 0;
+        while i + 1 < comps.len() {
+            match self.index.find_dir(d, &comps[i]) {
+                Some(x) => {
+                    d = x;
+                    i += 1;
+                }
+                None => break,
+            }
+        }
+        self.refresh_name(d, &comps[i], w);
+    }
+
+    fn relative(&self, abs: &Path) -> Option<Vec<OsString>> {
+        let rel = abs.strip_prefix(&self.real_path).ok()?;
+        let mut out = Vec::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(n) => out.push(n.to_owned()),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    fn refresh_name(&mut self, d: DirId, name: &OsStr, w: &mut Watcher) {
+        let Some(root) = &self.dir else { return };
+        let comps = self.owned_components(d);
+        let fd = match root.open_dir(&comps) {
+            Ok(fd) => fd,
+            Err(e) if fsops::is_gone(&e) => {
+                // The directory itself went away or was replaced: look at it from its parent.
+                if d == ROOT {
+                    self.check_root(w);
+                } else {
+                    let parent = self.index.dir(d).parent;
+                    let own = self.index.dir_name(d).to_owned();
+                    self.refresh_name(parent, &own, w);
+                }
+                return;
+            }
+            Err(_) => return,
+        };
+        let m = match fsops::stat_at(&fd, name) {
+            Ok(m) => m,
+            Err(e) if fsops::is_gone(&e) => {
+                self.forget_name(d, name, w);
+                return;
+            }
+            Err(_) => return,
+        };
+        if m.kind != Kind::Dir {
+            let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+            self.upsert_entry(d, &dir_comps, name, &m);
+            if let Some(f) = self.index.find_file(d, name) {
+                if self.index.file(f).held() {
+                    self.unhold(f);
+                }
+            }
+            return;
+        }
+        if !root.same_mount(&m) {
+            self.forget_name(d, name, w);
+            return;
+        }
+        if let Some(f) = self.index.find_file(d, name) {
+            self.index.remove_file(f);
+            self.held.remove(&f);
+        }
+        match self.index.find_dir(d, name) {
+            Some(x) if self.index.dir(x).ino == m.ino => {}
+            other => {
+                if let Some(x) = other {
+                    self.drop_dir(x, w);
+                }
+                let child = self.index.add_dir(d, name, m.ino);
+                self.walk(child, w, false);
+            }
+        }
+    }
+
+    /// Drops whatever the index has under `name` in `d` (it is gone from disk).
+    fn forget_name(&mut self, d: DirId, name: &OsStr, w: &mut Watcher) {
+        if let Some(f) = self.index.find_file(d, name) {
+            self.index.remove_file(f);
+            self.held.remove(&f);
+        }
+        if let Some(x) = self.index.find_dir(d, name) {
+            self.drop_dir(x, w);
+        }
+    }
+
+    /// Removes a directory subtree from the index, dropping any watch left on it.
+    pub fn drop_dir(&mut self, x: DirId, w: &mut Watcher) {
+        for sub in self.index.subtree(x) {
+            if self.index.is_watched(sub) {
+                let mut abs = self.real_path.clone();
+                abs.extend(self.index.dir_components(sub));
+                w.unwatch(&abs);
+            }
+        }
+        self.index.remove_dir_tree(x);
+    }
+
+    /// The root itself had an event (deleted, moved, replaced) or could not be opened.
+    pub fn check_root(&mut self, w: &mut Watcher) {
+        let before = self.dir.as_ref().map(|d| (d.meta.dev, d.meta.ino));
+        self.dir = None;
+        if self.open_root() {
+            let now = self.dir.as_ref().map(|d| (d.meta.dev, d.meta.ino));
+            if now != before {
+                self.resync_dir(ROOT, w, false);
+            }
+        }
+    }
+
+    /// IN_MODIFY / IN_CLOSE_WRITE on a file: it is (or is no longer) open for writing.
+    pub fn set_writing(&mut self, abs: &Path, writing: bool) {
+        let Some(comps) = self.relative(abs) else {
+            return;
+        };
+        let Some((last, dirs)) = comps.split_last() else {
+            return;
+        };
+        let mut d = ROOT;
+        for c in dirs {
+            match self.index.find_dir(d, c) {
+                Some(x) => d = x,
+                None => return,
+            }
+        }
+        if let Some(f) = self.index.find_file(d, last) {
+            self.index.set_writing(f, writing);
+        }
+    }
+
+    /// Rescans the directories that have no watch (watch limit reached), retrying to watch
+    /// them: this is how limits keep holding, and how full watching comes back once the limit
+    /// is raised.
+    pub fn rescan_unwatched(&mut self, w: &mut Watcher) {
+        if self.dir.is_none() || !w.enabled() {
+            return;
+        }
+        self.watch_limit_hit = false;
+        for d in self.index.unwatched_dirs() {
+            if self.progress.cancelled() {
+                return;
+            }
+            if self.index.is_live_dir(d) {
+                self.resync_dir(d, w, true);
+            }
+        }
+        self.update_degraded();
+    }
+
+    pub fn update_degraded(&mut self) {
+        if self.dir.is_none() {
+            return;
+        }
+        let unwatched = self.index.dir_count.saturating_sub(self.index.watched_dirs);
+        self.degraded = if self.watch_limit_hit && unwatched > 0 {
+            Some(format!(
+                "{unwatched} directories are not watched (inotify watch limit reached); they are \
+                 rescanned periodically. Fix: sysctl -w fs.inotify.max_user_watches=524288 \
+                 (persist it in /etc/sysctl.d/), then `chartd reload`"
+            ))
+        } else {
+            None
+        };
+    }
+
+    /// Puts a held file back into the eviction queue.
+    pub fn unhold(&mut self, f: crate::index::FileId) {
+        self.index.set_held(f, false);
+        self.held.remove(&f);
+    }
+
+    pub fn abs_path(&self, comps: &[&OsStr]) -> PathBuf {
+        let mut p = self.cfg.path.clone();
+        p.extend(comps);
+        p
+    }
+}

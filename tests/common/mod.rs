@@ -1,0 +1,270 @@
+//! Test harness: starts the real `chartd` binary on a temporary root with its own socket, talks
+//! to it over the real control socket, and stops it (by PID) when the test ends.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chartd");
+
+/// Variables of the replaced system: cleared so the host cannot leak into tests.
+pub const CHART_VARS: &[&str] = &[
+    "CHART_OUTPUT_DIR",
+    "CHART_MAX_AGE_HOURS",
+    "CHART_MAX_SIZE_MB",
+    "CHART_CLEANUP_INTERVAL_MINUTES",
+    "CHART_ENABLE_CLEANUP",
+    "ENVIRONMENT",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
+];
+
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+/// A temp dir holding `root/` (the governed tree), the config, the socket and the log.
+pub fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("chartd-test")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    (dir, root)
+}
+
+/// The config text for a single root at `root`, with `policy` lines (indented under the root).
+/// Lines of `policy` starting with `^` go to the top level instead (e.g. `^cleanup_enabled: false`).
+pub fn config_text(root: &Path, socket: &Path, policy: &str) -> String {
+    let mut s = format!(
+        "socket: {}\nlog: {{ level: debug, format: text }}\n",
+        socket.display(),
+    );
+    for line in policy.lines().filter_map(|l| l.trim().strip_prefix('^')) {
+        s.push_str(line.trim());
+        s.push('\n');
+    }
+    s.push_str(&format!("roots:\n  - path: {}\n", root.display()));
+    let policy: String = policy
+        .lines()
+        .filter(|l| !l.trim().starts_with('^'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for line in policy.lines().filter(|l| !l.trim().is_empty()) {
+        s.push_str("    ");
+        s.push_str(line.trim());
+        s.push('\n');
+    }
+    s
+}
+
+impl Daemon {
+    /// Starts chartd on a fresh root, prepared by `setup` before the daemon starts.
+    pub fn start(policy: &str, setup: impl FnOnce(&Path)) -> Daemon {
+        Self::start_with(policy, &[], setup)
+    }
+
+    pub fn start_with(policy: &str, env: &[(&str, &str)], setup: impl FnOnce(&Path)) -> Daemon {
+        let (dir, root) = workspace();
+        setup(&root);
+        let socket = dir.path().join("chartd.sock");
+        let config = dir.path().join("chartd.yaml");
+        fs::write(&config, config_text(&root, &socket, policy)).unwrap();
+        Self::spawn(dir, root, socket, config, env)
+    }
+
+    pub fn spawn(
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        socket: PathBuf,
+        config: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let log = dir.path().join("chartd.log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("--config").arg(&config);
+        for v in CHART_VARS {
+            cmd.env_remove(v);
+        }
+        cmd.envs(env.iter().copied());
+        cmd.stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let child = cmd.spawn().unwrap();
+        let d = Daemon {
+            child,
+            dir,
+            root,
+            socket,
+            config,
+            log,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let ok = wait_until(Duration::from_secs(20), || {
+            self.try_request(r#"{"cmd":"status"}"#).is_some_and(|v| {
+                v["roots"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().all(|x| x["ready"] == true))
+                    && !v["roots"].as_array().unwrap().is_empty()
+            })
+        });
+        assert!(ok, "chartd did not become ready; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn try_request(&self, line: &str) -> Option<Value> {
+        request_at(&self.socket, line)
+    }
+
+    pub fn request(&self, line: &str) -> Value {
+        match self.try_request(line) {
+            Some(v) => v,
+            None => panic!("no answer to {line}; log:\n{}", self.log_text()),
+        }
+    }
+
+    pub fn status_root(&self) -> Value {
+        self.request(r#"{"cmd":"status"}"#)["roots"][0].clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY-free: kill(2) through the `kill` command on our own child's PID.
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Rewrites the config (same socket and root).
+    pub fn rewrite_config(&self, policy: &str) {
+        fs::write(&self.config, config_text(&self.root, &self.socket, policy)).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn request_at(socket: &Path, line: &str) -> Option<Value> {
+    let mut s = UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(line.as_bytes()).ok()?;
+    s.write_all(b"\n").ok()?;
+    let mut r = BufReader::new(s);
+    let mut out = String::new();
+    r.read_line(&mut out).ok()?;
+    serde_json::from_str(&out).ok()
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Creates a file of `size` bytes (sparse) with its mtime `age` in the past.
+pub fn file(path: &Path, size: u64, age: Duration) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    let f = fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    f.set_modified(SystemTime::now() - age).unwrap();
+}
+
+/// Writes a file the way an application does (write, close), with real data.
+pub fn write_file(path: &Path, size: usize) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    fs::write(path, vec![7u8; size]).unwrap();
+}
+
+pub fn hours(h: u64) -> Duration {
+    Duration::from_secs(h * 3600)
+}
+
+/// Managed files under `root` by a plain walk: (count, bytes) of files matching `*.png`.
+pub fn walk_png(root: &Path) -> (u64, u64) {
+    let mut n = (0, 0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        // Tolerant: chartd may be deleting (and pruning) while we walk.
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() && e.path().extension().is_some_and(|x| x == "png") {
+                if let Ok(m) = e.metadata() {
+                    n.0 += 1;
+                    n.1 += m.len();
+                }
+            }
+        }
+    }
+    n
+}
+
+pub fn is_root() -> bool {
+    rustix_uid() == 0
+}
+
+fn rustix_uid() -> u32 {
+    // `id -u` keeps this harness free of extra dependencies.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u32::MAX)
+}
