@@ -493,3 +493,58 @@ pub fn authorize(
         peer.uid
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROUP: &str = "root:x:0:\ncharts-admin:x:990:bob\n";
+    const PASSWD: &str = "bob:x:1001:1001::/:/bin/sh\neve:x:1002:1002::/:/bin/sh\n";
+
+    fn control(admin_uids: Vec<u32>, admin_group: Option<&str>) -> ControlConfig {
+        ControlConfig {
+            group: None,
+            admin_uids,
+            admin_group: admin_group.map(str::to_string),
+            max_connections: 8,
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn check(uid: u32, gid: u32, c: &ControlConfig) -> Result<(), String> {
+        authorize(Some(Peer { uid, gid }), 500, c, GROUP, PASSWD, "purge")
+    }
+
+    #[test]
+    fn admins() {
+        let c = control(vec![1003], Some("charts-admin"));
+        assert!(check(0, 0, &c).is_ok(), "root");
+        assert!(check(500, 500, &c).is_ok(), "the daemon's user");
+        assert!(check(1003, 1003, &c).is_ok(), "admin_uids");
+        assert!(
+            check(1001, 1001, &c).is_ok(),
+            "listed member of admin_group"
+        );
+        assert!(check(4000, 990, &c).is_ok(), "primary group is admin_group");
+        let e = check(1002, 1002, &c).unwrap_err();
+        assert!(
+            e.starts_with("permission denied: purge is for admins"),
+            "{e}"
+        );
+        assert!(e.contains("add uid 1002 to control.admin_uids"), "{e}");
+        assert!(e.contains("add uid 1002 to group \"charts-admin\""), "{e}");
+    }
+
+    #[test]
+    fn non_admins_are_told_what_would_allow_them() {
+        let e = check(1002, 1002, &control(vec![], None)).unwrap_err();
+        assert!(
+            e.contains("uid 500") && e.contains("control.admin_group"),
+            "{e}"
+        );
+        let e = check(1002, 1002, &control(vec![], Some("nope"))).unwrap_err();
+        assert!(e.contains("group \"nope\" is not in /etc/group"), "{e}");
+        let e = authorize(None, 500, &control(vec![], None), GROUP, PASSWD, "reload").unwrap_err();
+        assert!(e.starts_with("permission denied: reload"), "{e}");
+    }
+}
