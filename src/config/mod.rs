@@ -108,3 +108,233 @@ pub struct CliOverrides {
     pub dry_run: bool,
     pub socket: Option<PathBuf>,
 }
+
+mod env;
+mod file;
+mod merge;
+pub mod presets;
+pub mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+/// The config file read when no `--config` is given; if it does not exist, the built-in
+/// development defaults are used instead, so that `chartd run` works out of a checkout.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/chartd/chartd.yaml";
+
+/// A config file larger than this is certainly not a config file (say `--config /dev/zero`);
+/// refusing it avoids reading without bound.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Why the configuration could not be loaded. The message is complete and meant for humans:
+/// it names the file, the key path (or the environment variable), the line and column when
+/// the YAML parser knows them, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: String) -> Self {
+        ConfigError { message }
+    }
+
+    /// The full message (same as `Display`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Turns a serde_yaml error into `file: key: message at line L column C (hint)`. serde_yaml
+/// already renders `key: message at line L column C`; value errors of `file.rs` carry their
+/// hint after [`file::HINT_SEP`], which is moved behind the location here so the location
+/// stays next to the offending value.
+fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
+    let mut text = e.to_string();
+    // serde_yaml omits the location when it is line 1 column 1; say it anyway.
+    if let Some(loc) = e.location() {
+        let at = format!(" at line {} column {}", loc.line(), loc.column());
+        if !text.ends_with(&at) {
+            text.push_str(&at);
+        }
+    }
+    let text = match text.split_once(file::HINT_SEP) {
+        Some((head, rest)) => {
+            let (hint, location) = match rest.rfind(" at line ") {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            format!("{head}{location} {hint}")
+        }
+        None => text,
+    };
+    ConfigError::new(format!("{}: {text}", file.display()))
+}
+
+/// Reads at most [`MAX_FILE_BYTES`]; `Ok(None)` if the file does not exist and is optional.
+fn read_file(path: &Path, required: bool) -> Result<Option<String>, std::io::Error> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} bytes", MAX_FILE_BYTES),
+        ));
+    }
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
+}
+
+/// Parses file text. A file with nothing but comments is an empty config, not an error.
+fn parse_file(path: &Path, text: &str) -> Result<file::FileConfig, ConfigError> {
+    let meaningful = text
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.is_empty() && !l.starts_with('#') && l != "---");
+    if !meaningful {
+        return Ok(file::FileConfig::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))
+}
+
+/// Loads the configuration, reading the process environment. See [`load_with_env`].
+pub fn load(path: Option<&Path>, cli: &CliOverrides) -> Result<Config, ConfigError> {
+    load_with_env(path, cli, &|name| std::env::var(name).ok())
+}
+
+/// Loads, merges and validates the configuration.
+///
+/// `path`: the config file; `None` reads [`DEFAULT_CONFIG_PATH`] if it exists, else uses the
+/// built-in development defaults (one root `./output/charts`, created if missing).
+/// `env` looks up environment variables (injected so tests are independent of the process).
+///
+/// Precedence, highest first: CLI flag (`dry_run` → `cleanup_enabled: false`, `socket`) >
+/// environment variable > file > preset > default; see [`presets`] for when a preset applies.
+pub fn load_with_env(
+    path: Option<&Path>,
+    cli: &CliOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => load_from(p, true, cli, env),
+        None => load_from(Path::new(DEFAULT_CONFIG_PATH), false, cli, env),
+    }
+}
+
+/// [`load_with_env`] with the file given explicitly; `required: false` falls back to the
+/// built-in defaults when the file does not exist (tests use this to avoid `/etc`).
+fn load_from(
+    file_path: &Path,
+    required: bool,
+    cli: &CliOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let unreadable = |e: std::io::Error| {
+        ConfigError::new(format!(
+            "{}: cannot read config file: {e}",
+            file_path.display()
+        ))
+    };
+    let (parsed, source) = match read_file(file_path, required).map_err(unreadable)? {
+        Some(text) => (parse_file(file_path, &text)?, Some(file_path.to_path_buf())),
+        None => (merge::builtin_file(), None),
+    };
+    let overrides = env::read(env)?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        ConfigError::new(format!(
+            "cannot resolve relative paths: working directory unavailable: {e}"
+        ))
+    })?;
+    let default_socket = if cli.socket.is_some() {
+        PathBuf::new() // unused: the flag wins; avoids probing /run needlessly
+    } else {
+        default_socket_path_with(env)
+    };
+    let builtin = source.is_none();
+    let (mut config, prov) = merge::merge(parsed, builtin, &overrides, cli, default_socket, &cwd);
+    config.source = source;
+    validate::validate(&config, &prov).map_err(|msg| match &config.source {
+        Some(p) => ConfigError::new(format!("{}: {msg}", p.display())),
+        None => ConfigError::new(format!("built-in defaults: {msg}")),
+    })?;
+    Ok(config)
+}
+
+/// The control socket used when neither the config nor `--socket` names one:
+/// `/run/chartd/chartd.sock` (the systemd `RuntimeDirectory=`), unless we are not root and
+/// cannot create it there — then `$XDG_RUNTIME_DIR/chartd/chartd.sock`, else
+/// `/tmp/chartd-$UID/chartd.sock` — so that an unprivileged development run works unchanged.
+pub fn default_socket_path() -> PathBuf {
+    default_socket_path_with(&|name| std::env::var(name).ok())
+}
+
+fn default_socket_path_with(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    use rustix::fs::{access, Access};
+    let system = PathBuf::from("/run/chartd/chartd.sock");
+    let euid = rustix::process::geteuid();
+    if euid.is_root() {
+        return system;
+    }
+    let run_dir = Path::new("/run/chartd");
+    let usable = if run_dir.exists() {
+        access(run_dir, Access::WRITE_OK).is_ok()
+    } else {
+        access("/run", Access::WRITE_OK).is_ok()
+    };
+    if usable {
+        return system;
+    }
+    match env("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => Path::new(&dir).join("chartd").join("chartd.sock"),
+        None => PathBuf::from(format!("/tmp/chartd-{}/chartd.sock", euid.as_raw())),
+    }
+}
+
+impl Config {
+    /// The effective configuration as YAML in the file schema, with human units and every
+    /// value explicit (limits that are off are written as `0`), so that [`load`] reads it
+    /// back to the same `Config` whatever preset or environment is in effect then.
+    pub fn to_yaml(&self) -> String {
+        match serde_yaml::to_string(&file::FileConfig::from_config(self)) {
+            Ok(s) => s,
+            // Only plain strings, numbers and lists are serialized; this cannot happen, but a
+            // config printer must not panic either.
+            Err(e) => format!("# cannot render the configuration as YAML: {e}\n"),
+        }
+    }
+}
+
+/// `chartd check-config [--config FILE]`: prints the effective configuration as YAML on
+/// stdout and returns 0, or prints `chartd: <error>` on stderr and returns 1. Kept here so
+/// that any `main.rs` can dispatch to it.
+pub fn check_config_main(path: Option<&Path>) -> i32 {
+    match load(path, &CliOverrides::default()) {
+        Ok(config) => {
+            print!("{}", config.to_yaml());
+            0
+        }
+        Err(e) => {
+            eprintln!("chartd: {e}");
+            1
+        }
+    }
+}
