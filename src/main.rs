@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod cli;
+mod client;
 mod config;
 mod control;
 mod stats;
@@ -14,6 +15,13 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::CheckConfig { config } => config::check_config_main(config.as_deref()),
+        ref cmd @ (Command::Status { .. }
+        | Command::Groups { .. }
+        | Command::List { .. }
+        | Command::Cleanup { .. }
+        | Command::Purge { .. }
+        | Command::Reload { .. }
+        | Command::Metrics { .. }) => client::main(cmd),
         _ => {
             eprintln!("chartd: not implemented in this branch");
             2

@@ -10,7 +10,7 @@ pub mod protocol;
 pub mod report;
 pub mod server;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 // Unused until the daemon loop (main branch) calls them; the allow can go then.
 #[allow(unused_imports)]

@@ -17,7 +17,7 @@ use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-fn control(max_connections: usize, idle: Duration) -> ControlConfig {
+pub(crate) fn control(max_connections: usize, idle: Duration) -> ControlConfig {
     ControlConfig {
         group: None,
         admin_uids: vec![],
@@ -27,16 +27,16 @@ fn control(max_connections: usize, idle: Duration) -> ControlConfig {
     }
 }
 
-struct Server {
+pub(crate) struct Server {
     _dir: tempfile::TempDir,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     seen: Arc<Mutex<Vec<Request>>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Server {
-    async fn start(c: ControlConfig) -> Server {
+    pub(crate) async fn start(c: ControlConfig) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/chartd.sock");
         let listener = bind(&path, &c).unwrap();
