@@ -149,10 +149,14 @@ fn missing_file_is_an_error() {
 }
 
 #[test]
-fn other_subcommands_are_not_in_this_branch() {
+fn client_subcommands_are_wired() {
+    // `status` is the control client (src/client, issue 3): with no daemon it exits 3, not 2.
+    let dir = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_chartd"))
         .arg("status")
+        .arg("--socket")
+        .arg(dir.path().join("none.sock"))
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(3));
 }
