@@ -4,6 +4,30 @@
 //! published by the index owner; commands that need the index (`groups`, `list`, `cleanup`,
 //! `purge`) are sent to the owner as a [`CommandMsg`] and answered when it replies; `reload`
 //! goes to the supervisor, which owns the configuration.
+//!
+//! # What the daemon calls
+//!
+//! ```ignore
+//! // Before or after the runtime starts (plain std, no runtime needed):
+//! let std_listener = control::bind(&config.socket, &config.control)?; // Err(String): print, exit
+//! // Inside the runtime:
+//! let listener = tokio::net::UnixListener::from_std(std_listener)?;
+//! let ctx = Arc::new(control::Context {
+//!     snapshot,                  // watch::Receiver<Arc<Snapshot>> from the owner
+//!     commands,                  // mpsc::Sender<CommandMsg>; the owner answers each `reply`
+//!     reload,                    // mpsc::Sender<ReloadMsg>; the supervisor answers
+//!     control: RwLock::new(config.control.clone()), // replace on reload: new limits and
+//! });                                               // admins apply to the next request
+//! tokio::spawn(control::serve(listener, ctx.clone(), shutdown_rx)); // watch::Receiver<bool>
+//! ```
+//!
+//! `serve` returns after `shutdown` turns true (or its sender is dropped), giving open
+//! connections 2 s to finish. It does not remove the socket file: the next start replaces it
+//! (it is stale then), and systemd's `RuntimeDirectory=` removes it at stop.
+//!
+//! Modules: [`protocol`] (decode/validate/encode, pure), [`report`] (status JSON and metrics
+//! text from a snapshot, pure), [`server`] (socket, connections, limits, permissions),
+//! [`accounts`] (`/etc/group`, `/etc/passwd` lookups).
 
 pub mod accounts;
 pub mod protocol;

@@ -318,7 +318,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// A JSON value's kind, for "must be a string, not <kind>" messages.
+/// A JSON value's kind, for `must be a string, not <kind>` messages.
 fn kind(v: &Value) -> String {
     match v {
         Value::Null => "null".to_string(),

@@ -33,6 +33,7 @@ pub(crate) struct Server {
     seen: Arc<Mutex<Vec<Request>>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    ctx: Arc<Context>,
 }
 
 impl Server {
@@ -58,13 +59,14 @@ impl Server {
             control: RwLock::new(c),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, ctx, stop_rx));
+        let task = tokio::spawn(serve(listener, ctx.clone(), stop_rx));
         Server {
             _dir: dir,
             path,
             seen,
             stop,
             task,
+            ctx,
         }
     }
 
@@ -132,6 +134,17 @@ impl Conn {
             .unwrap()
             .unwrap();
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    /// Like [`Conn::ask`], for a server that may refuse the connection (busy) before or while
+    /// we write: `None` when no answer line arrives.
+    async fn try_ask(&mut self, req: &str) -> Option<Value> {
+        let _ = self.wr.write_all(format!("{req}\n").as_bytes()).await;
+        let mut line = String::new();
+        match timeout(LIMIT, self.rd.read_line(&mut line)).await {
+            Ok(Ok(n)) if n > 0 => serde_json::from_str(&line).ok(),
+            _ => None,
+        }
     }
 
     async fn ask(&mut self, req: &str) -> Value {
@@ -308,7 +321,10 @@ async fn max_connections_then_busy() {
     let mut answered = false;
     for _ in 0..50 {
         let mut d = s.connect().await;
-        if d.ask(r#"{"cmd":"status"}"#).await["ok"] == true {
+        if d.try_ask(r#"{"cmd":"status"}"#)
+            .await
+            .is_some_and(|v| v["ok"] == true)
+        {
             answered = true;
             break;
         }
@@ -415,4 +431,74 @@ fn socket_group_is_applied() {
     let _l = bind(&path, &c).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&path).unwrap().gid(), gid);
+}
+
+/// The README's Python client, run as `nobody` (a peer that is neither root nor the daemon's
+/// user): read-only commands work, admin commands are refused until its uid is listed in
+/// `control.admin_uids`, which applies without restarting the server. Needs root, setpriv and
+/// /usr/bin/python3; skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_users_read_but_do_not_delete() {
+    let tools = ["/usr/bin/setpriv", "/usr/bin/python3"];
+    if !rustix::process::geteuid().is_root() || tools.iter().any(|t| !Path::new(t).exists()) {
+        eprintln!("skipped: needs root and {tools:?}");
+        return;
+    }
+    let s = Server::start(control(8, LIMIT)).await;
+    // Let `nobody` reach the socket (the daemon would use control.group for this).
+    for p in [
+        s.path.parent().unwrap().parent().unwrap(),
+        s.path.parent().unwrap(),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+f = s.makefile()
+for cmd in ['{"cmd": "status"}', '{"cmd": "purge", "group": "g"}', '{"cmd": "reload"}']:
+    s.sendall(cmd.encode() + b"\n")
+    print(f.readline().strip())
+"#;
+    let run = |path: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            let o = std::process::Command::new("/usr/bin/setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "/usr/bin/python3",
+                    "-c",
+                    script,
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let answers = run(s.path.clone()).await.unwrap();
+    assert_eq!(answers[0]["roots"][0]["usage_percent"], 50.0);
+    let denied = error(&answers[1]);
+    assert!(
+        denied.starts_with("permission denied: purge is for admins"),
+        "{denied}"
+    );
+    assert!(
+        denied.contains("add uid 65534 to control.admin_uids"),
+        "{denied}"
+    );
+    assert!(error(&answers[2]).starts_with("permission denied: reload"));
+    assert!(s.seen.lock().unwrap().is_empty());
+    // A reload that lists the uid takes effect for the next request.
+    s.ctx.control.write().unwrap().admin_uids = vec![65534];
+    let answers = run(s.path.clone()).await.unwrap();
+    assert_eq!(answers[1]["ok"], true, "{}", answers[1]);
+    assert_eq!(answers[2]["reloaded"], true);
 }
