@@ -26,19 +26,22 @@
 //! (it is stale then), and systemd's `RuntimeDirectory=` removes it at stop.
 //!
 //! Modules: [`protocol`] (decode/validate/encode, pure), [`report`] (status JSON and metrics
-//! text from a snapshot, pure), [`server`] (socket, connections, limits, permissions),
+//! text from a snapshot, pure), [`server`] (connections, limits, permissions), [`socket`] (creating the socket file),
 //! [`accounts`] (`/etc/group`, `/etc/passwd` lookups).
 
 pub mod accounts;
 pub mod protocol;
 pub mod report;
 pub mod server;
+pub mod socket;
 #[cfg(test)]
 pub(crate) mod tests;
 
 // Unused until the daemon loop (main branch) calls them; the allow can go then.
 #[allow(unused_imports)]
-pub use server::{bind, serve, Context};
+pub use server::{serve, Context};
+#[allow(unused_imports)]
+pub use socket::bind;
 
 use std::path::PathBuf;
 use tokio::sync::oneshot;
