@@ -113,7 +113,7 @@ struct Supervisor {
     overrides: CliOverrides,
     log: LogHandle,
     ctl: mpsc::Sender<Ctl>,
-    ctx: Arc<control::server::Context>,
+    ctx: Arc<control::Context>,
 }
 
 impl Supervisor {
@@ -162,7 +162,7 @@ async fn supervise(
     overrides: CliOverrides,
     log: LogHandle,
 ) -> i32 {
-    let listener = match control::server::bind(&cfg.socket, &cfg.control) {
+    let listener = match control::bind(&cfg.socket, &cfg.control) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
@@ -224,14 +224,14 @@ async fn supervise(
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Arc::new(control::server::Context {
+    let ctx = Arc::new(control::Context {
         snapshot: snap_rx.clone(),
         commands: cmd_tx,
         reload: reload_tx,
         control: std::sync::RwLock::new(cfg.control.clone()),
     });
     let server = match tokio::net::UnixListener::from_std(listener) {
-        Ok(l) => tokio::spawn(control::server::serve(l, ctx.clone(), stop_rx)),
+        Ok(l) => tokio::spawn(control::serve(l, ctx.clone(), stop_rx)),
         Err(e) => {
             tracing::error!("control socket: {e}");
             return 1;

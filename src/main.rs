@@ -4,6 +4,7 @@
 
 mod clean_once;
 mod cli;
+mod client;
 mod commands;
 mod config;
 mod control;
@@ -68,10 +69,7 @@ fn main() {
                 1
             }
         },
-        _ => {
-            eprintln!("chartd: client commands are not wired yet");
-            2
-        }
+        other => client::main(other),
     };
     std::process::exit(code);
 }
