@@ -28,6 +28,7 @@ pub fn run(config_path: Option<PathBuf>, overrides: CliOverrides) -> i32 {
         }
     };
     let log = logging::init(&cfg.log);
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,6 +40,19 @@ pub fn run(config_path: Option<PathBuf>, overrides: CliOverrides) -> i32 {
         }
     };
     rt.block_on(supervise(cfg, config_path, overrides, log))
+}
+
+/// Lifts the soft open-files limit to the hard one (systemd's default soft limit is 1024):
+/// control connections and the crawl both need descriptors.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::debug!("cannot raise the open-files limit: {e}");
+        }
+    }
 }
 
 fn empty_snapshot(cfg: &Config) -> Snapshot {
@@ -113,7 +127,7 @@ struct Supervisor {
     overrides: CliOverrides,
     log: LogHandle,
     ctl: mpsc::Sender<Ctl>,
-    ctx: Arc<control::server::Context>,
+    ctx: Arc<control::Context>,
 }
 
 impl Supervisor {
@@ -162,7 +176,7 @@ async fn supervise(
     overrides: CliOverrides,
     log: LogHandle,
 ) -> i32 {
-    let listener = match control::server::bind(&cfg.socket, &cfg.control) {
+    let listener = match control::bind(&cfg.socket, &cfg.control) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
@@ -224,14 +238,14 @@ async fn supervise(
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Arc::new(control::server::Context {
+    let ctx = Arc::new(control::Context {
         snapshot: snap_rx.clone(),
         commands: cmd_tx,
         reload: reload_tx,
         control: std::sync::RwLock::new(cfg.control.clone()),
     });
     let server = match tokio::net::UnixListener::from_std(listener) {
-        Ok(l) => tokio::spawn(control::server::serve(l, ctx.clone(), stop_rx)),
+        Ok(l) => tokio::spawn(control::serve(l, ctx.clone(), stop_rx)),
         Err(e) => {
             tracing::error!("control socket: {e}");
             return 1;

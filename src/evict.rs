@@ -250,11 +250,26 @@ impl RootState {
         let Some(root) = &self.dir else { return };
         let dir_fd = match root.open_dir(dir_comps) {
             Ok(fd) => fd,
-            Err(_) => {
-                // Its directory is gone or replaced: let the index catch up instead.
+            Err(e) => {
+                // Its directory is gone or replaced: let the index catch up instead. If the
+                // file is still indexed afterwards, the directory cannot be entered (EACCES,
+                // say): hold the file back rather than retrying in a loop.
                 let mut real = self.real_path.clone();
                 real.extend(dir_comps);
                 self.refresh(&real, w);
+                if self.index.is_live(id) && !self.index.file(id).held() {
+                    if !fsops::is_gone(&e) {
+                        self.counters.errors += 1;
+                        let p = path.display().to_string();
+                        let hint = fsops::hint(&e);
+                        self.warn_limited("open-dir-error", || {
+                            format!("cannot open the directory of {p}: {e}. {hint}")
+                        });
+                    }
+                    let retry = Instant::now() + self.error_backoff;
+                    self.error_backoff = (self.error_backoff * 2).min(Duration::from_secs(300));
+                    self.hold(id, Some(retry));
+                }
                 return;
             }
         };

@@ -5,6 +5,7 @@
 mod assets;
 mod clean_once;
 mod cli;
+mod client;
 mod commands;
 mod config;
 mod control;
@@ -50,10 +51,7 @@ fn main() {
                 1
             }
         },
-        _ => {
-            eprintln!("chartd: client commands are not wired yet");
-            2
-        }
+        other => client::main(other),
     };
     std::process::exit(code);
 }

@@ -26,7 +26,8 @@ use tokio::time::{sleep_until, Instant};
 
 /// Events handled per batch at most (then the limits are enforced and a snapshot published).
 const BATCH: usize = 8192;
-/// How often directories without a watch are rescanned while degraded.
+/// How often directories without a watch are rescanned while degraded (or every
+/// `resync_interval`, when that is shorter).
 const DEGRADED_RESCAN: Duration = Duration::from_secs(30);
 
 /// Messages from the supervisor.
@@ -280,7 +281,8 @@ impl Owner {
             r.next_due_ns = pass.next_due_ns;
             r.more = pass.more;
             if r.degraded.is_some() && r.dir.is_some() && r.next_degraded_check.is_none() {
-                r.next_degraded_check = Some(std::time::Instant::now() + DEGRADED_RESCAN);
+                let every = DEGRADED_RESCAN.min(self.cfg.resync_interval);
+                r.next_degraded_check = Some(std::time::Instant::now() + every);
             }
         }
     }

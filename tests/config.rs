@@ -147,3 +147,16 @@ fn missing_file_is_an_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn client_subcommands_are_wired() {
+    // `status` is the control client (src/client, issue 3): with no daemon it exits 3, not 2.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_chartd"))
+        .arg("status")
+        .arg("--socket")
+        .arg(dir.path().join("none.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+}

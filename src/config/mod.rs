@@ -145,11 +145,6 @@ impl ConfigError {
     pub(crate) fn new(message: String) -> Self {
         ConfigError { message }
     }
-
-    /// The full message (same as `Display`).
-    pub fn message(&self) -> &str {
-        &self.message
-    }
 }
 
 impl fmt::Display for ConfigError {

@@ -46,7 +46,7 @@ pub fn is_member(group: &Group, uid: u32, gid: u32, passwd: &str) -> bool {
         return true;
     }
     match user_name(passwd, uid) {
-        Some(name) => group.members.iter().any(|m| *m == name),
+        Some(name) => group.members.contains(&name),
         None => false,
     }
 }

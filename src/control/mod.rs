@@ -4,15 +4,44 @@
 //! published by the index owner; commands that need the index (`groups`, `list`, `cleanup`,
 //! `purge`) are sent to the owner as a [`CommandMsg`] and answered when it replies; `reload`
 //! goes to the supervisor, which owns the configuration.
+//!
+//! # What the daemon calls
+//!
+//! ```ignore
+//! // Before or after the runtime starts (plain std, no runtime needed):
+//! let std_listener = control::bind(&config.socket, &config.control)?; // Err(String): print, exit
+//! // Inside the runtime:
+//! let listener = tokio::net::UnixListener::from_std(std_listener)?;
+//! let ctx = Arc::new(control::Context {
+//!     snapshot,                  // watch::Receiver<Arc<Snapshot>> from the owner
+//!     commands,                  // mpsc::Sender<CommandMsg>; the owner answers each `reply`
+//!     reload,                    // mpsc::Sender<ReloadMsg>; the supervisor answers
+//!     control: RwLock::new(config.control.clone()), // replace on reload: new limits and
+//! });                                               // admins apply to the next request
+//! tokio::spawn(control::serve(listener, ctx.clone(), shutdown_rx)); // watch::Receiver<bool>
+//! ```
+//!
+//! `serve` returns after `shutdown` turns true (or its sender is dropped), giving open
+//! connections 2 s to finish. It does not remove the socket file: the next start replaces it
+//! (it is stale then), and systemd's `RuntimeDirectory=` removes it at stop.
+//!
+//! Modules: [`protocol`] (decode/validate/encode, pure), [`report`] (status JSON and metrics
+//! text from a snapshot, pure), [`server`] (connections, limits, permissions), [`socket`] (creating the socket file),
+//! [`accounts`] (`/etc/group`, `/etc/passwd` lookups).
 
 pub mod accounts;
 pub mod protocol;
 pub mod report;
 pub mod server;
+pub mod socket;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-pub use server::{bind, serve, Context};
+// Unused until the daemon loop (main branch) calls them; the allow can go then.
+#[allow(unused_imports)]
+pub use server::{serve, Context};
+#[allow(unused_imports)]
+pub use socket::bind;
 
 use std::path::PathBuf;
 use tokio::sync::oneshot;

@@ -154,6 +154,7 @@ fn root_status(r: &RootStats, snap: &Snapshot, now: SystemTime) -> Map<String, V
     );
     m.insert("cleanup_enabled".into(), json!(r.cleanup_enabled));
     m.insert("watches".into(), json!(r.watches));
+    m.insert("index_bytes".into(), json!(r.index_bytes));
     m.insert("overflows".into(), json!(r.overflows));
     m.insert("resyncs".into(), json!(r.resyncs));
     m.insert("degraded".into(), json!(r.degraded));
@@ -408,4 +409,234 @@ fn round2(x: f64) -> Value {
 
 fn opt_round2(x: Option<f64>) -> Value {
     x.map_or(Value::Null, round2)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    pub(crate) const NOW: u64 = 1_700_000_000;
+
+    pub(crate) fn at(secs_ago: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(NOW - secs_ago)
+    }
+
+    pub(crate) fn root(path: &str) -> RootStats {
+        RootStats {
+            path: PathBuf::from(path),
+            total_files: 0,
+            total_bytes: 0,
+            oldest_mtime: None,
+            newest_mtime: None,
+            max_age: None,
+            max_size: None,
+            min_free_bytes: None,
+            fs_free_bytes: 0,
+            fs_total_bytes: 0,
+            unmanaged_files: 0,
+            index_bytes: 0,
+            files_removed: 0,
+            bytes_freed: 0,
+            removed_by_reason: [0; 4],
+            errors: 0,
+            last_eviction: None,
+            cleanup_enabled: true,
+            watches: 0,
+            overflows: 0,
+            resyncs: 0,
+            degraded: false,
+            degraded_reason: None,
+            ready: true,
+            eviction_latency: Histogram::default(),
+        }
+    }
+
+    pub(crate) fn snapshot(roots: Vec<RootStats>) -> Snapshot {
+        Snapshot {
+            version: "0.1.0",
+            started: at(3_725),
+            warning_percent: 80.0,
+            critical_percent: 95.0,
+            roots,
+        }
+    }
+
+    fn now() -> SystemTime {
+        at(0)
+    }
+
+    #[test]
+    fn unlimited_empty_root_has_nulls() {
+        let s = status(&snapshot(vec![root("/srv/a")]), now());
+        assert_eq!(s["version"], "0.1.0");
+        assert_eq!(s["uptime_seconds"], 3725);
+        assert_eq!(s["total_files"], 0);
+        let r = &s["roots"][0];
+        assert_eq!(r["path"], "/srv/a");
+        for key in [
+            "oldest_file_age_hours",
+            "newest_file_age_hours",
+            "max_age_hours",
+            "max_size_mb",
+            "usage_percent",
+            "floor_usage_percent",
+            "last_eviction",
+            "min_free_bytes",
+        ] {
+            assert!(r[key].is_null(), "{key} = {}", r[key]);
+        }
+        assert_eq!(r["alert"], "ok");
+        assert_eq!(r["total_size_mb"], 0.0);
+        assert!(r.get("degraded_reason").is_none());
+        assert_eq!(r["ready"], true);
+    }
+
+    #[test]
+    fn figures_are_rounded_and_summed() {
+        let mut a = root("/srv/a");
+        a.total_files = 3;
+        a.total_bytes = 1_572_864; // 1.5 MiB
+        a.max_size = Some(3 * 1_048_576);
+        a.max_age = Some(Duration::from_secs(90 * 60));
+        a.oldest_mtime = Some(at(4_000)); // 1.111 h
+        a.newest_mtime = Some(now() + Duration::from_secs(60)); // in the future: age 0
+        a.last_eviction = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        a.removed_by_reason = [4, 1, 0, 2];
+        a.degraded = true;
+        a.degraded_reason = Some("watch limit reached".into());
+        let mut b = root("/srv/b");
+        b.total_files = 2;
+        b.total_bytes = 10;
+        let s = status(&snapshot(vec![a, b]), now());
+        assert_eq!(s["total_files"], 5);
+        assert_eq!(s["total_bytes"], 1_572_874);
+        let r = &s["roots"][0];
+        assert_eq!(r["total_size_mb"], 1.5);
+        assert_eq!(r["max_size_mb"], 3.0);
+        assert_eq!(r["usage_percent"], 50.0);
+        assert_eq!(r["max_age_hours"], 1.5);
+        assert_eq!(r["oldest_file_age_hours"], 1.11);
+        assert_eq!(r["newest_file_age_hours"], 0.0);
+        assert_eq!(r["last_eviction"], "2023-11-14T22:13:20Z");
+        assert_eq!(r["removed_by_reason"]["age"], 4);
+        assert_eq!(r["removed_by_reason"]["purge"], 2);
+        assert_eq!(r["degraded"], true);
+        assert_eq!(r["degraded_reason"], "watch limit reached");
+    }
+
+    #[test]
+    fn alert_levels_by_size() {
+        let level = |bytes: u64| {
+            let mut r = root("/r");
+            r.max_size = Some(1000);
+            r.total_bytes = bytes;
+            alert(&r, 80.0, 95.0)
+        };
+        assert_eq!(level(0), Alert::Ok);
+        assert_eq!(level(799), Alert::Ok);
+        assert_eq!(level(800), Alert::Warning);
+        assert_eq!(level(949), Alert::Warning);
+        assert_eq!(level(950), Alert::Critical);
+        assert_eq!(level(5000), Alert::Critical);
+        let mut r = root("/r");
+        r.max_size = Some(0);
+        r.total_bytes = 0;
+        assert_eq!(alert(&r, 80.0, 95.0), Alert::Ok);
+        r.total_bytes = 1;
+        assert_eq!(alert(&r, 80.0, 95.0), Alert::Critical);
+    }
+
+    #[test]
+    fn alert_levels_by_free_space_floor_and_the_worse_wins() {
+        // 100 GB filesystem, 10 GB floor: 90 GB usable.
+        let fs = |free: u64, max_size: Option<u64>, total_bytes: u64| {
+            let mut r = root("/r");
+            r.fs_total_bytes = 100;
+            r.fs_free_bytes = free;
+            r.min_free_bytes = Some(10);
+            r.max_size = max_size;
+            r.total_bytes = total_bytes;
+            r
+        };
+        assert_eq!(alert(&fs(50, None, 0), 80.0, 95.0), Alert::Ok); // 50/90 = 56 %
+        assert_eq!(alert(&fs(28, None, 0), 80.0, 95.0), Alert::Warning); // 72/90 = 80 %
+        assert_eq!(alert(&fs(14, None, 0), 80.0, 95.0), Alert::Critical); // 86/90 = 95.6 %
+        assert_eq!(alert(&fs(5, None, 0), 80.0, 95.0), Alert::Critical); // below the floor
+        assert_eq!(alert(&fs(28, Some(100), 99), 80.0, 95.0), Alert::Critical); // size worse
+        assert_eq!(alert(&fs(14, Some(100), 10), 80.0, 95.0), Alert::Critical); // floor worse
+        assert_eq!(alert(&fs(50, Some(100), 85), 80.0, 95.0), Alert::Warning);
+        // Thresholds come from the snapshot.
+        assert_eq!(alert(&fs(50, None, 0), 50.0, 60.0), Alert::Warning);
+        // Filesystem not measured yet: no free-space reading.
+        let mut r = fs(0, None, 0);
+        r.fs_total_bytes = 0;
+        assert_eq!(floor_usage_percent(&r), None);
+        assert_eq!(alert(&r, 80.0, 95.0), Alert::Ok);
+        let s = status(&snapshot(vec![fs(28, None, 0)]), now());
+        assert_eq!(s["roots"][0]["floor_usage_percent"], 80.0);
+        assert_eq!(s["roots"][0]["alert"], "warning");
+    }
+
+    #[test]
+    fn metrics_text() {
+        let mut a = root("/srv/\"odd\"\\path\n");
+        a.total_files = 7;
+        a.max_size = Some(1000);
+        a.removed_by_reason = [1, 2, 3, 4];
+        a.eviction_latency.observe(Duration::from_millis(3));
+        a.eviction_latency.observe(Duration::from_secs(2));
+        let b = root("/srv/b");
+        let text = metrics(&snapshot(vec![a, b]), now());
+        let label = r#"root="/srv/\"odd\"\\path\n""#;
+        assert!(
+            text.contains(&format!("chartd_managed_files{{{label}}} 7\n")),
+            "{text}"
+        );
+        assert!(text.contains("chartd_managed_files{root=\"/srv/b\"} 0\n"));
+        assert!(text.contains(&format!("chartd_max_size_bytes{{{label}}} 1000\n")));
+        assert!(!text.contains("chartd_max_size_bytes{root=\"/srv/b\"}"));
+        assert!(text.contains(&format!(
+            "chartd_removed_files_total{{{label},reason=\"free_space\"}} 3\n"
+        )));
+        assert!(text.contains(&format!(
+            "chartd_eviction_latency_seconds_bucket{{{label},le=\"0.0025\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "chartd_eviction_latency_seconds_bucket{{{label},le=\"0.005\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "chartd_eviction_latency_seconds_bucket{{{label},le=\"1\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "chartd_eviction_latency_seconds_bucket{{{label},le=\"+Inf\"}} 2\n"
+        )));
+        assert!(text.contains(&format!(
+            "chartd_eviction_latency_seconds_count{{{label}}} 2\n"
+        )));
+        assert!(text.contains(&format!(
+            "chartd_eviction_latency_seconds_sum{{{label}}} 2.003\n"
+        )));
+        assert!(text.contains("# TYPE chartd_eviction_latency_seconds histogram\n"));
+        assert!(text.contains("# TYPE chartd_errors_total counter\n"));
+        assert!(text.contains("chartd_uptime_seconds 3725\n"));
+        assert!(text.contains("chartd_build_info{version=\"0.1.0\"} 1\n"));
+        // Every line is a comment or `name{labels} value`, and every family has HELP and TYPE.
+        for line in text.lines() {
+            if line.starts_with('#') {
+                assert!(
+                    line.starts_with("# HELP chartd_") || line.starts_with("# TYPE chartd_"),
+                    "{line}"
+                );
+                continue;
+            }
+            assert!(line.starts_with("chartd_"), "{line}");
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
+        }
+        assert_eq!(
+            text.matches("# HELP").count(),
+            text.matches("# TYPE").count()
+        );
+    }
 }

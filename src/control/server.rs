@@ -1,5 +1,5 @@
-//! The listener and its connections: socket creation, connection limits, timeouts, peer
-//! credentials, and dispatch of decoded requests.
+//! The listener and its connections: connection limits, timeouts, peer credentials, and
+//! dispatch of decoded requests. (Creating the socket file is [`super::socket`].)
 //!
 //! Every connection is its own task with a bounded line buffer ([`MAX_LINE`]) and a deadline
 //! (`control.idle_timeout`) for each complete request line and each reply, so a client that
@@ -12,8 +12,6 @@ use super::{accounts, report, CommandMsg, ReloadMsg, Request};
 use crate::config::ControlConfig;
 use crate::stats::Snapshot;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -57,146 +55,6 @@ impl Context {
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
-}
-
-/// Creates the control socket at `path`: mode 0660, group `control.group` if set, parent
-/// directory created (0755) if missing.
-///
-/// An existing socket is replaced only if nothing accepts connections on it; a live one means
-/// another chartd runs and is an error, and a path that is not a socket is never removed. The
-/// socket is bound under a temporary name, given its mode and group, and only then linked into
-/// place, so it is never reachable with the umask's permissions; the link fails instead of
-/// clobbering a socket another process created meanwhile. (`local_addr()` therefore reports
-/// the temporary name.)
-///
-/// Returns a non-blocking std listener, so this can run before the runtime starts; convert it
-/// with `tokio::net::UnixListener::from_std` inside the runtime.
-pub fn bind(
-    path: &Path,
-    control: &ControlConfig,
-) -> Result<std::os::unix::net::UnixListener, String> {
-    let shown = path.display();
-    let gid = match &control.group {
-        None => None,
-        Some(name) => Some(
-            accounts::group_by_name(&accounts::read(accounts::GROUP_FILE), name)
-                .ok_or_else(|| {
-                    format!(
-                        "control.group {name:?} does not exist in {} (create it with `groupadd {name}`, or remove control.group)",
-                        accounts::GROUP_FILE
-                    )
-                })?
-                .gid,
-        ),
-    };
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        format!(
-            "socket path {shown} does not name a file; set socket: to e.g. /run/chartd/chartd.sock"
-        )
-    })?;
-    if !parent.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|e| {
-                format!(
-                    "cannot create the socket's directory {}: {e}",
-                    parent.display()
-                )
-            })?;
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match probe(path) {
-            Probe::Live => {
-                return Err(format!(
-                    "another chartd is already listening on {shown} (stop it, or set socket: to another path)"
-                ))
-            }
-            Probe::Stale => std::fs::remove_file(path).map_err(|e| {
-                format!("cannot remove the stale socket {shown}: {e} (remove it by hand, or set socket: to another path)")
-            })?,
-            Probe::Unknown(e) => {
-                return Err(format!(
-                    "cannot tell whether {shown} is in use ({e}); remove it if no chartd runs, or set socket: to another path"
-                ))
-            }
-        },
-        Ok(_) => {
-            return Err(format!(
-                "{shown} exists and is not a socket; refusing to replace it (move it away, or set socket: to another path)"
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot inspect {shown}: {e}")),
-    }
-
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = parent.join(tmp_name);
-    if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_socket()) {
-        let _ = std::fs::remove_file(&tmp); // left by an earlier process with our pid
-    }
-    let listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(|e| {
-        format!(
-            "cannot create the control socket in {}: {e}",
-            parent.display()
-        )
-    })?;
-    let result = (|| {
-        rustix::fs::chmod(&tmp, rustix::fs::Mode::from_raw_mode(0o660))
-            .map_err(|e| format!("cannot set mode 0660 on the control socket: {e}"))?;
-        if let (Some(gid), Some(group)) = (gid, &control.group) {
-            rustix::fs::chown(&tmp, None, Some(rustix::fs::Gid::from_raw(gid))).map_err(|e| {
-                format!(
-                    "cannot give the control socket to group {group:?}: {e} (the daemon must run as root or as a member of {group:?})"
-                )
-            })?;
-        }
-        std::fs::hard_link(&tmp, path).map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => format!(
-                "{shown} appeared while chartd was starting; is another chartd starting? (stop it, or set socket: to another path)"
-            ),
-            _ => format!("cannot create the control socket {shown}: {e}"),
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot make the control socket non-blocking: {e}"))
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result.map(|()| listener)
-}
-
-enum Probe {
-    Live,
-    Stale,
-    Unknown(io::Error),
-}
-
-/// Whether something accepts connections on the socket at `path`. A non-blocking connect, so
-/// a live daemon with a full backlog reads as live instead of hanging the start.
-fn probe(path: &Path) -> Probe {
-    use rustix::io::Errno;
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let attempt = || -> Result<(), Errno> {
-        let fd = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            None,
-        )?;
-        rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)
-    };
-    match attempt() {
-        Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => Probe::Live,
-        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Probe::Stale,
-        Err(e) => Probe::Unknown(e.into()),
-    }
 }
 
 /// Serves connections until `shutdown` turns true (or its sender is dropped), then gives open
@@ -492,4 +350,59 @@ pub fn authorize(
         "permission denied: {cmd} is for admins; run it as root or as the daemon's user (uid {daemon_uid}), add uid {} to control.admin_uids{via_group}",
         peer.uid
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROUP: &str = "root:x:0:\ncharts-admin:x:990:bob\n";
+    const PASSWD: &str = "bob:x:1001:1001::/:/bin/sh\neve:x:1002:1002::/:/bin/sh\n";
+
+    fn control(admin_uids: Vec<u32>, admin_group: Option<&str>) -> ControlConfig {
+        ControlConfig {
+            group: None,
+            admin_uids,
+            admin_group: admin_group.map(str::to_string),
+            max_connections: 8,
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn check(uid: u32, gid: u32, c: &ControlConfig) -> Result<(), String> {
+        authorize(Some(Peer { uid, gid }), 500, c, GROUP, PASSWD, "purge")
+    }
+
+    #[test]
+    fn admins() {
+        let c = control(vec![1003], Some("charts-admin"));
+        assert!(check(0, 0, &c).is_ok(), "root");
+        assert!(check(500, 500, &c).is_ok(), "the daemon's user");
+        assert!(check(1003, 1003, &c).is_ok(), "admin_uids");
+        assert!(
+            check(1001, 1001, &c).is_ok(),
+            "listed member of admin_group"
+        );
+        assert!(check(4000, 990, &c).is_ok(), "primary group is admin_group");
+        let e = check(1002, 1002, &c).unwrap_err();
+        assert!(
+            e.starts_with("permission denied: purge is for admins"),
+            "{e}"
+        );
+        assert!(e.contains("add uid 1002 to control.admin_uids"), "{e}");
+        assert!(e.contains("add uid 1002 to group \"charts-admin\""), "{e}");
+    }
+
+    #[test]
+    fn non_admins_are_told_what_would_allow_them() {
+        let e = check(1002, 1002, &control(vec![], None)).unwrap_err();
+        assert!(
+            e.contains("uid 500") && e.contains("control.admin_group"),
+            "{e}"
+        );
+        let e = check(1002, 1002, &control(vec![], Some("nope"))).unwrap_err();
+        assert!(e.contains("group \"nope\" is not in /etc/group"), "{e}");
+        let e = authorize(None, 500, &control(vec![], None), GROUP, PASSWD, "reload").unwrap_err();
+        assert!(e.starts_with("permission denied: reload"), "{e}");
+    }
 }

@@ -94,9 +94,21 @@ impl Daemon {
         config: PathBuf,
         env: &[(&str, &str)],
     ) -> Daemon {
-        let log = dir.path().join("chartd.log");
         let mut cmd = Command::new(BIN);
         cmd.arg("run").arg("--config").arg(&config);
+        Self::spawn_cmd(dir, root, socket, config, env, cmd)
+    }
+
+    /// Like `spawn`, with a caller-built command (e.g. chartd wrapped in `unshare`).
+    pub fn spawn_cmd(
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        socket: PathBuf,
+        config: PathBuf,
+        env: &[(&str, &str)],
+        mut cmd: Command,
+    ) -> Daemon {
+        let log = dir.path().join("chartd.log");
         for v in CHART_VARS {
             cmd.env_remove(v);
         }

@@ -1,0 +1,75 @@
+//! The `chartd` client subcommands as an operator runs them: exit codes and messages, without a
+//! daemon (the answers of a live server are tested in src/client/tests.rs and
+//! src/control/tests.rs against a real socket).
+
+use std::process::{Command, Output};
+
+fn chartd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chartd"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn no_daemon_is_exit_3_naming_the_socket_and_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("chartd.sock");
+    let sock = sock.to_str().unwrap();
+    for args in [
+        vec!["status"],
+        vec!["groups", "--top", "3"],
+        vec!["list", "EURUSD_1h"],
+        vec!["cleanup", "--dry-run"],
+        vec!["purge", "g"],
+        vec!["reload"],
+        vec!["metrics"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--socket", sock]);
+        let o = chartd(&args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains(sock) && e.contains("systemctl status chartd"),
+            "{e}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[test]
+fn stale_socket_says_nothing_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("chartd.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let o = chartd(&["status", "--socket", sock.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("nothing listens"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_are_exit_2() {
+    let o = chartd(&["purge", "--all", "--socket", "/nonexistent.sock"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    let o = chartd(&["groups", "--sort", "size", "--socket", "/nonexistent.sock"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("valid: bytes, files, age, name"));
+    let o = chartd(&["list", "../etc", "--socket", "/nonexistent.sock"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = chartd(&["purge", "g", "--all", "--yes"]); // clap: conflicting arguments
+    assert_eq!(o.status.code(), Some(2));
+    let o = chartd(&["status", "--config", "/nonexistent/chartd.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent/chartd.yaml"),
+        "{}",
+        stderr(&o)
+    );
+}
