@@ -130,6 +130,19 @@ if [ ! -f "$ROOTFS.ok" ]; then
 fi
 exec 8>&-
 
+# Leftovers of runs that were killed (their script's pid, the id's suffix, is gone).
+for d in "$BASE"/run/*/ /sys/fs/cgroup/chartd-systest-* /sys/fs/cgroup/{systemd,unified}/chartd-systest-*; do
+    [ -d "$d" ] || continue
+    owner=${d%/}; owner=${owner##*-}
+    case $owner in '' | *[!0-9]*) continue ;; esac
+    kill -0 "$owner" 2>/dev/null && continue
+    [ -e "$d/.keep" ] && continue
+    case $d in
+        /sys/*) find "$d" -depth -type d -exec rmdir {} + 2>/dev/null ;;
+        *) log "removing stale run dir $d"; rm -rf "$d" ;;
+    esac
+done
+
 # ---------------------------------------------------------------------------- container control
 # The host's PID 1 may not be systemd (CI VMs): then nspawn must --keep-unit in a cgroup we
 # make. Commands run in the container with nsenter are not tracked by its systemd; they run in
@@ -197,7 +210,7 @@ ct_stop() {
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
     done
     if [ -n "$RUN" ] && [ -d "$RUN" ]; then
-        if [ "${KEEP_RUN:-0}" = 1 ]; then log "kept $RUN (journal: journalctl -D $RUN/upper/var/log/journal)"
+        if [ "${KEEP_RUN:-0}" = 1 ]; then touch "$RUN/.keep"; log "kept $RUN (journal: journalctl -D $RUN/upper/var/log/journal)"
         else rm -rf "$RUN"; fi
     fi
     NSPAWN_PID="" LEADER="" RUN="" CG_DIRS=() EXEC_CGS=()
@@ -329,6 +342,13 @@ deb_cycle() {
     if [ $rc = 3 ] && [ -n "$OUT" ]; then pass "deb: chartd status refused to a non-member (exit 3): $(head -n1 <<<"$OUT")"
     else fail "deb: chartd status refused to a non-member with exit 3 and a message (got exit $rc)" "$OUT"; fi
 
+    # -- admin commands: root yes, a mere member of group chartd no
+    check "deb: chartd cleanup works as root" 'chartd cleanup'
+    cts 'runuser -u alice -- chartd cleanup'
+    rc=$?
+    if [ $rc != 0 ] && [ $rc != 3 ] && [ -n "$OUT" ]; then pass "deb: chartd cleanup refused to a non-admin member (exit $rc): $(head -n1 <<<"$OUT" | cut -c1-90)"
+    else fail "deb: chartd cleanup refused to a non-admin member of group chartd (got exit $rc)" "$OUT"; fi
+
     # -- permissions: whatever the writer's umask, user chartd can unlink its files and rmdir its
     #    directories (setgid root + default ACLs); checked without the daemon
     check "deb: user chartd can delete files and dirs an app user wrote with umask 077" \
@@ -434,6 +454,11 @@ rpm_cycle() {
         'runuser -u alice -- chartd status | grep /var/lib/chartd/charts'
     check "rpm: systemd-analyze verify prints nothing" \
         'out=$(systemd-analyze verify /usr/lib/systemd/system/chartd.service 2>&1); echo "$out"; [ -z "$out" ]'
+    local pid0
+    cts 'systemctl show -p MainPID --value chartd'; pid0=$OUT
+    check "rpm: upgrade (rpm -U --replacepkgs) restarts the service" \
+        "rpm -U --replacepkgs --nodeps --dbpath /var/lib/rpm $SHARE/chartd.rpm && systemctl is-active chartd &&
+         [ \"\$(systemctl show -p MainPID --value chartd)\" != '$pid0' ]"
     cts 'runuser -u alice -- sh -c "mkdir -p /var/lib/chartd/charts/X_1day && echo keep > /var/lib/chartd/charts/X_1day/keep.png"'
     check "rpm: rpm -e stops the service, keeps the chart data" \
         'rpm -e --dbpath /var/lib/rpm chartd && ! systemctl is-active chartd &&
