@@ -52,6 +52,18 @@ log "building .deb"
 # The binary is already built; --strip: the package gets a stripped copy (debug info stays
 # in target/release/chartd).
 "$CARGO" deb --no-build --strip --output "$OUT_DIR" >&2
+# cargo-deb writes no md5sums control file; add it (where dpkg-deb is at hand) so that
+# `dpkg --verify chartd` works.
+if command -v dpkg-deb >/dev/null; then
+    deb=$(ls "$OUT_DIR"/chartd_*.deb)
+    tree=$(mktemp -d)
+    dpkg-deb -R "$deb" "$tree/pkg"
+    (cd "$tree/pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z |
+        xargs -0 md5sum >DEBIAN/md5sums)
+    chmod 644 "$tree/pkg/DEBIAN/md5sums"
+    dpkg-deb --root-owner-group -Zxz -b "$tree/pkg" "$deb" >/dev/null
+    rm -rf "$tree"
+fi
 
 log "building .rpm"
 # cargo-generate-rpm does not strip: it packages a stripped copy (target/assets/chartd).

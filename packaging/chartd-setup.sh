@@ -1,5 +1,5 @@
 #!/bin/sh
-# /usr/lib/chartd/chartd-setup - system setup shared by the .deb and .rpm install scripts:
+# /usr/libexec/chartd/chartd-setup - system setup shared by the .deb and .rpm install scripts:
 # the chartd user and group, /var/lib/chartd and the default root (setgid + default ACLs for
 # group chartd), and the inotify sysctl. Idempotent; never deletes or changes chart files.
 # An admin may re-run it, e.g. after restoring /var/lib/chartd from a backup.

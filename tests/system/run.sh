@@ -307,6 +307,8 @@ deb_cycle() {
 
     # -- install
     check "deb: dpkg -i installs the package" "dpkg -i $SHARE/chartd.deb"
+    check "deb: dpkg --verify chartd finds every file intact (md5sums)" \
+        'out=$(dpkg --verify chartd 2>&1); echo "$out"; [ -z "$out" ] && test -s /var/lib/dpkg/info/chartd.md5sums'
     check "deb: user and group chartd exist (system user, nologin)" \
         'getent passwd chartd | grep -q ":/var/lib/chartd:/usr/sbin/nologin$" && getent group chartd'
     check "deb: /etc/chartd/chartd.yaml is a conffile" \
