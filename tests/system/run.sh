@@ -377,7 +377,7 @@ deb_cycle() {
          [ ! -e /var/lib/chartd/charts/OLD_1day ] && [ -e /var/lib/chartd/charts/NEW_1day/c.png ] &&
          [ -e /var/lib/chartd/charts/NEW_1day/analysis.json ]'
     check "deb: journalctl -u chartd shows the deletions" \
-        'journalctl --no-pager -o cat _SYSTEMD_UNIT=chartd.service _EXE=/usr/bin/chartd | grep "a\.png"'
+        'journalctl -u chartd --no-pager -o cat | grep "deleted .*OLD_1day/a\.png"'
 
     # -- reload with a changed config takes effect. SIGHUP is asynchronous: each reload waits
     #    for the daemon's journal line about it (taken or refused).
