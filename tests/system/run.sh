@@ -301,6 +301,13 @@ roots:
     include: ["*.png"]
     prune_empty_dirs: true
 '
+# ... plus a root outside the default, as README-install.md describes it.
+OTHER_ROOT='  - path: /srv/charts
+    max_age: 1h
+    grace: 0s
+    include: ["*.png"]
+    prune_empty_dirs: true
+'
 
 deb_cycle() {
     ct_boot deb || { fail "deb: container boots"; return; }
@@ -404,6 +411,25 @@ deb_cycle() {
     printf '%s' "$SMALL_CFG" | ct sh -c 'cat > /etc/chartd/chartd.yaml'
     cts "$RELOAD"
 
+    # -- governing another root, as README-install.md says: config + drop-in + permissions
+    printf '%s%s' "$SMALL_CFG" "$OTHER_ROOT" | ct sh -c 'cat > /etc/chartd/chartd.yaml'
+    check "deb: another root (/srv/charts) with the documented drop-in and permissions" \
+        'mkdir -p /srv/charts && chgrp -R chartd /srv/charts && chmod 2775 /srv/charts &&
+         setfacl -R -m g:chartd:rwx,d:g:chartd:rwx,d:m::rwx /srv/charts &&
+         mkdir -p /etc/systemd/system/chartd.service.d &&
+         printf "[Service]\nReadWritePaths=/srv/charts\n" > /etc/systemd/system/chartd.service.d/override.conf &&
+         systemctl daemon-reload && systemctl restart chartd && systemctl is-active chartd &&
+         chartd status | grep /srv/charts'
+    cts 'runuser -u chartapp -- sh -c "umask 077 && mkdir -p /srv/charts/G_1day &&
+           echo old > /srv/charts/G_1day/old.png && echo new > /srv/charts/G_1day/new.png &&
+           touch -d \"3 hours ago\" /srv/charts/G_1day/old.png"'
+    if wait_for 20 '[ ! -e /srv/charts/G_1day/old.png ] && [ -e /srv/charts/G_1day/new.png ]'; then
+        pass "deb: chartd evicts an app user's expired file in the other root"
+    else
+        fail "deb: chartd evicts an app user's expired file in the other root" \
+            "$(ct sh -c 'ls -laR /srv/charts; journalctl -u chartd --no-pager | tail -n 20' 2>&1)"
+    fi
+
     # -- the sandbox lets the daemon raise its open-files soft limit (prlimit64 allowed)
     check "deb: daemon raised its open-files soft limit above 1024 (syscall filter allows it)" \
         'pid=$(systemctl show -p MainPID --value chartd);
@@ -430,14 +456,14 @@ deb_cycle() {
         '[ "$(systemctl show -p NRestarts --value chartd)" = 0 ]'
 
     # -- remove keeps data and config; purge removes config, keeps data
-    cts 'find /var/lib/chartd -type f | sort > /root/data.before; grep -c "\.png$" /root/data.before'
+    cts 'find /var/lib/chartd /srv/charts -type f | sort > /root/data.before; grep -c "\.png$" /root/data.before'
     check "deb: apt-get remove: service gone, config and every chart file kept" \
         'apt-get remove -y -q chartd >/dev/null && ! systemctl is-active chartd &&
          [ ! -e /usr/bin/chartd ] && [ -f /etc/chartd/chartd.yaml ] && grep -q "\.png$" /root/data.before &&
-         find /var/lib/chartd -type f | sort | cmp - /root/data.before'
+         find /var/lib/chartd /srv/charts -type f | sort | diff - /root/data.before'
     check "deb: apt-get purge: config removed, every chart file and the user kept" \
         'apt-get purge -y -q chartd >/dev/null && [ ! -e /etc/chartd/chartd.yaml ] &&
-         find /var/lib/chartd -type f | sort | cmp - /root/data.before &&
+         find /var/lib/chartd /srv/charts -type f | sort | diff - /root/data.before &&
          getent passwd chartd >/dev/null && ! dpkg -s chartd >/dev/null 2>&1'
     ct_stop
 }
