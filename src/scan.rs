@@ -58,7 +58,11 @@ impl RootState {
         } else {
             self.index.unmark_subtree(d);
         }
-        self.walk(d, w, shallow);
+        if d == ROOT && !shallow {
+            self.crawl_all(w);
+        } else {
+            self.walk(d, w, shallow);
+        }
         if self.progress.cancelled() {
             return;
         }
@@ -185,7 +189,7 @@ impl RootState {
         }
     }
 
-    fn ensure_watched(&mut self, d: DirId, comps: &[OsString], w: &mut Watcher) {
+    pub(crate) fn ensure_watched(&mut self, d: DirId, comps: &[OsString], w: &mut Watcher) {
         if !w.enabled() || self.index.is_watched(d) || self.watch_limit_hit {
             return;
         }
@@ -212,7 +216,13 @@ impl RootState {
 
     /// Records a non-directory entry: managed files in the totals and the queue, everything
     /// else (excluded, symlinks, sockets, ...) as unmanaged.
-    fn upsert_entry(&mut self, d: DirId, dir_comps: &[&OsStr], name: &OsStr, m: &Meta) -> FileId {
+    pub(crate) fn upsert_entry(
+        &mut self,
+        d: DirId,
+        dir_comps: &[&OsStr],
+        name: &OsStr,
+        m: &Meta,
+    ) -> FileId {
         if let Some(old) = self.index.find_dir(d, name) {
             self.index.remove_dir_tree(old);
         }
@@ -238,7 +248,7 @@ impl RootState {
     /// without chartd having seen its IN_MODIFY: it was written before the directory's watch
     /// existed (a new directory, a restart). If it changed in the last [`PRESUMED_WRITING`], it
     /// is held back until it has been quiet that long; a later write sets the real flag.
-    fn presume_writing(&mut self, f: FileId, mtime_ns: i64, now: i64) {
+    pub(crate) fn presume_writing(&mut self, f: FileId, mtime_ns: i64, now: i64) {
         let quiet_at = mtime_ns.saturating_add(PRESUMED_WRITING.as_nanos() as i64);
         if quiet_at > now && self.index.file(f).managed() && !self.index.file(f).held() {
             let wait = std::time::Duration::from_nanos((quiet_at - now) as u64);
