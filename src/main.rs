@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod config;
 mod control;
+mod crawl;
 mod daemon;
 mod evict;
 mod fsops;

@@ -505,8 +505,11 @@ impl Index {
                     },
                 );
             }
-            if !self.newest_stale && self.newest.is_none_or(|n| s.mtime_ns > n) {
+            // At or above the (possibly stale) maximum: certainly the newest now. This keeps the
+            // common "newest file closed again" update O(1) instead of a rescan.
+            if self.newest.is_none_or(|n| s.mtime_ns >= n) {
                 self.newest = Some(s.mtime_ns);
+                self.newest_stale = false;
             }
         } else {
             self.total_files -= 1;
