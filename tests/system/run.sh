@@ -8,7 +8,8 @@
 # .deb with lintian, then boots a real systemd as PID 1 of a systemd-nspawn container on a
 # cached Debian rootfs (mmdebstrap, host's apt sources) and checks, as a user would: install,
 # service active, `chartd status` for root / group chartd / others, eviction of files written
-# by an application user, journal, reload (good and broken config), watchdog, stop, upgrade,
+# by an application user, journal, reload (good and broken config), a second root governed
+# through a drop-in, fd limit under the syscall filter, watchdog, stop, upgrade,
 # remove (keeps data + config), purge (keeps data). Then the same cycle with the .rpm in a
 # fresh container. Prints `N passed, M failed`; exits 1 if anything failed.
 #
