@@ -220,6 +220,7 @@ ct_stop() {
 finish() {
     local rc=$?
     trap - EXIT INT TERM
+    case $rc in 130 | 143) log "interrupted; stopping the container" ;; esac
     ct_stop
     exit "$rc"
 }
@@ -471,8 +472,18 @@ deb_cycle() {
 
 rpm_cycle() {
     ct_boot rpm || { fail "rpm: container boots"; return; }
-    check "rpm: rpm -i installs the package" \
+    # This install goes through the fallbacks of chartd-setup: no systemd-sysusers (useradd)
+    # and no systemd-tmpfiles (install -d + setfacl).
+    cts 'mv /usr/bin/systemd-sysusers /usr/bin/systemd-sysusers.off &&
+         mv /usr/bin/systemd-tmpfiles /usr/bin/systemd-tmpfiles.off'
+    check "rpm: rpm -i installs the package (without systemd-sysusers/-tmpfiles)" \
         "rpm -i --nodeps --dbpath /var/lib/rpm $SHARE/chartd.rpm"
+    cts 'mv /usr/bin/systemd-sysusers.off /usr/bin/systemd-sysusers &&
+         mv /usr/bin/systemd-tmpfiles.off /usr/bin/systemd-tmpfiles'
+    check "rpm: fallback setup: user chartd (useradd), root 2775 with default ACL (setfacl)" \
+        'getent passwd chartd | grep -q ":/var/lib/chartd:/usr/sbin/nologin$" &&
+         stat -c "%a %U:%G" /var/lib/chartd/charts | grep -qx "2775 chartd:chartd" &&
+         getfacl -p /var/lib/chartd/charts | grep -qx "default:group:chartd:rwx"'
     check "rpm: /etc/chartd/chartd.yaml is %config(noreplace)" \
         'rpm -q --dbpath /var/lib/rpm --configfiles chartd | grep -qx /etc/chartd/chartd.yaml'
     check "rpm: user chartd created, service enabled and active" \
