@@ -203,7 +203,7 @@ impl RootState {
                     root = %self.cfg.path.display(),
                     "inotify watch limit reached (fs.inotify.max_user_watches); the remaining \
                      directories are rescanned periodically instead. Fix: sysctl -w \
-                     fs.inotify.max_user_watches=524288 (persist it in /etc/sysctl.d/), then \
+                     fs.inotify.max_user_watches=1048576 (persist it in /etc/sysctl.d/), then \
                      `chartd reload`"
                 );
             }
@@ -433,7 +433,7 @@ impl RootState {
         self.degraded = if self.watch_limit_hit && unwatched > 0 {
             Some(format!(
                 "{unwatched} directories are not watched (inotify watch limit reached); they are \
-                 rescanned periodically. Fix: sysctl -w fs.inotify.max_user_watches=524288 \
+                 rescanned periodically. Fix: sysctl -w fs.inotify.max_user_watches=1048576 \
                  (persist it in /etc/sysctl.d/), then `chartd reload`"
             ))
         } else {
