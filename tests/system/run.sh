@@ -303,7 +303,7 @@ roots:
     include: ["*.png"]
     prune_empty_dirs: true
 '
-# ... plus a root outside the default, as README-install.md describes it.
+# ... plus a root outside the default, as the README describes it.
 OTHER_ROOT='  - path: /srv/charts
     max_age: 1h
     grace: 0s
@@ -413,7 +413,7 @@ deb_cycle() {
     printf '%s' "$SMALL_CFG" | ct sh -c 'cat > /etc/chartd/chartd.yaml'
     cts "$RELOAD"
 
-    # -- governing another root, as README-install.md says: config + drop-in + permissions
+    # -- governing another root, as the README says: config + drop-in + permissions
     printf '%s%s' "$SMALL_CFG" "$OTHER_ROOT" | ct sh -c 'cat > /etc/chartd/chartd.yaml'
     check "deb: another root (/srv/charts) with the documented drop-in and permissions" \
         'mkdir -p /srv/charts && chgrp -R chartd /srv/charts && chmod 2775 /srv/charts &&
