@@ -202,7 +202,7 @@ pub fn merge(
             group: control.group,
             admin_uids: control.admin_uids.unwrap_or_default(),
             admin_group: control.admin_group,
-            max_connections: control.max_connections.unwrap_or(64),
+            max_connections: control.max_connections.unwrap_or(1024),
             idle_timeout: control
                 .idle_timeout
                 .map_or(Duration::from_secs(60), |d| d.0),

@@ -60,7 +60,7 @@ fn defaults_without_environment_mean_no_limits() {
         }
     );
     assert_eq!(c.control.group, None);
-    assert_eq!(c.control.max_connections, 64);
+    assert_eq!(c.control.max_connections, 1024);
     assert_eq!(c.control.idle_timeout, Duration::from_secs(60));
     assert_eq!(
         (c.alerts.warning_percent, c.alerts.critical_percent),
