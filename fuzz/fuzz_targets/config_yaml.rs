@@ -12,13 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    // No environment variables; the socket given on the "command line" when the file has
-    // none would otherwise be probed under /run on every run (slow, and machine-dependent).
+    // The file alone: no environment variables, no command-line overrides. (Without a
+    // `socket:` the default socket path is probed with access(2): cheap, and as root fixed.)
     let no_env = |_: &str| None;
-    let cli = CliOverrides {
-        dry_run: false,
-        socket: None,
-    };
+    let cli = CliOverrides::default();
     let origin = Path::new("/fuzz/chartd.yaml");
     let Ok(config) = load_from_str(text, origin, &cli, &no_env) else {
         return;
