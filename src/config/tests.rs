@@ -498,7 +498,10 @@ fn log_level_directives_are_trimmed() {
         &CliOverrides::default(),
     );
     let e = c.unwrap_err().to_string();
-    assert!(e.contains("log.level: invalid filter \"a=info,b\u{ba}[\""), "{e}");
+    assert!(
+        e.contains("log.level: invalid filter \"a=info,b\u{ba}[\""),
+        "{e}"
+    );
     let c = ok(
         "log: {level: ' info , chartd=debug ,, '}\nroots: [{path: /a}]\n",
         &[],
