@@ -66,6 +66,20 @@ pub fn absolutize(p: &Path, cwd: &Path) -> PathBuf {
     out
 }
 
+/// Trims each comma-separated directive of a log filter and drops empty ones
+/// (` info , chartd=debug ` → `info,chartd=debug`). Besides tidying `check-config` output,
+/// this is what keeps tracing-subscriber 0.3 from panicking: its directive parser walks the
+/// trimmed directive but slices the untrimmed one, so ` bº[` (leading space, multi-byte
+/// character) hits a non-char boundary. Found by the `config_yaml` fuzz target.
+fn normalize_level(level: &str) -> String {
+    level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -179,7 +193,9 @@ pub fn merge(
         resync_interval,
         socket,
         log: LogConfig {
-            level: log.level.unwrap_or_else(|| "info".to_string()),
+            level: log
+                .level
+                .map_or_else(|| "info".to_string(), |l| normalize_level(&l)),
             format: log.format.map_or(LogFormat::Auto, |f| f.0),
         },
         control: ControlConfig {
