@@ -172,13 +172,12 @@ impl RootState {
             Some(fd) => fd,
             None => root.open_dir(&self.components_owned(d)).ok()?,
         };
-        if d != ROOT {
-            let m = fsops::stat_fd(&fd).ok()?;
-            if !root.same_mount(&m) {
-                return None;
-            }
-            self.index.set_dir_ino(d, m.ino);
+        let m = fsops::stat_fd(&fd).ok()?;
+        if d != ROOT && !root.same_mount(&m) {
+            return None;
         }
+        self.index
+            .set_dir_read(d, m.ino, m.mtime_ns, crate::root::now_ns());
         self.index.mark_dir_seen(d);
         Some(fd)
     }

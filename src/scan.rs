@@ -45,6 +45,46 @@ impl RootState {
         self.index.maybe_compact();
     }
 
+    /// After lost events (an overflow): rereads only the directories whose mtime moved since
+    /// chartd last read them (entries created, deleted or renamed in them), instead of the
+    /// whole tree. One `statx` per known directory; a directory that cannot be looked at, or
+    /// whose inode changed, is reread through the safe path (and dropped if it is gone). Files
+    /// rewritten in place in an unchanged directory are caught by their next event or by the
+    /// periodic full resync.
+    pub fn quick_resync(&mut self, w: &mut Watcher) {
+        let Some(root) = &self.dir else {
+            self.resync_all(w);
+            return;
+        };
+        let mut stale = Vec::new();
+        for d in self.index.subtree(ROOT) {
+            let node = *self.index.dir(d);
+            let rel: PathBuf = self.index.dir_components(d).into_iter().collect();
+            let now = if d == ROOT {
+                fsops::stat_fd(&root.fd)
+            } else {
+                fsops::stat_at(&root.fd, rel.as_os_str())
+            };
+            match now {
+                Ok(m)
+                    if m.kind == Kind::Dir
+                        && m.ino == node.ino
+                        && m.mtime_ns == node.read_mtime_ns => {}
+                _ => stale.push(d),
+            }
+        }
+        for d in stale {
+            if self.progress.cancelled() {
+                return;
+            }
+            if self.index.is_live_dir(d) {
+                self.resync_dir(d, w, true);
+            }
+        }
+        self.update_degraded();
+        self.update_space();
+    }
+
     /// Mark and sweep below `d`; `shallow`: only `d`'s own entries (and directories new to the
     /// index), used to rescan directories that have no watch.
     pub fn resync_dir(&mut self, d: DirId, w: &mut Watcher, shallow: bool) {
@@ -118,11 +158,12 @@ impl RootState {
                 // Gone, replaced by a symlink, or a mount point: left unseen, so swept.
                 Err(_) => continue,
             };
-            if d != ROOT {
-                match fsops::stat_fd(&fd) {
-                    Ok(m) if root.same_mount(&m) => self.index.set_dir_ino(d, m.ino),
-                    _ => continue,
+            match fsops::stat_fd(&fd) {
+                Ok(m) if d == ROOT || root.same_mount(&m) => {
+                    self.index
+                        .set_dir_read(d, m.ino, m.mtime_ns, crate::root::now_ns())
                 }
+                _ => continue,
             }
             self.index.mark_dir_seen(d);
             // Watch first, then read: whatever is created from now on produces an event.

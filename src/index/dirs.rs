@@ -44,6 +44,7 @@ impl Index {
             prev_sib: NONE,
             group,
             ino,
+            read_mtime_ns: i64::MIN,
             g_files: 0,
             g_bytes: 0,
         };

@@ -105,6 +105,9 @@ pub struct DirNode {
     /// The top-level directory this one belongs to (ROOT for the root itself).
     pub group: DirId,
     pub ino: u64,
+    /// The directory's mtime when chartd last read it (i64::MIN: never read). A quick resync
+    /// rereads only directories whose mtime moved since.
+    pub read_mtime_ns: i64,
     /// Managed files and their bytes in this group (meaningful on group directories and ROOT).
     pub g_files: u64,
     pub g_bytes: u64,
@@ -175,6 +178,7 @@ impl Index {
             prev_sib: NONE,
             group: ROOT,
             ino: root_ino,
+            read_mtime_ns: i64::MIN,
             g_files: 0,
             g_bytes: 0,
         });

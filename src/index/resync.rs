@@ -32,8 +32,17 @@ impl Index {
             .is_some_and(|n| n.flags & flag::LIVE != 0)
     }
 
-    pub fn set_dir_ino(&mut self, d: DirId, ino: u64) {
-        self.dirs[d as usize].ino = ino;
+    /// Records the identity and mtime of a directory about to be read. A directory modified
+    /// within the last 50 ms is recorded as "unknown" (i64::MIN): timestamps are coarse (a
+    /// clock tick), so a change right after this read could leave the mtime unchanged.
+    pub fn set_dir_read(&mut self, d: DirId, ino: u64, mtime_ns: i64, now_ns: i64) {
+        let n = &mut self.dirs[d as usize];
+        n.ino = ino;
+        n.read_mtime_ns = if now_ns.saturating_sub(mtime_ns) < 50_000_000 {
+            i64::MIN
+        } else {
+            mtime_ns
+        };
     }
 
     /// Live directories without an inotify watch.
