@@ -26,6 +26,9 @@ const READERS: usize = 2;
 /// Directory fds opened ahead by the readers at most; beyond that a directory is opened again
 /// from the root when its turn comes.
 const MAX_OPEN_AHEAD: usize = 2048;
+/// Directories handed to the readers and not yet listed (each holds an open fd): the owner
+/// adds watches faster than the readers list, so without a bound it would run out of fds.
+const MAX_IN_FLIGHT: usize = 256;
 
 /// One entry a reader found.
 enum Found {
@@ -49,7 +52,13 @@ fn list(dir: DirId, fd: OwnedFd, root_dev: (u32, u32), open_ahead: &AtomicUsize)
         return Listing { dir, entries };
     };
     while let Some(entry) = it.read() {
-        let Ok(entry) = entry else { break };
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(dir, "crawl: reading a directory failed: {e}");
+                break;
+            }
+        };
         let name = OsStr::from_bytes(entry.file_name().to_bytes());
         if name == "." || name == ".." {
             continue;
@@ -116,7 +125,10 @@ impl RootState {
             let mut in_flight = 0usize;
             let mut next = 0usize;
             loop {
-                while let Some((d, pre)) = queue.pop_front() {
+                while in_flight < MAX_IN_FLIGHT {
+                    let Some((d, pre)) = queue.pop_front() else {
+                        break;
+                    };
                     if pre.is_some() {
                         open_ahead.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -150,7 +162,10 @@ impl RootState {
                     }
                 }
                 if in_flight == 0 {
-                    break;
+                    if queue.is_empty() {
+                        break;
+                    }
+                    continue;
                 }
                 match res_rx.recv() {
                     Ok(l) => {
@@ -170,7 +185,15 @@ impl RootState {
         let root = self.dir.as_ref()?;
         let fd = match pre {
             Some(fd) => fd,
-            None => root.open_dir(&self.components_owned(d)).ok()?,
+            None => match root.open_dir(&self.components_owned(d)) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    if !fsops::is_gone(&e) {
+                        tracing::warn!(dir = d, "crawl: cannot open a directory: {e}");
+                    }
+                    return None;
+                }
+            },
         };
         let m = fsops::stat_fd(&fd).ok()?;
         if d != ROOT && !root.same_mount(&m) {

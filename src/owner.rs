@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 /// Events handled per batch at most (then the limits are enforced and a snapshot published).
-const BATCH: usize = 8192;
+const BATCH: usize = 512;
 /// How often directories without a watch are rescanned while degraded (or every
 /// `resync_interval`, when that is shorter).
 const DEGRADED_RESCAN: Duration = Duration::from_secs(30);
