@@ -36,6 +36,14 @@ enum Found {
     Dir(OsString, Option<OwnedFd>, u64),
 }
 
+/// A quarter of the open-files limit (less a reserve for sockets and the rest), so that the
+/// crawl's open directories never exhaust it, whatever limit the service runs with.
+fn fd_budget() -> usize {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let cur = l.current.unwrap_or(u64::MAX).min(1 << 20) as usize;
+    (cur.saturating_sub(64) / 4).clamp(1, MAX_OPEN_AHEAD)
+}
+
 struct Listing {
     dir: DirId,
     entries: Vec<Found>,
@@ -43,7 +51,13 @@ struct Listing {
 
 /// Lists one directory: regular entries are `statx`ed, subdirectories opened (no symlinks
 /// followed, nothing on another mount).
-fn list(dir: DirId, fd: OwnedFd, root_dev: (u32, u32), open_ahead: &AtomicUsize) -> Listing {
+fn list(
+    dir: DirId,
+    fd: OwnedFd,
+    root_dev: (u32, u32),
+    open_ahead: &AtomicUsize,
+    budget: usize,
+) -> Listing {
     let mut entries = Vec::new();
     let Ok(mut it) = rustix::fs::Dir::new(fd) else {
         return Listing { dir, entries };
@@ -69,7 +83,7 @@ fn list(dir: DirId, fd: OwnedFd, root_dev: (u32, u32), open_ahead: &AtomicUsize)
             _ => false,
         };
         if is_dir {
-            let fd = if open_ahead.load(Ordering::Relaxed) < MAX_OPEN_AHEAD {
+            let fd = if open_ahead.load(Ordering::Relaxed) < budget {
                 fsops::open_subdir(&dfd, name)
                     .ok()
                     .and_then(|fd| match fsops::stat_fd(&fd) {
@@ -99,6 +113,7 @@ impl RootState {
         let Some(root) = &self.dir else { return };
         let root_dev = root.meta.dev;
         let open_ahead = AtomicUsize::new(0);
+        let budget = fd_budget();
         let now = crate::root::now_ns();
         std::thread::scope(|scope| {
             let (res_tx, res_rx) = mpsc::channel::<Listing>();
@@ -111,7 +126,10 @@ impl RootState {
                     .name(format!("chartd-crawl{i}"))
                     .spawn_scoped(scope, move || {
                         for (d, fd) in rx {
-                            if res_tx.send(list(d, fd, root_dev, open_ahead)).is_err() {
+                            if res_tx
+                                .send(list(d, fd, root_dev, open_ahead, budget))
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -125,7 +143,7 @@ impl RootState {
             let mut in_flight = 0usize;
             let mut next = 0usize;
             loop {
-                while in_flight < MAX_IN_FLIGHT {
+                while in_flight < MAX_IN_FLIGHT.min(budget) {
                     let Some((d, pre)) = queue.pop_front() else {
                         break;
                     };
@@ -152,7 +170,7 @@ impl RootState {
                         Ok(()) => in_flight += 1,
                         // No reader thread: list it here.
                         Err((d, fd)) => {
-                            let l = list(d, fd, root_dev, &open_ahead);
+                            let l = list(d, fd, root_dev, &open_ahead, budget);
                             self.file_listing(l, &mut queue, now);
                         }
                     }

@@ -143,3 +143,24 @@ fn a_missing_root_is_created_when_configured() {
     assert!(target.is_dir());
     assert_eq!(d.status_root()["degraded"], false);
 }
+
+#[test]
+fn the_crawl_indexes_everything_under_a_low_open_files_limit() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIP the_crawl_indexes_everything_under_a_low_open_files_limit: no prlimit");
+        return;
+    }
+    let (dir, root) = workspace();
+    for g in 0..3000 {
+        file(&root.join(format!("S{g:04}_1d/a.png")), 10, hours(1));
+    }
+    let socket = dir.path().join("s.sock");
+    let config = dir.path().join("c.yaml");
+    fs::write(&config, config_text(&root, &socket, "max_size: 10GiB")).unwrap();
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=128:128", BIN, "run", "--config"]).arg(&config);
+    let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
+    let st = d.status_root();
+    assert_eq!(st["total_files"], 3000, "{st}");
+    assert_eq!(st["watches"], 3001);
+}
