@@ -221,8 +221,8 @@ fn cleanup_everything() {
 
 fn install_signal_cleanup() -> Res<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut sigs = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(err("signals"))?;
+    let mut sigs =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(err("signals"))?;
     thread::spawn(move || {
         if let Some(s) = sigs.forever().next() {
             eprintln!("\nsignal {s}: cleaning up");
@@ -244,7 +244,10 @@ impl SysctlGuard {
         if v >= want {
             return Ok(None);
         }
-        SYSCTL_RESTORE.lock().unwrap().push((p.clone(), cur.clone()));
+        SYSCTL_RESTORE
+            .lock()
+            .unwrap()
+            .push((p.clone(), cur.clone()));
         fs::write(&p, format!("{want}\n")).map_err(err(path))?;
         eprintln!("raised {path} from {} to {want} for this run", cur.trim());
         Ok(Some(SysctlGuard))
@@ -373,7 +376,9 @@ impl Tree {
             }
         }
         let t = Arc::new(t);
-        let workers = thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+        let workers = thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(4);
         let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let handles: Vec<_> = (0..workers)
             .map(|w| {
@@ -389,9 +394,9 @@ impl Tree {
                             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                             Err(e) => return Err(format!("{}: {e}", dp.display())),
                         }
-                        for k in 0..4 {
+                        for (k, chart) in CHARTS.iter().enumerate() {
                             let i = d * 4 + k;
-                            let p = dp.join(CHARTS[k]);
+                            let p = dp.join(chart);
                             let (size, mt) = (t.size(i), t.mtime_ns(i));
                             if let Ok(m) = fs::symlink_metadata(&p) {
                                 if m.is_file()
@@ -414,7 +419,8 @@ impl Tree {
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| "tree builder panicked".to_string())??;
+            h.join()
+                .map_err(|_| "tree builder panicked".to_string())??;
         }
         eprintln!(
             "\n  {} files (re)created in {:.1} s",
@@ -490,7 +496,9 @@ fn task_samples(pid: i32) -> HashMap<i32, TaskSample> {
         };
         let p = e.path();
         let sched = fs::read_to_string(p.join("schedstat")).unwrap_or_default();
-        let mut it = sched.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        let mut it = sched
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
         let run_ns = it.next().unwrap_or(0);
         let _wait = it.next();
         let slices = it.next().unwrap_or(0);
@@ -597,7 +605,9 @@ struct DaemonCfg<'a> {
 impl Daemon {
     fn start(base: &Path, c: &DaemonCfg, timeout: Duration) -> Res<Daemon> {
         let seq = RUN_SEQ.fetch_add(1, Ordering::Relaxed);
-        let run = base.join("run").join(format!("{}-{seq}", std::process::id()));
+        let run = base
+            .join("run")
+            .join(format!("{}-{seq}", std::process::id()));
         let _ = fs::remove_dir_all(&run);
         fs::create_dir_all(&run).map_err(err("run dir"))?;
         let socket = run.join("chartd.sock");
@@ -726,9 +736,7 @@ fn request(socket: &Path, line: &str) -> Res<Value> {
     s.write_all(format!("{line}\n").as_bytes())
         .map_err(err("write"))?;
     let mut out = String::new();
-    BufReader::new(s)
-        .read_line(&mut out)
-        .map_err(err("read"))?;
+    BufReader::new(s).read_line(&mut out).map_err(err("read"))?;
     serde_json::from_str(&out).map_err(err("status json"))
 }
 
@@ -814,7 +822,10 @@ impl Watcher {
                     t: Instant::now(),
                     wd: ev.wd(),
                     mask: ev.events().bits(),
-                    name: ev.file_name().map(|n| n.to_bytes().to_vec()).unwrap_or_default(),
+                    name: ev
+                        .file_name()
+                        .map(|n| n.to_bytes().to_vec())
+                        .unwrap_or_default(),
                 };
                 if tx.send(e).is_err() {
                     return;
@@ -961,7 +972,9 @@ fn phase_observe(o: &Opts, tree: &Tree, empty_root: &Path, out: &mut Value) -> R
         files_seen = st["total_files"].as_u64().unwrap_or(0);
         watches = st["watches"].as_u64().unwrap_or(0);
         if files_seen != n as u64 {
-            return Err(format!("chartd indexed {files_seen} files, the tree has {n}"));
+            return Err(format!(
+                "chartd indexed {files_seen} files, the tree has {n}"
+            ));
         }
         let idx = st["index_bytes"].as_u64().unwrap_or(0);
         chartd_s.push(crawl);
@@ -987,7 +1000,10 @@ fn phase_observe(o: &Opts, tree: &Tree, empty_root: &Path, out: &mut Value) -> R
             drop_caches()?;
             let d2 = Daemon::start(&o.base, &observe_cfg(&tree.root), crawl_timeout(n))?;
             let cc = d2.ready_after.as_secs_f64();
-            eprintln!("  [{n}] cold: crawl {cc:.3} s, find {fc:.3} s (×{:.2})", cc / fc);
+            eprintln!(
+                "  [{n}] cold: crawl {cc:.3} s, find {fc:.3} s (×{:.2})",
+                cc / fc
+            );
             cold.0.push(cc);
             cold.1.push(fc);
             cold.2.push(cc / fc);
@@ -1190,12 +1206,17 @@ fn live_inner(o: &Opts, tree: &Tree, what: Live, out: &mut Value) -> Res<()> {
         let _ = fs::remove_dir_all(&scratch);
         let mut next_victim = 0usize;
         match what {
-            Live::Reaction => {
-                reaction(o, tree, &d, &order, &mut next_victim, &new_dir, &scratch, out)?
-            }
-            Live::Overshoot => {
-                overshoot(o, tree, &d, &order, &mut next_victim, &burst_dir, out)?
-            }
+            Live::Reaction => reaction(
+                o,
+                tree,
+                &d,
+                &order,
+                &mut next_victim,
+                &new_dir,
+                &scratch,
+                out,
+            )?,
+            Live::Overshoot => overshoot(o, tree, &d, &order, &mut next_victim, &burst_dir, out)?,
         }
         let _ = fs::remove_dir_all(&scratch);
         Ok(())
@@ -1215,14 +1236,26 @@ static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 impl Tmpfs {
     fn mount(path: &Path) -> Res<Tmpfs> {
         fs::create_dir_all(path).map_err(err("tmpfs dir"))?;
-        let _ = Command::new("umount").arg(path).stderr(Stdio::null()).status();
+        let _ = Command::new("umount")
+            .arg(path)
+            .stderr(Stdio::null())
+            .status();
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=8g,nr_inodes=4m,mode=0755", "chartd-bench"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=8g,nr_inodes=4m,mode=0755",
+                "chartd-bench",
+            ])
             .arg(path)
             .status()
             .map_err(err("mount"))?;
         if !st.success() {
-            return Err(format!("mount tmpfs on {} failed (needs root)", path.display()));
+            return Err(format!(
+                "mount tmpfs on {} failed (needs root)",
+                path.display()
+            ));
         }
         MOUNTS.lock().unwrap().push(path.to_path_buf());
         Ok(Tmpfs {
@@ -1373,7 +1406,9 @@ fn overshoot(
     let rate = 10_000.0;
     let count = (tree.n / 2).min(if o.quick { 10_000 } else { 30_000 });
     // The bytes the burst adds; the victims that pay for it come from the front of `order`.
-    let sizes: Vec<u64> = (0..count).map(|j| rand_size(0xB0B0_0000 ^ j as u64)).collect();
+    let sizes: Vec<u64> = (0..count)
+        .map(|j| rand_size(0xB0B0_0000 ^ j as u64))
+        .collect();
     let burst_bytes: u64 = sizes.iter().sum();
     // The writer reads deletions itself, non-blocking, right before each write: the kernel
     // queues an IN_DELETE synchronously with the unlink, so what it finds there is exactly
@@ -1549,8 +1584,8 @@ fn phase_throughput(o: &Opts, fast: &Path, out: &mut Value) -> Res<()> {
         let st = d.status()?;
         d.stop()?;
         let overflows = st["overflows"].as_u64().unwrap_or(0);
-        let exact = st["total_files"].as_u64() == Some(files)
-            && st["total_bytes"].as_u64() == Some(bytes);
+        let exact =
+            st["total_files"].as_u64() == Some(files) && st["total_bytes"].as_u64() == Some(bytes);
         let writer_limited = achieved < rate as f64 * 0.95;
         let pass = overflows == 0 && exact && settled.is_ok();
         let cpu_us = run_ns as f64 / 1e3 / files as f64;
@@ -1614,12 +1649,19 @@ fn machine() -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|x| x.1.trim().to_string())
+        })
         .unwrap_or_default();
     let os = fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        .find_map(|l| {
+            l.strip_prefix("PRETTY_NAME=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
         .unwrap_or_default();
     let read = |p: &str| fs::read_to_string(p).unwrap_or_default().trim().to_string();
     let fstype = sh("stat", &["-f", "-c", "%T", "/var/tmp"]);
@@ -1743,13 +1785,23 @@ fn table(results: &Value, o: &Opts) -> String {
     let lg = |p: &str| largest.and_then(|s| f(s, p));
     row(
         "crawl: chartd start → READY=1 (median / p99)",
-        &|s| fmt_pair(fmt_s(f(s, "/crawl/chartd_s/median")), fmt_s(f(s, "/crawl/chartd_s/p99"))),
+        &|s| {
+            fmt_pair(
+                fmt_s(f(s, "/crawl/chartd_s/median")),
+                fmt_s(f(s, "/crawl/chartd_s/p99")),
+            )
+        },
         "",
         None,
     );
     row(
         "crawl reference: `find -printf '%s %T@'`, warm (median / p99)",
-        &|s| fmt_pair(fmt_s(f(s, "/crawl/find_s/median")), fmt_s(f(s, "/crawl/find_s/p99"))),
+        &|s| {
+            fmt_pair(
+                fmt_s(f(s, "/crawl/find_s/median")),
+                fmt_s(f(s, "/crawl/find_s/p99")),
+            )
+        },
         "",
         None,
     );
@@ -1810,7 +1862,9 @@ fn table(results: &Value, o: &Opts) -> String {
         &|s| {
             format!(
                 "{}; {} ({})",
-                s["memory"]["watches"].as_u64().map_or("–".into(), |w| w.to_string()),
+                s["memory"]["watches"]
+                    .as_u64()
+                    .map_or("–".into(), |w| w.to_string()),
                 fmt_bytes(f(s, "/memory/kernel_inotify_slab_bytes/median")),
                 fmt_bytes(f(s, "/memory/kernel_estimate_100b_per_watch"))
             )
@@ -1856,7 +1910,12 @@ fn table(results: &Value, o: &Opts) -> String {
     );
     row(
         "status round trip (p50 / p99)",
-        &|s| fmt_pair(fmt_ms(f(s, "/status/ms/median")), fmt_ms(f(s, "/status/ms/p99"))),
+        &|s| {
+            fmt_pair(
+                fmt_ms(f(s, "/status/ms/median")),
+                fmt_ms(f(s, "/status/ms/p99")),
+            )
+        },
         "p99 ≤ 1 ms at 1M",
         lg("/status/ms/p99").map(|x| x <= 1.0),
     );
@@ -1960,7 +2019,8 @@ fn write_md(results: &Value, table: &str) -> Res<()> {
     let path = Path::new(MANIFEST_DIR).join("BENCHMARKS.md");
     let text = fs::read_to_string(&path).unwrap_or_default();
     let (begin, end) = ("<!-- BEGIN RESULTS -->", "<!-- END RESULTS -->");
-    let block = format!(
+    let block =
+        format!(
         "{begin}\n_Generated by `cargo bench --bench chartd_bench -- {}` on {} (commit `{}`{}); \
          machine: {}, {} CPUs ({}), kernel {}, {:.0} GiB RAM; trees on {}. Each figure's reference \
          was measured in the same run. Medians and p99 over {}; with fewer than 100 samples p99 \
@@ -1991,17 +2051,16 @@ fn write_md(results: &Value, table: &str) -> Res<()> {
 fn run(o: &Opts) -> Res<Value> {
     let uid = rustix::process::geteuid().as_raw();
     if uid != 0 {
-        eprintln!("warning: not root: the watch limit cannot be raised and --cold cannot drop caches");
+        eprintln!(
+            "warning: not root: the watch limit cannot be raised and --cold cannot drop caches"
+        );
     }
     fs::create_dir_all(&o.base).map_err(err("bench dir"))?;
     let max_n = o.sizes.iter().copied().max().unwrap_or(0);
     // chartd's watches (N/4 + a few), the harness's own, and what else runs here.
     let need = (max_n / 4) as u64 + 20_000;
     let _guard = if uid == 0 {
-        SysctlGuard::raise_at_least(
-            "/proc/sys/fs/inotify/max_user_watches",
-            need.max(600_000),
-        )?
+        SysctlGuard::raise_at_least("/proc/sys/fs/inotify/max_user_watches", need.max(600_000))?
     } else {
         None
     };
@@ -2074,13 +2133,19 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let ts = started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let ts = started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (y, mo, d, h, mi, s) = utc(ts);
     let date = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     results["date"] = json!(date);
     results["commit"] = json!(sh("git", &["rev-parse", "--short=12", "HEAD"]));
-    results["dirty"] = json!(!sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty());
+    results["dirty"] =
+        json!(!sh("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty());
     results["machine"] = machine();
     results["args"] = json!(args.join(" "));
     results["chartd"] = json!(BIN);
@@ -2096,7 +2161,10 @@ fn main() {
     let file = dir.join(format!(
         "results-{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}.json"
     ));
-    match fs::write(&file, serde_json::to_string_pretty(&results).unwrap_or_default()) {
+    match fs::write(
+        &file,
+        serde_json::to_string_pretty(&results).unwrap_or_default(),
+    ) {
         Ok(()) => println!("results: {}", file.display()),
         Err(e) => eprintln!("cannot write {}: {e}", file.display()),
     }
