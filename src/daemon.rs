@@ -219,6 +219,13 @@ async fn supervise(
             return 1;
         }
     };
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        "chartd {} starting: {} root(s), socket {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.roots.len(),
+        cfg.socket.display()
+    );
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let owner_thread = match std::thread::Builder::new()
         .name("chartd-index".into())
@@ -251,13 +258,6 @@ async fn supervise(
             return 1;
         }
     };
-    tracing::info!(
-        socket = %cfg.socket.display(),
-        "chartd {} starting: {} root(s), socket {}",
-        env!("CARGO_PKG_VERSION"),
-        cfg.roots.len(),
-        cfg.socket.display()
-    );
     let socket_path = cfg.socket.clone();
     let mut sup = Supervisor {
         cfg,
