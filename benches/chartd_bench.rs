@@ -1982,6 +1982,17 @@ fn table(results: &Value, o: &Opts) -> String {
         }
         t.push_str(&format!(" {target} | {ok} |\n"));
     }
+    for (l, s) in &sizes {
+        for e in s["errors"].as_array().into_iter().flatten() {
+            let msg = e["error"].as_str().unwrap_or("");
+            let first = msg.lines().next().unwrap_or("");
+            t.push_str(&format!(
+                "\n**{l}: {} failed**: {}\n",
+                e["phase"].as_str().unwrap_or(""),
+                first.chars().take(300).collect::<String>()
+            ));
+        }
+    }
     if let Some(tp) = results.get("throughput").filter(|v| !v.is_null()) {
         let best = tp["max_sustained_files_per_s"].as_f64();
         t.push_str(&format!(
@@ -2058,6 +2069,20 @@ fn write_md(results: &Value, table: &str) -> Res<()> {
 
 // ---------------------------------------------------------------------------------------------
 
+/// A failed phase is recorded (and shown under the table); the run goes on.
+fn note_err(out: &mut Value, phase: &str, r: Res<()>) {
+    if let Err(e) = r {
+        let e: String = e.chars().take(2000).collect();
+        eprintln!("  {phase} FAILED: {e}");
+        if !out["errors"].is_array() {
+            out["errors"] = json!([]);
+        }
+        if let Some(a) = out["errors"].as_array_mut() {
+            a.push(json!({ "phase": phase, "error": e }));
+        }
+    }
+}
+
 fn run(o: &Opts) -> Res<Value> {
     let uid = rustix::process::geteuid().as_raw();
     if uid != 0 {
@@ -2088,13 +2113,16 @@ fn run(o: &Opts) -> Res<Value> {
         if o.wants("crawl") || o.wants("status") || o.wants("idle") {
             let tree = Tree::ensure(&o.base.join("trees").join(n.to_string()), n)?;
             // The cached tree is only read: chartd runs observe-only on it.
-            phase_observe(o, &tree, &empty_root, &mut out)?;
+            let r = phase_observe(o, &tree, &empty_root, &mut out);
+            note_err(&mut out, "crawl/memory/status/idle", r);
         }
         if o.wants("reaction") {
-            phase_live(o, n, Live::Reaction, &o.base, &mut out)?;
+            let r = phase_live(o, n, Live::Reaction, &o.base, &mut out);
+            note_err(&mut out, "reaction", r);
         }
         if let Some(t) = tmpfs.as_ref().filter(|_| o.wants("overshoot")) {
-            phase_live(o, n, Live::Overshoot, &t.path, &mut out)?;
+            let r = phase_live(o, n, Live::Overshoot, &t.path, &mut out);
+            note_err(&mut out, "overshoot", r);
         }
         sizes.push(out);
     }
@@ -2103,9 +2131,13 @@ fn run(o: &Opts) -> Res<Value> {
         eprintln!("== event throughput");
         let mut tp = json!({});
         if let Some(t) = &tmpfs {
-            phase_throughput(o, &t.path, &mut tp)?;
+            let r = phase_throughput(o, &t.path, &mut tp);
+            note_err(&mut tp, "throughput", r);
         }
         results["throughput"] = tp["throughput"].take();
+        if let Some(e) = tp.get("errors") {
+            results["throughput_errors"] = e.clone();
+        }
     }
     Ok(results)
 }

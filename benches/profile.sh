@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: benches/profile.sh crawl|events [N|seconds]}
 base=${CHARTD_BENCH_DIR:-/var/tmp/chartd-bench}
-bin=target/release/chartd
+bin=${CHARTD_BIN:-target/release/chartd}
 [ -x "$bin" ] || cargo build --release
 out=target/bench/profile-$what
 rm -rf "$out"; mkdir -p "$out"
