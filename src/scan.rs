@@ -27,6 +27,10 @@ impl RootState {
     /// Crawls the whole root (first start) or resyncs it against the disk (overflow, safety
     /// net, `cleanup`): every entry seen is (re)indexed, every indexed entry not seen is dropped.
     pub fn resync_all(&mut self, w: &mut Watcher) {
+        if self.dir.is_some() && !self.root_unchanged() {
+            // Removed, replaced or mounted over since it was opened (no event need say so).
+            self.check_root(w);
+        }
         if self.dir.is_none() && !self.open_root() {
             return;
         }
@@ -256,6 +260,12 @@ impl RootState {
         let m = match fsops::stat_at(&fd, name) {
             Ok(m) => m,
             Err(e) if fsops::is_gone(&e) => {
+                if d == ROOT && !self.root_unchanged() {
+                    // Names vanishing from the root itself: maybe the whole root is being
+                    // removed, which no event of its own announces (see `root_unchanged`).
+                    self.check_root(w);
+                    return;
+                }
                 self.forget_name(d, name, w);
                 return;
             }
