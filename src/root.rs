@@ -46,6 +46,9 @@ pub struct RootState {
     /// following any symlink: resolving again would follow a root swapped for a symlink to
     /// wherever it points, and evict there.
     resolved: bool,
+    /// The root's parent directory is watched, so the root being removed, renamed, replaced or
+    /// created is an event (see [`RootState::watch_parent`]).
+    pub parent_watched: bool,
     /// `None` while the root is missing or unusable.
     pub dir: Option<RootDir>,
     pub index: Index,
@@ -117,6 +120,7 @@ impl RootState {
             cleanup_enabled,
             real_path,
             resolved: false,
+            parent_watched: false,
             dir: None,
             index: Index::new(0),
             held: HashMap::new(),

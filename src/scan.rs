@@ -32,10 +32,13 @@ impl RootState {
             self.check_root(w);
         }
         if self.dir.is_none() && !self.open_root() {
+            self.watch_parent(w);
             return;
         }
         self.watch_limit_hit = false;
         self.resync_dir(ROOT, w, false);
+        // After the tree: when watches are scarce, the tree's come first.
+        self.watch_parent(w);
         self.update_degraded();
         self.update_space();
         self.index.maybe_compact();
@@ -203,14 +206,16 @@ impl RootState {
     /// Handles one event path: finds the deepest directory of it the index knows, and
     /// re-examines the next name below it.
     pub fn refresh(&mut self, abs: &Path, w: &mut Watcher) {
-        if self.dir.is_none() {
-            return;
-        }
         let Some(comps) = self.relative(abs) else {
             return;
         };
         if comps.is_empty() {
+            // The root itself (or its name in the watched parent): also when it is missing, so
+            // that its creation is seen at once rather than at the next retry.
             self.check_root(w);
+            return;
+        }
+        if self.dir.is_none() {
             return;
         }
         let mut d = ROOT;
@@ -324,8 +329,27 @@ impl RootState {
         self.index.remove_dir_tree(x);
     }
 
+    /// Watches the root's parent directory (once), for the root's own name: the root's watch
+    /// cannot report the root's removal while chartd holds it open, nor its re-creation. Events
+    /// for the parent's other entries do not match the root and are dropped by the owner. The
+    /// watch is kept for the daemon's life (another root may share the parent).
+    pub fn watch_parent(&mut self, w: &mut Watcher) {
+        if self.parent_watched || !w.enabled() {
+            return;
+        }
+        let path = if self.dir.is_some() {
+            &self.real_path
+        } else {
+            &self.cfg.path
+        };
+        if let Some(parent) = path.parent() {
+            self.parent_watched = matches!(w.watch(parent), WatchResult::Watched);
+        }
+    }
+
     /// The root itself had an event (deleted, moved, replaced) or could not be opened.
     pub fn check_root(&mut self, w: &mut Watcher) {
+        self.watch_parent(w);
         let before = self.dir.as_ref().map(|d| (d.meta.dev, d.meta.ino));
         self.dir = None;
         if self.open_root() {

@@ -42,7 +42,20 @@ fn assert_quiet(d: &Daemon, what: &str) -> f64 {
 
 #[test]
 fn root_missing_at_start_is_waited_for() {
-    let d = spawn_at(Path::new("late/charts"), "max_size: 100KiB\ngrace: 0s");
+    root_missing_at_start(false);
+}
+
+#[test]
+fn root_missing_at_start_is_seen_at_once_when_its_parent_exists() {
+    root_missing_at_start(true);
+}
+
+fn root_missing_at_start(parent_exists: bool) {
+    let d = if parent_exists {
+        spawn_at(Path::new("root/charts"), "max_size: 100KiB\ngrace: 0s")
+    } else {
+        spawn_at(Path::new("late/charts"), "max_size: 100KiB\ngrace: 0s")
+    };
     let st = d.status_root();
     assert_eq!(st["degraded"], true, "{st}");
     assert!(
@@ -53,7 +66,23 @@ fn root_missing_at_start_is_waited_for() {
         "{st}"
     );
     assert_quiet(&d, "root missing at start");
-    // It appears, over its limit: indexed and enforced without a restart.
+    // It appears, over its limit: indexed and enforced without a restart. By the time it
+    // appears the retry backoff is at 4 s; with the parent watched, the creation is an event.
+    if parent_exists {
+        // Past the retry at 3.5 s: the next one is at 7.5 s.
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let t0 = std::time::Instant::now();
+    fs::create_dir_all(&d.root).unwrap();
+    if parent_exists {
+        assert!(
+            wait_until(Duration::from_millis(1500), || d.status_root()["degraded"]
+                == false),
+            "creation not seen at once: {}",
+            d.log_text()
+        );
+        eprintln!("root created: indexed after {:?}", t0.elapsed());
+    }
     for i in 0..10 {
         file(&d.root.join(format!("g/c{i}.png")), 20 * KIB, hours(10 - i));
     }
