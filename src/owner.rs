@@ -167,6 +167,7 @@ impl Owner {
         let mut refresh: Vec<PathBuf> = Vec::new();
         let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut writing: HashMap<PathBuf, bool> = HashMap::new();
+        let mut gone: Vec<PathBuf> = Vec::new();
         let mut rescan = false;
         let mut next = Some(first);
         let mut n = 0;
@@ -176,6 +177,14 @@ impl Owner {
                 Ev::Refresh(p) => {
                     if seen.insert(p.clone()) {
                         refresh.push(p);
+                    }
+                }
+                Ev::Gone(p) => {
+                    if seen.insert(p.clone()) {
+                        refresh.push(p.clone());
+                    }
+                    if !gone.contains(&p) {
+                        gone.push(p);
                     }
                 }
                 Ev::Writing(p) => {
@@ -202,6 +211,11 @@ impl Owner {
             for p in &refresh {
                 if let Some(r) = self.root_for(p) {
                     self.roots[r].refresh(p, &mut self.watcher);
+                }
+            }
+            for p in &gone {
+                if let Some(r) = self.root_for(p) {
+                    self.roots[r].rewatch(p, &mut self.watcher);
                 }
             }
         }

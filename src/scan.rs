@@ -36,6 +36,9 @@ impl RootState {
             return;
         }
         self.watch_limit_hit = false;
+        // notify may have dropped watches whose events were then lost (a full channel):
+        // re-add every watch (re-adding a live one is a no-op for the kernel).
+        self.forget_watches(ROOT);
         self.resync_dir(ROOT, w, false);
         // After the tree: when watches are scarce, the tree's come first.
         self.watch_parent(w);
@@ -304,6 +307,40 @@ impl RootState {
                 self.walk(child, w, false);
             }
         }
+    }
+
+    /// Marks `d` and its subtree unwatched in the index, so the next walk watches them again.
+    fn forget_watches(&mut self, d: DirId) {
+        for sub in self.index.subtree(d) {
+            if self.index.is_watched(sub) {
+                self.index.set_watched(sub, false);
+            }
+        }
+    }
+
+    /// After a name was moved away or removed ([`crate::watcher::Ev::Gone`]), notify has dropped
+    /// the watches at and below it. If the index (refreshed already) still holds a directory
+    /// there, i.e. it was moved back or swapped with another, its subtree is watched and read
+    /// again: otherwise the index would believe it watched and miss every later change in it.
+    pub fn rewatch(&mut self, abs: &Path, w: &mut Watcher) {
+        if self.dir.is_none() {
+            return;
+        }
+        let Some(comps) = self.relative(abs) else {
+            return;
+        };
+        if comps.is_empty() {
+            return;
+        }
+        let mut d = ROOT;
+        for c in &comps {
+            match self.index.find_dir(d, c) {
+                Some(x) => d = x,
+                None => return,
+            }
+        }
+        self.forget_watches(d);
+        self.resync_dir(d, w, false);
     }
 
     /// Drops whatever the index has under `name` in `d` (it is gone from disk).
