@@ -242,13 +242,19 @@ impl Owner {
             .last_overflow_resync
             .is_some_and(|t| now.duration_since(t) < self.overflow_backoff * 4);
         if recent {
+            // The backoff doubles per resync, not per overflow: a burst overflows many times
+            // before the one pending resync runs, and doubling on each would push the next
+            // resync (and the limits on files created meanwhile) a minute out.
+            if self.pending_resync.is_some() {
+                return;
+            }
             self.overflow_backoff = (self.overflow_backoff * 2).min(Duration::from_secs(60));
             let at = self.last_overflow_resync.unwrap_or(now) + self.overflow_backoff;
             tracing::warn!(
                 "inotify queue overflowed again; resyncing in {:?} (raise fs.inotify.max_queued_events if this repeats)",
                 at.saturating_duration_since(now)
             );
-            self.pending_resync = Some(self.pending_resync.map_or(at, |p| p.min(at)));
+            self.pending_resync = Some(at);
         } else {
             self.overflow_backoff = Duration::from_secs(1);
             tracing::warn!("inotify queue overflowed: resyncing the index with the disk");
