@@ -185,9 +185,11 @@ impl Daemon {
         None
     }
 
-    /// Rewrites the config (same socket and root).
+    /// Rewrites the config (same socket and root), atomically (a reload never reads half a file).
     pub fn rewrite_config(&self, policy: &str) {
-        fs::write(&self.config, config_text(&self.root, &self.socket, policy)).unwrap();
+        let tmp = self.config.with_extension("yaml.new");
+        fs::write(&tmp, config_text(&self.root, &self.socket, policy)).unwrap();
+        fs::rename(&tmp, &self.config).unwrap();
     }
 }
 
