@@ -50,6 +50,8 @@ pub struct Owner {
     last_overflow_resync: Option<Instant>,
     overflow_backoff: Duration,
     pending_resync: Option<Instant>,
+    /// When the latest overflow was seen: a pending resync runs early once overflows stop.
+    last_overflow: Option<Instant>,
 }
 
 pub struct OwnerChannels {
@@ -94,6 +96,7 @@ impl Owner {
             last_overflow_resync: None,
             overflow_backoff: Duration::from_secs(1),
             pending_resync: None,
+            last_overflow: None,
         })
     }
 
@@ -123,8 +126,10 @@ impl Owner {
             }
             let wake = self.next_wake();
             self.progress.idle.store(true, Ordering::Release);
+            // Not `biased`: while chartd evicts, its own deletions keep the event feed non-empty,
+            // and a fixed order would starve commands (`groups`, `list`, `cleanup`) until the
+            // eviction ends. Random order serves every ready branch in turn.
             tokio::select! {
-                biased;
                 msg = self.ctl.recv() => {
                     self.progress.idle.store(false, Ordering::Release);
                     match msg {
@@ -238,6 +243,7 @@ impl Owner {
             r.counters.overflows += 1;
         }
         let now = Instant::now();
+        self.last_overflow = Some(now);
         let recent = self
             .last_overflow_resync
             .is_some_and(|t| now.duration_since(t) < self.overflow_backoff * 4);
@@ -262,6 +268,19 @@ impl Owner {
         }
     }
 
+    /// When the pending overflow resync runs: at the end of its backoff, or earlier once the
+    /// storm is over (no overflow for a quarter of the backoff, at least 1 s), so that the
+    /// index, and the limits on the files created meanwhile, are not left stale for up to a
+    /// minute after the last overflow.
+    fn resync_due(&self) -> Option<Instant> {
+        let pending = self.pending_resync?;
+        let quiet = (self.overflow_backoff / 4).max(Duration::from_secs(1));
+        Some(
+            self.last_overflow
+                .map_or(pending, |l| pending.min(l + quiet)),
+        )
+    }
+
     fn resync_now(&mut self) {
         self.pending_resync = None;
         self.last_overflow_resync = Some(Instant::now());
@@ -274,7 +293,7 @@ impl Owner {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        if self.pending_resync.is_some_and(|t| t <= now) {
+        if self.resync_due().is_some_and(|t| t <= now) {
             self.resync_now();
         }
         for r in &mut self.roots {
@@ -316,7 +335,7 @@ impl Owner {
                 wake = t;
             }
         };
-        if let Some(t) = self.pending_resync {
+        if let Some(t) = self.resync_due() {
             at(t);
         }
         for r in &self.roots {
