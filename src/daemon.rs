@@ -28,6 +28,7 @@ pub fn run(config_path: Option<PathBuf>, overrides: CliOverrides) -> i32 {
         }
     };
     let log = logging::init(&cfg.log);
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,6 +40,19 @@ pub fn run(config_path: Option<PathBuf>, overrides: CliOverrides) -> i32 {
         }
     };
     rt.block_on(supervise(cfg, config_path, overrides, log))
+}
+
+/// Lifts the soft open-files limit to the hard one (systemd's default soft limit is 1024):
+/// control connections and the crawl both need descriptors.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::debug!("cannot raise the open-files limit: {e}");
+        }
+    }
 }
 
 fn empty_snapshot(cfg: &Config) -> Snapshot {
@@ -205,6 +219,13 @@ async fn supervise(
             return 1;
         }
     };
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        "chartd {} starting: {} root(s), socket {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.roots.len(),
+        cfg.socket.display()
+    );
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let owner_thread = match std::thread::Builder::new()
         .name("chartd-index".into())
@@ -237,13 +258,6 @@ async fn supervise(
             return 1;
         }
     };
-    tracing::info!(
-        socket = %cfg.socket.display(),
-        "chartd {} starting: {} root(s), socket {}",
-        env!("CARGO_PKG_VERSION"),
-        cfg.roots.len(),
-        cfg.socket.display()
-    );
     let socket_path = cfg.socket.clone();
     let mut sup = Supervisor {
         cfg,

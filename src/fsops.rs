@@ -113,7 +113,8 @@ impl RootDir {
     /// symlinks and without leaving the root's mount. An empty list is the root itself.
     pub fn open_dir<S: AsRef<OsStr>>(&self, components: &[S]) -> io::Result<OwnedFd> {
         if components.is_empty() {
-            return Ok(rustix::io::dup(&self.fd)?);
+            // A fresh open file, not a dup: a dup would share the directory read offset.
+            return open_subdir(&self.fd, OsStr::new("."));
         }
         if OPENAT2_WORKS.load(Ordering::Relaxed) {
             let mut rel = PathBuf::new();
@@ -140,7 +141,7 @@ impl RootDir {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut fd = rustix::io::dup(&self.fd)?;
+        let mut fd = open_subdir(&self.fd, OsStr::new("."))?;
         for c in components {
             let next = open_subdir(&fd, c.as_ref())?;
             let m = stat_fd(&next)?;

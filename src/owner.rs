@@ -281,12 +281,13 @@ impl Owner {
         )
     }
 
+    /// The resync after lost events: only the directories that changed are reread.
     fn resync_now(&mut self) {
         self.pending_resync = None;
         self.last_overflow_resync = Some(Instant::now());
         for r in &mut self.roots {
             r.counters.resyncs += 1;
-            r.resync_all(&mut self.watcher);
+            r.quick_resync(&mut self.watcher);
         }
         self.enforce_all();
     }

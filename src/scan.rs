@@ -7,13 +7,21 @@
 //! a hint of *where* to look; what the index records always comes from a fresh `statx`.
 
 use crate::fsops::{self, Kind, Meta};
-use crate::index::{DirId, FileInfo, ROOT};
+use crate::index::{DirId, FileId, FileInfo, ROOT};
 use crate::root::RootState;
 use crate::watcher::{WatchResult, Watcher};
 use rustix::fs::FileType;
 use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+
+/// How long a file found by a directory read must have been unmodified before chartd stops
+/// presuming that a writer still has it open (see `presume_writing`).
+const PRESUMED_WRITING: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Directory fds the crawl keeps open ahead of reading them (well below the fd limit).
+const MAX_HELD_FDS: usize = 256;
 
 impl RootState {
     fn owned_components(&self, d: DirId) -> Vec<OsString> {
@@ -47,6 +55,46 @@ impl RootState {
         self.index.maybe_compact();
     }
 
+    /// After lost events (an overflow): rereads only the directories whose mtime moved since
+    /// chartd last read them (entries created, deleted or renamed in them), instead of the
+    /// whole tree. One `statx` per known directory; a directory that cannot be looked at, or
+    /// whose inode changed, is reread through the safe path (and dropped if it is gone). Files
+    /// rewritten in place in an unchanged directory are caught by their next event or by the
+    /// periodic full resync.
+    pub fn quick_resync(&mut self, w: &mut Watcher) {
+        let Some(root) = &self.dir else {
+            self.resync_all(w);
+            return;
+        };
+        let mut stale = Vec::new();
+        for d in self.index.subtree(ROOT) {
+            let node = *self.index.dir(d);
+            let rel: PathBuf = self.index.dir_components(d).into_iter().collect();
+            let now = if d == ROOT {
+                fsops::stat_fd(&root.fd)
+            } else {
+                fsops::stat_at(&root.fd, rel.as_os_str())
+            };
+            match now {
+                Ok(m)
+                    if m.kind == Kind::Dir
+                        && m.ino == node.ino
+                        && m.mtime_ns == node.read_mtime_ns => {}
+                _ => stale.push(d),
+            }
+        }
+        for d in stale {
+            if self.progress.cancelled() {
+                return;
+            }
+            if self.index.is_live_dir(d) {
+                self.resync_dir(d, w, true);
+            }
+        }
+        self.update_degraded();
+        self.update_space();
+    }
+
     /// Mark and sweep below `d`; `shallow`: only `d`'s own entries (and directories new to the
     /// index), used to rescan directories that have no watch.
     pub fn resync_dir(&mut self, d: DirId, w: &mut Watcher, shallow: bool) {
@@ -60,7 +108,11 @@ impl RootState {
         } else {
             self.index.unmark_subtree(d);
         }
-        self.walk(d, w, shallow);
+        if d == ROOT && !shallow {
+            self.crawl_all(w);
+        } else {
+            self.walk(d, w, shallow);
+        }
         if self.progress.cancelled() {
             return;
         }
@@ -94,31 +146,49 @@ impl RootState {
     /// Reads directories depth-first from `start`, indexing what it finds and adding a watch
     /// to each directory before reading it.
     fn walk(&mut self, start: DirId, w: &mut Watcher, shallow: bool) {
-        let mut stack = vec![start];
-        while let Some(d) = stack.pop() {
+        // Directories still to read, with their fd when it was opened relative to the parent
+        // (one `openat` instead of a resolution from the root). Directories pushed while too
+        // many fds are held are opened from the root when their turn comes.
+        let mut stack: Vec<(DirId, Option<OwnedFd>)> = vec![(start, None)];
+        let mut held_fds = 0usize;
+        let mut subdirs: Vec<DirId> = Vec::new();
+        let now = crate::root::now_ns();
+        while let Some((d, pre)) = stack.pop() {
+            if pre.is_some() {
+                held_fds -= 1;
+            }
             if self.progress.cancelled() {
                 return;
             }
             self.progress.tick();
             let Some(root) = &self.dir else { return };
             let comps = self.owned_components(d);
-            let fd = match root.open_dir(&comps) {
+            let fd = match pre.map_or_else(|| root.open_dir(&comps), Ok) {
                 Ok(fd) => fd,
                 // Gone, replaced by a symlink, or a mount point: left unseen, so swept.
                 Err(_) => continue,
             };
-            if d != ROOT {
-                if let Ok(m) = fsops::stat_fd(&fd) {
-                    self.index.set_dir_ino(d, m.ino);
+            match fsops::stat_fd(&fd) {
+                Ok(m) if d == ROOT || root.same_mount(&m) => {
+                    self.index
+                        .set_dir_read(d, m.ino, m.mtime_ns, crate::root::now_ns())
                 }
+                _ => continue,
             }
             self.index.mark_dir_seen(d);
+            // Watch first, then read: whatever is created from now on produces an event.
             self.ensure_watched(d, &comps, w);
-            let mut entries = match rustix::fs::Dir::read_from(&fd) {
+            // Reading through the same fd (no reopen of ".") halves the IN_OPEN/IN_CLOSE
+            // events chartd's own crawl generates.
+            let mut entries = match rustix::fs::Dir::new(fd) {
                 Ok(it) => it,
                 Err(_) => continue,
             };
+            let Ok(dfd) = entries.fd() else { continue };
+            let dfd = dfd.try_clone_to_owned().ok();
+            let Some(dfd) = dfd else { continue };
             let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+            subdirs.clear();
             while let Some(entry) = entries.read() {
                 let Ok(entry) = entry else { break };
                 let name = OsStr::from_bytes(entry.file_name().to_bytes());
@@ -128,7 +198,7 @@ impl RootState {
                 let is_dir = match entry.file_type() {
                     FileType::Directory => true,
                     FileType::Unknown => {
-                        matches!(fsops::stat_at(&fd, name), Ok(m) if m.kind == Kind::Dir)
+                        matches!(fsops::stat_at(&dfd, name), Ok(m) if m.kind == Kind::Dir)
                     }
                     _ => false,
                 };
@@ -139,25 +209,38 @@ impl RootState {
                     let known = self.index.find_dir(d, name);
                     let child = self.index.add_dir(d, name, entry.ino());
                     if !shallow || known.is_none() {
-                        stack.push(child);
+                        subdirs.push(child);
                     } else {
                         self.index.mark_dir_seen(child);
                     }
                     continue;
                 }
-                match fsops::stat_at(&fd, name) {
+                match fsops::stat_at(&dfd, name) {
                     Ok(m) if m.kind == Kind::Dir => {
                         // Raced: it became a directory since readdir. Look again next time.
                         continue;
                     }
-                    Ok(m) => self.upsert_entry(d, &dir_comps, name, &m),
+                    Ok(m) => {
+                        let f = self.upsert_entry(d, &dir_comps, name, &m);
+                        self.presume_writing(f, m.mtime_ns, now);
+                    }
                     Err(_) => continue,
                 }
+            }
+            drop(entries);
+            for &child in &subdirs {
+                let pre = if held_fds < MAX_HELD_FDS {
+                    fsops::open_subdir(&dfd, self.index.dir_name(child)).ok()
+                } else {
+                    None
+                };
+                held_fds += usize::from(pre.is_some());
+                stack.push((child, pre));
             }
         }
     }
 
-    fn ensure_watched(&mut self, d: DirId, comps: &[OsString], w: &mut Watcher) {
+    pub(crate) fn ensure_watched(&mut self, d: DirId, comps: &[OsString], w: &mut Watcher) {
         if !w.enabled() || self.index.is_watched(d) || self.watch_limit_hit {
             return;
         }
@@ -171,7 +254,7 @@ impl RootState {
                     root = %self.cfg.path.display(),
                     "inotify watch limit reached (fs.inotify.max_user_watches); the remaining \
                      directories are rescanned periodically instead. Fix: sysctl -w \
-                     fs.inotify.max_user_watches=524288 (persist it in /etc/sysctl.d/), then \
+                     fs.inotify.max_user_watches=1048576 (persist it in /etc/sysctl.d/), then \
                      `chartd reload`"
                 );
             }
@@ -184,7 +267,13 @@ impl RootState {
 
     /// Records a non-directory entry: managed files in the totals and the queue, everything
     /// else (excluded, symlinks, sockets, ...) as unmanaged.
-    fn upsert_entry(&mut self, d: DirId, dir_comps: &[&OsStr], name: &OsStr, m: &Meta) {
+    pub(crate) fn upsert_entry(
+        &mut self,
+        d: DirId,
+        dir_comps: &[&OsStr],
+        name: &OsStr,
+        m: &Meta,
+    ) -> FileId {
         if let Some(old) = self.index.find_dir(d, name) {
             self.index.remove_dir_tree(old);
         }
@@ -203,7 +292,19 @@ impl RootState {
                 managed,
                 protected,
             },
-        );
+        )
+    }
+
+    /// A file found by reading a directory (not through an event) may be open for writing
+    /// without chartd having seen its IN_MODIFY: it was written before the directory's watch
+    /// existed (a new directory, a restart). If it changed in the last [`PRESUMED_WRITING`], it
+    /// is held back until it has been quiet that long; a later write sets the real flag.
+    pub(crate) fn presume_writing(&mut self, f: FileId, mtime_ns: i64, now: i64) {
+        let quiet_at = mtime_ns.saturating_add(PRESUMED_WRITING.as_nanos() as i64);
+        if quiet_at > now && self.index.file(f).managed() && !self.index.file(f).held() {
+            let wait = std::time::Duration::from_nanos((quiet_at - now) as u64);
+            self.hold(f, Some(std::time::Instant::now() + wait));
+        }
     }
 
     /// Handles one event path: finds the deepest directory of it the index knows, and
@@ -444,7 +545,7 @@ impl RootState {
         self.degraded = if self.watch_limit_hit && unwatched > 0 {
             Some(format!(
                 "{unwatched} directories are not watched (inotify watch limit reached); they are \
-                 rescanned periodically. Fix: sysctl -w fs.inotify.max_user_watches=524288 \
+                 rescanned periodically. Fix: sysctl -w fs.inotify.max_user_watches=1048576 \
                  (persist it in /etc/sysctl.d/), then `chartd reload`"
             ))
         } else {

@@ -66,6 +66,20 @@ pub fn absolutize(p: &Path, cwd: &Path) -> PathBuf {
     out
 }
 
+/// Trims each comma-separated directive of a log filter and drops empty ones
+/// (` info , chartd=debug ` → `info,chartd=debug`). Besides tidying `check-config` output,
+/// this is what keeps tracing-subscriber 0.3 from panicking: its directive parser walks the
+/// trimmed directive but slices the untrimmed one, so ` bº[` (leading space, multi-byte
+/// character) hits a non-char boundary. Found by the `config_yaml` fuzz target.
+fn normalize_level(level: &str) -> String {
+    level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -179,14 +193,16 @@ pub fn merge(
         resync_interval,
         socket,
         log: LogConfig {
-            level: log.level.unwrap_or_else(|| "info".to_string()),
+            level: log
+                .level
+                .map_or_else(|| "info".to_string(), |l| normalize_level(&l)),
             format: log.format.map_or(LogFormat::Auto, |f| f.0),
         },
         control: ControlConfig {
             group: control.group,
             admin_uids: control.admin_uids.unwrap_or_default(),
             admin_group: control.admin_group,
-            max_connections: control.max_connections.unwrap_or(64),
+            max_connections: control.max_connections.unwrap_or(1024),
             idle_timeout: control
                 .idle_timeout
                 .map_or(Duration::from_secs(60), |d| d.0),

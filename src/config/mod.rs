@@ -251,10 +251,34 @@ fn load_from(
             file_path.display()
         ))
     };
-    let (parsed, source) = match read_file(file_path, required).map_err(unreadable)? {
-        Some(text) => (parse_file(file_path, &text)?, Some(file_path.to_path_buf())),
-        None => (merge::builtin_file(), None),
-    };
+    match read_file(file_path, required).map_err(unreadable)? {
+        Some(text) => load_from_str(&text, file_path, cli, env),
+        None => finish(merge::builtin_file(), None, cli, env),
+    }
+}
+
+/// Parses, merges and validates config text as if it had been read from the file `origin`
+/// (which only names the source in messages and in [`Config::source`]; it is not opened).
+/// [`load_with_env`] reads the file and calls this; the `config_yaml` fuzz target calls it
+/// directly on arbitrary text.
+pub fn load_from_str(
+    text: &str,
+    origin: &Path,
+    cli: &CliOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let parsed = parse_file(origin, text)?;
+    finish(parsed, Some(origin.to_path_buf()), cli, env)
+}
+
+/// Applies the environment and the CLI to the parsed file (or the built-in defaults when
+/// `source` is `None`), merges and validates.
+fn finish(
+    parsed: file::FileConfig,
+    source: Option<PathBuf>,
+    cli: &CliOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let overrides = env::read(env)?;
     let cwd = std::env::current_dir().map_err(|e| {
         ConfigError::new(format!(

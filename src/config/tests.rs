@@ -60,7 +60,7 @@ fn defaults_without_environment_mean_no_limits() {
         }
     );
     assert_eq!(c.control.group, None);
-    assert_eq!(c.control.max_connections, 64);
+    assert_eq!(c.control.max_connections, 1024);
     assert_eq!(c.control.idle_timeout, Duration::from_secs(60));
     assert_eq!(
         (c.alerts.warning_percent, c.alerts.critical_percent),
@@ -462,4 +462,49 @@ fn default_socket_path_rule() {
     }
     // With no socket anywhere, the default is used.
     assert_eq!(ok(ONE_ROOT, &[]).socket, default_socket_path());
+}
+
+#[test]
+fn load_from_str_is_load_without_the_file() {
+    let text = "environment: staging\nroots: [{path: /srv/charts, max_size: 1GiB}]\n";
+    let f = write(text);
+    let from_file = load_with_env(Some(f.path()), &CliOverrides::default(), &env_of(&[])).unwrap();
+    // `origin` only names the source; it is never opened.
+    let origin = Path::new("/nonexistent/chartd.yaml");
+    let c = load_from_str(text, origin, &CliOverrides::default(), &env_of(&[])).unwrap();
+    assert_eq!(c.source.as_deref(), Some(origin));
+    assert_eq!(
+        Config {
+            source: from_file.source.clone(),
+            ..c
+        },
+        from_file
+    );
+    let e = load_from_str("roots: 7\n", origin, &CliOverrides::default(), &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("/nonexistent/chartd.yaml: roots: "), "{e}");
+}
+
+/// Found by the `config_yaml` fuzz target: tracing-subscriber 0.3 parses a filter directive
+/// by iterating over its trimmed text but slicing the untrimmed one, so a directive with
+/// leading whitespace and a multi-byte character (` bº[`) panicked inside validation — and
+/// so a `chartd reload` with such a file would have taken the daemon down.
+#[test]
+fn log_level_directives_are_trimmed() {
+    let c = load_text(
+        "log: {level: \"a=info, b\u{ba}[\"}\nroots: [{path: /a}]\n",
+        &[],
+        &CliOverrides::default(),
+    );
+    let e = c.unwrap_err().to_string();
+    assert!(
+        e.contains("log.level: invalid filter \"a=info,b\u{ba}[\""),
+        "{e}"
+    );
+    let c = ok(
+        "log: {level: ' info , chartd=debug ,, '}\nroots: [{path: /a}]\n",
+        &[],
+    );
+    assert_eq!(c.log.level, "info,chartd=debug");
 }

@@ -32,6 +32,7 @@
 pub mod accounts;
 pub mod protocol;
 pub mod report;
+mod request;
 pub mod server;
 pub mod socket;
 #[cfg(test)]
@@ -43,43 +44,8 @@ pub use server::{serve, Context};
 #[allow(unused_imports)]
 pub use socket::bind;
 
-use std::path::PathBuf;
+pub use request::{GroupSort, Request};
 use tokio::sync::oneshot;
-
-/// How `groups` are ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupSort {
-    Bytes,
-    Files,
-    /// Oldest file first.
-    Age,
-    Name,
-}
-
-/// A request the index owner answers.
-#[derive(Debug, Clone)]
-pub enum Request {
-    /// Per-group totals. `root`: only that root (as configured); `top`: the N first after sorting.
-    Groups {
-        root: Option<PathBuf>,
-        top: Option<usize>,
-        sort: GroupSort,
-    },
-    /// The files of one group (already validated: no `/`, `..`, NUL, not empty).
-    List {
-        root: Option<PathBuf>,
-        group: String,
-    },
-    /// Enforce every limit now and resync the index.
-    Cleanup { dry_run: bool },
-    /// Delete every managed file of `group`, or of the whole root when `group` is `None`
-    /// (the server has checked `all: true` + `confirm: true`).
-    Purge {
-        root: Option<PathBuf>,
-        group: Option<String>,
-        dry_run: bool,
-    },
-}
 
 /// The owner's answer: the JSON fields to merge into `{"ok": true, ...}`, or an error message.
 pub type Reply = Result<serde_json::Map<String, serde_json::Value>, String>;

@@ -1,0 +1,221 @@
+//! The full crawl of a root, pipelined over both cores.
+//!
+//! Adding an inotify watch through `notify` is a synchronous round trip to its thread (~20 µs),
+//! one per directory: at 250k directories that alone would take longer than `find` takes to
+//! walk the whole tree. So the work is split: the owner thread adds each directory's watch and
+//! then hands the open directory to a reader thread, which lists it and `statx`es its entries
+//! while the owner adds the next watches and files the previous listings into the index.
+//! "Watch first, then read" still holds for every directory: a reader only ever gets a
+//! directory whose watch is already in place.
+
+use crate::fsops::{self, Kind, Meta};
+use crate::index::{DirId, ROOT};
+use crate::root::RootState;
+use crate::watcher::Watcher;
+use rustix::fs::FileType;
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+/// Reader threads. Two cores: the owner and notify's thread mostly wait on each other, so two
+/// readers keep both cores busy.
+const READERS: usize = 2;
+/// Directory fds opened ahead by the readers at most; beyond that a directory is opened again
+/// from the root when its turn comes.
+const MAX_OPEN_AHEAD: usize = 2048;
+
+/// One entry a reader found.
+enum Found {
+    File(OsString, Meta),
+    Dir(OsString, Option<OwnedFd>, u64),
+}
+
+struct Listing {
+    dir: DirId,
+    entries: Vec<Found>,
+}
+
+/// Lists one directory: regular entries are `statx`ed, subdirectories opened (no symlinks
+/// followed, nothing on another mount).
+fn list(dir: DirId, fd: OwnedFd, root_dev: (u32, u32), open_ahead: &AtomicUsize) -> Listing {
+    let mut entries = Vec::new();
+    let Ok(mut it) = rustix::fs::Dir::new(fd) else {
+        return Listing { dir, entries };
+    };
+    let Some(dfd) = it.fd().ok().and_then(|f| f.try_clone_to_owned().ok()) else {
+        return Listing { dir, entries };
+    };
+    while let Some(entry) = it.read() {
+        let Ok(entry) = entry else { break };
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            FileType::Unknown => matches!(fsops::stat_at(&dfd, name), Ok(m) if m.kind == Kind::Dir),
+            _ => false,
+        };
+        if is_dir {
+            let fd = if open_ahead.load(Ordering::Relaxed) < MAX_OPEN_AHEAD {
+                fsops::open_subdir(&dfd, name)
+                    .ok()
+                    .and_then(|fd| match fsops::stat_fd(&fd) {
+                        Ok(m) if m.dev == root_dev => {
+                            open_ahead.fetch_add(1, Ordering::Relaxed);
+                            Some(fd)
+                        }
+                        _ => None,
+                    })
+            } else {
+                None
+            };
+            entries.push(Found::Dir(name.to_owned(), fd, entry.ino()));
+        } else if let Ok(m) = fsops::stat_at(&dfd, name) {
+            if m.kind != Kind::Dir {
+                entries.push(Found::File(name.to_owned(), m));
+            }
+        }
+    }
+    Listing { dir, entries }
+}
+
+impl RootState {
+    /// Walks the whole root: every directory watched, then read; everything found indexed
+    /// and marked seen (the caller sweeps what was not).
+    pub fn crawl_all(&mut self, w: &mut Watcher) {
+        let Some(root) = &self.dir else { return };
+        let root_dev = root.meta.dev;
+        let open_ahead = AtomicUsize::new(0);
+        let now = crate::root::now_ns();
+        std::thread::scope(|scope| {
+            let (res_tx, res_rx) = mpsc::channel::<Listing>();
+            let mut jobs = Vec::new();
+            for i in 0..READERS {
+                let (tx, rx) = mpsc::channel::<(DirId, OwnedFd)>();
+                let res_tx = res_tx.clone();
+                let open_ahead = &open_ahead;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("chartd-crawl{i}"))
+                    .spawn_scoped(scope, move || {
+                        for (d, fd) in rx {
+                            if res_tx.send(list(d, fd, root_dev, open_ahead)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                if spawned.is_ok() {
+                    jobs.push(tx);
+                }
+            }
+            drop(res_tx);
+            let mut queue: VecDeque<(DirId, Option<OwnedFd>)> = VecDeque::from([(ROOT, None)]);
+            let mut in_flight = 0usize;
+            let mut next = 0usize;
+            loop {
+                while let Some((d, pre)) = queue.pop_front() {
+                    if pre.is_some() {
+                        open_ahead.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    if self.progress.cancelled() {
+                        queue.clear();
+                        break;
+                    }
+                    self.progress.tick();
+                    let Some(fd) = self.open_for_crawl(d, pre) else {
+                        continue;
+                    };
+                    let comps = self.components_owned(d);
+                    self.ensure_watched(d, &comps, w);
+                    let job = (d, fd);
+                    let sent = match jobs.get(next % jobs.len().max(1)) {
+                        Some(tx) => tx.send(job).map_err(|e| e.0),
+                        None => Err(job),
+                    };
+                    next += 1;
+                    match sent {
+                        Ok(()) => in_flight += 1,
+                        // No reader thread: list it here.
+                        Err((d, fd)) => {
+                            let l = list(d, fd, root_dev, &open_ahead);
+                            self.file_listing(l, &mut queue, now);
+                        }
+                    }
+                    while let Ok(l) = res_rx.try_recv() {
+                        in_flight -= 1;
+                        self.file_listing(l, &mut queue, now);
+                    }
+                }
+                if in_flight == 0 {
+                    break;
+                }
+                match res_rx.recv() {
+                    Ok(l) => {
+                        in_flight -= 1;
+                        self.file_listing(l, &mut queue, now);
+                    }
+                    Err(_) => break,
+                }
+            }
+            drop(jobs);
+        });
+    }
+
+    /// The directory's fd (opened by a reader, or now from the root); checks it is still on
+    /// the root's mount and records its inode. `None`: gone, replaced, or another mount.
+    fn open_for_crawl(&mut self, d: DirId, pre: Option<OwnedFd>) -> Option<OwnedFd> {
+        let root = self.dir.as_ref()?;
+        let fd = match pre {
+            Some(fd) => fd,
+            None => root.open_dir(&self.components_owned(d)).ok()?,
+        };
+        let m = fsops::stat_fd(&fd).ok()?;
+        if d != ROOT && !root.same_mount(&m) {
+            return None;
+        }
+        self.index
+            .set_dir_read(d, m.ino, m.mtime_ns, crate::root::now_ns());
+        self.index.mark_dir_seen(d);
+        Some(fd)
+    }
+
+    fn components_owned(&self, d: DirId) -> Vec<OsString> {
+        self.index
+            .dir_components(d)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect()
+    }
+
+    /// Files one listing into the index; its subdirectories join the queue.
+    fn file_listing(
+        &mut self,
+        l: Listing,
+        queue: &mut VecDeque<(DirId, Option<OwnedFd>)>,
+        now: i64,
+    ) {
+        if !self.index.is_live_dir(l.dir) {
+            return;
+        }
+        let comps = self.components_owned(l.dir);
+        let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+        for found in l.entries {
+            match found {
+                Found::File(name, m) => {
+                    let f = self.upsert_entry(l.dir, &dir_comps, &name, &m);
+                    self.presume_writing(f, m.mtime_ns, now);
+                }
+                Found::Dir(name, fd, ino) => {
+                    if let Some(f) = self.index.find_file(l.dir, &name) {
+                        self.index.remove_file(f);
+                    }
+                    let child = self.index.add_dir(l.dir, &name, ino);
+                    queue.push_back((child, fd));
+                }
+            }
+        }
+    }
+}
