@@ -272,6 +272,10 @@ async fn supervise(
     let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut last_ticks = u64::MAX;
     let mut status_rx = snap_rx.clone();
+    // STATUS= goes out at most once a second: a change waits for its slot here, without
+    // blocking this loop (a sleep here would hold up the watchdog, signals and reloads).
+    let mut status_due: Option<tokio::time::Instant> = None;
+    let mut last_status = tokio::time::Instant::now();
     let mut ready = false;
     loop {
         tokio::select! {
@@ -302,11 +306,14 @@ async fn supervise(
                 }
                 last_ticks = ticks;
             }
-            Ok(()) = status_rx.changed(), if ready => {
+            Ok(()) = status_rx.changed(), if ready && status_due.is_none() => {
+                status_due = Some(last_status + Duration::from_secs(1));
+            }
+            _ = tokio::time::sleep_until(status_due.unwrap_or_else(tokio::time::Instant::now)), if status_due.is_some() => {
+                status_due = None;
+                last_status = tokio::time::Instant::now();
                 let line = status_line(&status_rx.borrow_and_update());
                 notify(&[NotifyState::Status(&line)]);
-                // At most one STATUS= a second.
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }

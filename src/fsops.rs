@@ -78,12 +78,22 @@ impl RootDir {
     /// Opens the root itself from its canonical path (symlinks in the configured path are
     /// resolved once, by the caller, at start). The last component is not followed: a root
     /// replaced by a symlink while chartd runs is refused, not followed elsewhere.
+    ///
+    /// `path` is canonical, so any symlink on it (in the last component or above) was swapped
+    /// in since it was resolved: with `openat2` the whole path is opened with
+    /// `RESOLVE_NO_SYMLINKS`, and only the last component is checked where `openat2` is missing.
     pub fn open_nofollow(path: &Path) -> io::Result<RootDir> {
-        let fd = rustix::fs::open(
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat2(
+            rustix::fs::CWD,
             path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            flags,
             Mode::empty(),
-        )?;
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(Errno::NOSYS) | Err(Errno::PERM) => rustix::fs::open(path, flags, Mode::empty())?,
+            r => r?,
+        };
         let meta = Meta::from_statx(&rustix::fs::statx(
             &fd,
             c"",
@@ -165,6 +175,11 @@ pub fn stat_at(dir: &impl AsFd, name: &OsStr) -> io::Result<Meta> {
         StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
     )?;
     Ok(Meta::from_statx(&st))
+}
+
+/// `statx(path, AT_SYMLINK_NOFOLLOW)`.
+pub fn stat_path(path: &Path) -> io::Result<Meta> {
+    stat_at(&rustix::fs::CWD, path.as_os_str())
 }
 
 /// `statx` of an open fd.

@@ -50,6 +50,8 @@ pub struct Owner {
     last_overflow_resync: Option<Instant>,
     overflow_backoff: Duration,
     pending_resync: Option<Instant>,
+    /// When the latest overflow was seen: a pending resync runs early once overflows stop.
+    last_overflow: Option<Instant>,
 }
 
 pub struct OwnerChannels {
@@ -94,6 +96,7 @@ impl Owner {
             last_overflow_resync: None,
             overflow_backoff: Duration::from_secs(1),
             pending_resync: None,
+            last_overflow: None,
         })
     }
 
@@ -123,8 +126,10 @@ impl Owner {
             }
             let wake = self.next_wake();
             self.progress.idle.store(true, Ordering::Release);
+            // Not `biased`: while chartd evicts, its own deletions keep the event feed non-empty,
+            // and a fixed order would starve commands (`groups`, `list`, `cleanup`) until the
+            // eviction ends. Random order serves every ready branch in turn.
             tokio::select! {
-                biased;
                 msg = self.ctl.recv() => {
                     self.progress.idle.store(false, Ordering::Release);
                     match msg {
@@ -167,6 +172,7 @@ impl Owner {
         let mut refresh: Vec<PathBuf> = Vec::new();
         let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut writing: HashMap<PathBuf, bool> = HashMap::new();
+        let mut gone: Vec<PathBuf> = Vec::new();
         let mut rescan = false;
         let mut next = Some(first);
         let mut n = 0;
@@ -176,6 +182,14 @@ impl Owner {
                 Ev::Refresh(p) => {
                     if seen.insert(p.clone()) {
                         refresh.push(p);
+                    }
+                }
+                Ev::Gone(p) => {
+                    if seen.insert(p.clone()) {
+                        refresh.push(p.clone());
+                    }
+                    if !gone.contains(&p) {
+                        gone.push(p);
                     }
                 }
                 Ev::Writing(p) => {
@@ -204,6 +218,11 @@ impl Owner {
                     self.roots[r].refresh(p, &mut self.watcher);
                 }
             }
+            for p in &gone {
+                if let Some(r) = self.root_for(p) {
+                    self.roots[r].rewatch(p, &mut self.watcher);
+                }
+            }
         }
         for (p, w) in writing {
             if let Some(r) = self.root_for(&p) {
@@ -224,22 +243,42 @@ impl Owner {
             r.counters.overflows += 1;
         }
         let now = Instant::now();
+        self.last_overflow = Some(now);
         let recent = self
             .last_overflow_resync
             .is_some_and(|t| now.duration_since(t) < self.overflow_backoff * 4);
         if recent {
+            // The backoff doubles per resync, not per overflow: a burst overflows many times
+            // before the one pending resync runs, and doubling on each would push the next
+            // resync (and the limits on files created meanwhile) a minute out.
+            if self.pending_resync.is_some() {
+                return;
+            }
             self.overflow_backoff = (self.overflow_backoff * 2).min(Duration::from_secs(60));
             let at = self.last_overflow_resync.unwrap_or(now) + self.overflow_backoff;
             tracing::warn!(
                 "inotify queue overflowed again; resyncing in {:?} (raise fs.inotify.max_queued_events if this repeats)",
                 at.saturating_duration_since(now)
             );
-            self.pending_resync = Some(self.pending_resync.map_or(at, |p| p.min(at)));
+            self.pending_resync = Some(at);
         } else {
             self.overflow_backoff = Duration::from_secs(1);
             tracing::warn!("inotify queue overflowed: resyncing the index with the disk");
             self.resync_now();
         }
+    }
+
+    /// When the pending overflow resync runs: at the end of its backoff, or earlier once the
+    /// storm is over (no overflow for a quarter of the backoff, at least 1 s), so that the
+    /// index, and the limits on the files created meanwhile, are not left stale for up to a
+    /// minute after the last overflow.
+    fn resync_due(&self) -> Option<Instant> {
+        let pending = self.pending_resync?;
+        let quiet = (self.overflow_backoff / 4).max(Duration::from_secs(1));
+        Some(
+            self.last_overflow
+                .map_or(pending, |l| pending.min(l + quiet)),
+        )
     }
 
     /// The resync after lost events: only the directories that changed are reread.
@@ -255,7 +294,7 @@ impl Owner {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        if self.pending_resync.is_some_and(|t| t <= now) {
+        if self.resync_due().is_some_and(|t| t <= now) {
             self.resync_now();
         }
         for r in &mut self.roots {
@@ -297,7 +336,7 @@ impl Owner {
                 wake = t;
             }
         };
-        if let Some(t) = self.pending_resync {
+        if let Some(t) = self.resync_due() {
             at(t);
         }
         for r in &self.roots {

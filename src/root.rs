@@ -42,6 +42,13 @@ pub struct RootState {
     /// The root's real path (symlinks in the configured path resolved once, at start); event
     /// paths are relative to this.
     pub real_path: PathBuf,
+    /// `real_path` has been resolved. From then on the root is reopened at `real_path` without
+    /// following any symlink: resolving again would follow a root swapped for a symlink to
+    /// wherever it points, and evict there.
+    resolved: bool,
+    /// The root's parent directory is watched, so the root being removed, renamed, replaced or
+    /// created is an event (see [`RootState::watch_parent`]).
+    pub parent_watched: bool,
     /// `None` while the root is missing or unusable.
     pub dir: Option<RootDir>,
     pub index: Index,
@@ -112,6 +119,8 @@ impl RootState {
             policy,
             cleanup_enabled,
             real_path,
+            resolved: false,
+            parent_watched: false,
             dir: None,
             index: Index::new(0),
             held: HashMap::new(),
@@ -140,7 +149,12 @@ impl RootState {
                 tracing::warn!(root = %self.cfg.path.display(), "cannot create root: {e}");
             }
         }
-        let real = match std::fs::canonicalize(&self.cfg.path) {
+        let resolved = if self.resolved {
+            Ok(self.real_path.clone())
+        } else {
+            std::fs::canonicalize(&self.cfg.path)
+        };
+        let real = match resolved {
             Ok(p) => p,
             Err(e) => {
                 return self.root_unusable(format!(
@@ -162,6 +176,7 @@ impl RootState {
                     self.index = Index::new(d.meta.ino);
                 }
                 self.real_path = real;
+                self.resolved = true;
                 self.dir = Some(d);
                 self.retry_root = None;
                 if self
@@ -179,6 +194,19 @@ impl RootState {
                 self.cfg.path.display()
             )),
         }
+    }
+
+    /// Whether the open root is still the directory at `real_path`: not removed (a removed
+    /// directory has no links left; chartd's own fd on it delays `IN_DELETE_SELF` until that fd
+    /// is closed, so no event says so), and not replaced (renamed away, mounted over, swapped
+    /// for a symlink).
+    pub fn root_unchanged(&self) -> bool {
+        let Some(d) = &self.dir else { return false };
+        if !fsops::stat_fd(&d.fd).is_ok_and(|m| m.nlink > 0) {
+            return false;
+        }
+        fsops::stat_path(&self.real_path)
+            .is_ok_and(|m| m.kind == fsops::Kind::Dir && m.ino == d.meta.ino && d.same_mount(&m))
     }
 
     fn root_unusable(&mut self, why: String) -> bool {

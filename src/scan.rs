@@ -35,11 +35,21 @@ impl RootState {
     /// Crawls the whole root (first start) or resyncs it against the disk (overflow, safety
     /// net, `cleanup`): every entry seen is (re)indexed, every indexed entry not seen is dropped.
     pub fn resync_all(&mut self, w: &mut Watcher) {
+        if self.dir.is_some() && !self.root_unchanged() {
+            // Removed, replaced or mounted over since it was opened (no event need say so).
+            self.check_root(w);
+        }
         if self.dir.is_none() && !self.open_root() {
+            self.watch_parent(w);
             return;
         }
         self.watch_limit_hit = false;
+        // notify may have dropped watches whose events were then lost (a full channel):
+        // re-add every watch (re-adding a live one is a no-op for the kernel).
+        self.forget_watches(ROOT);
         self.resync_dir(ROOT, w, false);
+        // After the tree: when watches are scarce, the tree's come first.
+        self.watch_parent(w);
         self.update_degraded();
         self.update_space();
         self.index.maybe_compact();
@@ -300,14 +310,16 @@ impl RootState {
     /// Handles one event path: finds the deepest directory of it the index knows, and
     /// re-examines the next name below it.
     pub fn refresh(&mut self, abs: &Path, w: &mut Watcher) {
-        if self.dir.is_none() {
-            return;
-        }
         let Some(comps) = self.relative(abs) else {
             return;
         };
         if comps.is_empty() {
+            // The root itself (or its name in the watched parent): also when it is missing, so
+            // that its creation is seen at once rather than at the next retry.
             self.check_root(w);
+            return;
+        }
+        if self.dir.is_none() {
             return;
         }
         let mut d = ROOT;
@@ -357,6 +369,12 @@ impl RootState {
         let m = match fsops::stat_at(&fd, name) {
             Ok(m) => m,
             Err(e) if fsops::is_gone(&e) => {
+                if d == ROOT && !self.root_unchanged() {
+                    // Names vanishing from the root itself: maybe the whole root is being
+                    // removed, which no event of its own announces (see `root_unchanged`).
+                    self.check_root(w);
+                    return;
+                }
                 self.forget_name(d, name, w);
                 return;
             }
@@ -392,6 +410,40 @@ impl RootState {
         }
     }
 
+    /// Marks `d` and its subtree unwatched in the index, so the next walk watches them again.
+    fn forget_watches(&mut self, d: DirId) {
+        for sub in self.index.subtree(d) {
+            if self.index.is_watched(sub) {
+                self.index.set_watched(sub, false);
+            }
+        }
+    }
+
+    /// After a name was moved away or removed ([`crate::watcher::Ev::Gone`]), notify has dropped
+    /// the watches at and below it. If the index (refreshed already) still holds a directory
+    /// there, i.e. it was moved back or swapped with another, its subtree is watched and read
+    /// again: otherwise the index would believe it watched and miss every later change in it.
+    pub fn rewatch(&mut self, abs: &Path, w: &mut Watcher) {
+        if self.dir.is_none() {
+            return;
+        }
+        let Some(comps) = self.relative(abs) else {
+            return;
+        };
+        if comps.is_empty() {
+            return;
+        }
+        let mut d = ROOT;
+        for c in &comps {
+            match self.index.find_dir(d, c) {
+                Some(x) => d = x,
+                None => return,
+            }
+        }
+        self.forget_watches(d);
+        self.resync_dir(d, w, false);
+    }
+
     /// Drops whatever the index has under `name` in `d` (it is gone from disk).
     fn forget_name(&mut self, d: DirId, name: &OsStr, w: &mut Watcher) {
         if let Some(f) = self.index.find_file(d, name) {
@@ -415,8 +467,27 @@ impl RootState {
         self.index.remove_dir_tree(x);
     }
 
+    /// Watches the root's parent directory (once), for the root's own name: the root's watch
+    /// cannot report the root's removal while chartd holds it open, nor its re-creation. Events
+    /// for the parent's other entries do not match the root and are dropped by the owner. The
+    /// watch is kept for the daemon's life (another root may share the parent).
+    pub fn watch_parent(&mut self, w: &mut Watcher) {
+        if self.parent_watched || !w.enabled() {
+            return;
+        }
+        let path = if self.dir.is_some() {
+            &self.real_path
+        } else {
+            &self.cfg.path
+        };
+        if let Some(parent) = path.parent() {
+            self.parent_watched = matches!(w.watch(parent), WatchResult::Watched);
+        }
+    }
+
     /// The root itself had an event (deleted, moved, replaced) or could not be opened.
     pub fn check_root(&mut self, w: &mut Watcher) {
+        self.watch_parent(w);
         let before = self.dir.as_ref().map(|d| (d.meta.dev, d.meta.ino));
         self.dir = None;
         if self.open_root() {

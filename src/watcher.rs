@@ -21,6 +21,10 @@ use tokio::sync::mpsc;
 pub enum Ev {
     /// Something changed at this path (created, moved, deleted, metadata): look again.
     Refresh(PathBuf),
+    /// A name was moved away or removed (IN_MOVED_FROM, IN_MOVE_SELF, IN_DELETE): look again,
+    /// and since notify drops the watch at this path and every watch below it, watch a
+    /// directory found here again (moved back, or swapped with another) afresh.
+    Gone(PathBuf),
     /// Data was written (IN_MODIFY): the file is open for writing.
     Writing(PathBuf),
     /// The writer closed it (IN_CLOSE_WRITE): complete, look again.
@@ -91,6 +95,11 @@ pub fn new(capacity: usize) -> Result<(Watcher, EventFeed), String> {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                 for p in event.paths {
                     send(Ev::Closed(p));
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => {
+                for p in event.paths {
+                    send(Ev::Gone(p));
                 }
             }
             _ => {
