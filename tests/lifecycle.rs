@@ -158,7 +158,8 @@ fn the_crawl_indexes_everything_under_a_low_open_files_limit() {
     let config = dir.path().join("c.yaml");
     fs::write(&config, config_text(&root, &socket, "max_size: 10GiB")).unwrap();
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--nofile=128:128", BIN, "run", "--config"]).arg(&config);
+    cmd.args(["--nofile=128:128", BIN, "run", "--config"])
+        .arg(&config);
     let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
     let st = d.status_root();
     assert_eq!(st["total_files"], 3000, "{st}");

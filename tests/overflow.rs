@@ -54,6 +54,9 @@ fn overflow_storms_resync_to_exactly_the_disk() {
             st["overflows"].as_u64() > Some(storm)
                 && st["total_files"] == disk.0
                 && st["total_bytes"] == disk.1
+                // Files a resync finds that changed in the last 2 s are presumed open for
+                // writing for that long: the limit holds once they are quiet.
+                && disk.1 <= 1024 * 1024
         });
         let st = d.status_root();
         assert!(

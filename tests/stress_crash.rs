@@ -182,6 +182,20 @@ fn index_tid(pid: i32) -> i32 {
     panic!("no chartd-index thread in {pid}");
 }
 
+/// The index thread and, during a full crawl, its reader threads.
+fn walk_tids(pid: i32, index: i32) -> Vec<i32> {
+    let mut v = vec![index];
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim().starts_with("chartd-crawl") {
+            if let Some(id) = t.file_name().to_str().and_then(|x| x.parse().ok()) {
+                v.push(id);
+            }
+        }
+    }
+    v
+}
+
 /// Stops one thread with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT: only that thread stops, unlike
 /// SIGSTOP). Detached on drop, or by the kernel if the test thread dies.
 struct Frozen(i32);
@@ -331,14 +345,32 @@ fn a_busy_or_stuck_index_thread_never_starves_status_and_stops_the_watchdog_only
         let socket = d.socket.clone();
         let w = std::thread::spawn(move || request_at(&socket, r#"{"cmd":"cleanup"}"#));
         std::thread::sleep(Duration::from_millis(30));
-        let f = Frozen::freeze(tid).expect("ptrace");
-        sys = f.syscall(d.pid());
-        // Idle, the thread waits in epoll_wait (232) or futex (202); else it is walking.
-        if ![232, 202, 281, -1].contains(&sys) {
-            frozen = Some((f, w));
+        // The walk's filesystem calls run on the index thread or, in a full crawl, on its
+        // reader threads (while the index thread waits for them): freeze whichever is in one.
+        let mut caught = None;
+        for t in walk_tids(d.pid(), tid) {
+            let Some(f) = Frozen::freeze(t) else { continue };
+            sys = f.syscall(d.pid());
+            // Idle, a thread waits in epoll_wait (232) or futex (202); else it is walking.
+            if ![232, 202, 281, -1].contains(&sys) {
+                caught = Some(f);
+                break;
+            }
+        }
+        if let Some(f) = caught {
+            // A stuck filesystem (a dead NFS server, say) stalls every reader that reaches
+            // it: freeze the other readers too, so that the walk cannot go on without it.
+            let mut all = vec![f];
+            for t in walk_tids(d.pid(), tid).into_iter().skip(1) {
+                if all.iter().all(|x| x.0 != t) {
+                    if let Some(g) = Frozen::freeze(t) {
+                        all.push(g);
+                    }
+                }
+            }
+            frozen = Some((all, w));
             break;
         }
-        drop(f);
         w.join().unwrap();
     }
     let (f, w) = frozen.expect("could not catch the index thread inside a walk");
