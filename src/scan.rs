@@ -489,10 +489,15 @@ impl RootState {
     pub fn check_root(&mut self, w: &mut Watcher) {
         self.watch_parent(w);
         let before = self.dir.as_ref().map(|d| (d.meta.dev, d.meta.ino));
-        self.dir = None;
+        // Removed or replaced: start from an empty index. Still intact (an event that only
+        // looked like root trouble): keep the index; reopening must not wipe it.
+        let intact = self.root_unchanged();
+        if !intact {
+            self.dir = None;
+        }
         if self.open_root() {
             let now = self.dir.as_ref().map(|d| (d.meta.dev, d.meta.ino));
-            if now != before {
+            if now != before || !intact {
                 self.resync_dir(ROOT, w, false);
             }
         }
