@@ -105,7 +105,17 @@ fn overflow_storms_converge_exactly_and_back_off() {
             i
         })
     };
-    std::thread::sleep(storm);
+    // chartd may keep up with the churn on a fast machine: stall it now and then (SIGSTOP,
+    // 300 ms), so that the kernel queue overflows repeatedly during the storm.
+    let storm_start = Instant::now();
+    while storm_start.elapsed() < storm {
+        d.signal(19);
+        std::thread::sleep(Duration::from_millis(300));
+        d.signal(18);
+        std::thread::sleep(
+            Duration::from_millis(700).min(storm.saturating_sub(storm_start.elapsed())),
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let ops = churn.join().unwrap();
     let mid = d.status_root();
