@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long versions of the hostile-conditions tests (tests/stress_*.rs), one at a time, release
 # build. Needs root for the sysctl, mount-namespace and ptrace cases (they skip otherwise).
-# Figures are printed by each test (eprintln) and summarised in tests/stress/RELIABILITY.md.
+# Figures are printed by each test (eprintln) and summarised in the README (Reliability).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CHARTD_STRESS=full
