@@ -248,24 +248,8 @@ pub fn hours(h: u64) -> Duration {
 
 /// Managed files under `root` by a plain walk: (count, bytes) of files matching `*.png`.
 pub fn walk_png(root: &Path) -> (u64, u64) {
-    let mut n = (0, 0);
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        // Tolerant: chartd may be deleting (and pruning) while we walk.
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() && e.path().extension().is_some_and(|x| x == "png") {
-                if let Ok(m) = e.metadata() {
-                    n.0 += 1;
-                    n.1 += m.len();
-                }
-            }
-        }
-    }
-    n
+    let files = disk_png(root);
+    (files.len() as u64, files.values().sum())
 }
 
 pub fn is_root() -> bool {
