@@ -215,7 +215,14 @@ impl Owner {
         } else {
             for p in &refresh {
                 if let Some(r) = self.root_for(p) {
-                    self.roots[r].refresh(p, &mut self.watcher);
+                    let root = &mut self.roots[r];
+                    root.refresh(p, &mut self.watcher);
+                    // Crossing max_size is acted on at once, not at the end of the batch:
+                    // this bounds the overshoot during a burst.
+                    if root.over_max_size() {
+                        let mut pass = Pass::new(false, false);
+                        root.enforce(&mut self.watcher, &mut pass);
+                    }
                 }
             }
             for p in &gone {

@@ -236,6 +236,15 @@ impl RootState {
         }
     }
 
+    /// Whether the managed bytes are over `max_size` (and chartd may delete).
+    pub fn over_max_size(&self) -> bool {
+        self.cleanup_enabled
+            && self
+                .cfg
+                .max_size
+                .is_some_and(|m| m > 0 && self.index.total_bytes > m)
+    }
+
     /// The free-space floor in bytes, if configured.
     pub fn min_free_bytes(&self) -> Option<u64> {
         match self.cfg.min_free? {
