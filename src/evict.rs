@@ -309,7 +309,7 @@ impl RootState {
                     });
                 }
                 if self.cfg.prune_empty_dirs {
-                    self.prune(slot.dir, reason);
+                    self.prune(slot.dir);
                 }
             }
             Ok(DeleteOutcome::Gone) => {
@@ -345,7 +345,7 @@ impl RootState {
 
     /// Removes directories that eviction emptied, up to (and including) the group directory,
     /// never the root.
-    fn prune(&mut self, mut d: DirId, reason: Reason) {
+    fn prune(&mut self, mut d: DirId) {
         while d != ROOT && self.index.is_live_dir(d) && self.index.dir_is_empty(d) {
             let node = *self.index.dir(d);
             let name = self.index.dir_name(d).to_owned();
@@ -359,14 +359,7 @@ impl RootState {
             let Ok(pfd) = root.open_dir(&parent_comps) else {
                 return;
             };
-            // Eviction leaves directories younger than max(grace, 2 s) in place (a writer may
-            // be about to use them); an explicit purge removes them.
-            let min_age = if reason == Reason::Purge {
-                0
-            } else {
-                self.grace_ns().max(2_000_000_000)
-            };
-            match fsops::remove_empty_dir(root, &pfd, &name, node.ino, now_ns(), min_age) {
+            match fsops::remove_empty_dir(root, &pfd, &name, node.ino) {
                 Ok(true) => {
                     // notify drops the watch itself when the directory's IN_DELETE_SELF arrives.
                     self.index.remove_dir_tree(d);

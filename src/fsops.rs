@@ -304,8 +304,6 @@ pub fn remove_empty_dir(
     parent: &OwnedFd,
     name: &OsStr,
     ino: u64,
-    now_ns: i64,
-    min_age_ns: i64,
 ) -> io::Result<bool> {
     let m = match stat_at(parent, name) {
         Ok(m) => m,
@@ -313,17 +311,6 @@ pub fn remove_empty_dir(
     };
     if m.kind != Kind::Dir || m.ino != ino || !root.same_mount(&m) {
         return Ok(false);
-    }
-    // A directory created moments ago is probably about to be written into (an application
-    // does mkdir, then writes): leave it, rather than make that write fail.
-    if let Ok(st) = rustix::fs::statx(parent, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME) {
-        if st.stx_mask & StatxFlags::BTIME.bits() != 0 {
-            let born =
-                st.stx_btime.tv_sec.saturating_mul(1_000_000_000) + st.stx_btime.tv_nsec as i64;
-            if now_ns.saturating_sub(born) < min_age_ns {
-                return Ok(false);
-            }
-        }
     }
     match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
         Ok(()) => Ok(true),

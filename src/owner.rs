@@ -210,6 +210,13 @@ impl Owner {
                 None
             };
         }
+        // Writers' state first, so that no enforcement in this batch sees a file being written
+        // as free to go (files created in this batch get theirs right after their refresh).
+        for (p, w) in &writing {
+            if let Some(r) = self.root_for(p) {
+                self.roots[r].set_writing(p, *w);
+            }
+        }
         if rescan {
             self.on_overflow();
         } else {
@@ -217,6 +224,9 @@ impl Owner {
                 if let Some(r) = self.root_for(p) {
                     let root = &mut self.roots[r];
                     root.refresh(p, &mut self.watcher);
+                    if let Some(&w) = writing.get(p) {
+                        root.set_writing(p, w);
+                    }
                     // Crossing max_size is acted on at once, not at the end of the batch:
                     // this bounds the overshoot during a burst.
                     if root.over_max_size() {

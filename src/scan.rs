@@ -520,6 +520,10 @@ impl RootState {
         }
         if let Some(f) = self.index.find_file(d, last) {
             self.index.set_writing(f, writing);
+            // Held back only because it was being written: back into the queue.
+            if !writing && self.held.get(&f) == Some(&None) {
+                self.unhold(f);
+            }
         }
     }
 

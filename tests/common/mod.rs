@@ -236,10 +236,18 @@ pub fn file(path: &Path, size: u64, age: Duration) {
 
 /// Writes a file the way an application does (write, close), with real data.
 pub fn write_file(path: &Path, size: usize) {
-    if let Some(p) = path.parent() {
-        fs::create_dir_all(p).unwrap();
+    // chartd may prune the directory (emptied by eviction) between the mkdir and the write,
+    // as it may for any application: retry as one would.
+    for _ in 0..5 {
+        if let Some(p) = path.parent() {
+            fs::create_dir_all(p).unwrap();
+        }
+        match fs::write(path, vec![7u8; size]) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            r => return r.unwrap(),
+        }
     }
-    fs::write(path, vec![7u8; size]).unwrap();
+    panic!("cannot write {}", path.display());
 }
 
 pub fn hours(h: u64) -> Duration {
