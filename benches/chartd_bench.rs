@@ -1040,7 +1040,10 @@ fn phase_observe(o: &Opts, tree: &Tree, empty_root: &Path, out: &mut Value) -> R
             "ratio": stats(&cold.2),
         });
     }
+    let notify_per_file = notify_share(tree)?;
+    eprintln!("  [{n}] notify's own watch tables (bare INotifyWatcher in the harness): {notify_per_file:.0} B/file");
     out["memory"] = json!({
+        "notify_bytes_per_file": notify_per_file,
         "rss_bytes_per_file": stats(&per_file),
         "hwm_bytes_per_file": stats(&hwm_per_file),
         "index_bytes_per_file": stats(&index_per_file),
@@ -1061,6 +1064,29 @@ fn phase_observe(o: &Opts, tree: &Tree, empty_root: &Path, out: &mut Value) -> R
     d.stop()?;
     empty.stop()?;
     r
+}
+
+/// What notify's own watch tables cost per indexed file, the part of chartd's memory that lives
+/// inside notify: the harness watches the tree's directories with a bare `INotifyWatcher`, one
+/// non-recursive watch each as chartd does, and reports its own RSS growth divided by N.
+fn notify_share(tree: &Tree) -> Res<f64> {
+    use notify::Watcher as _;
+    let me = std::process::id() as i32;
+    let before = proc_status_kb(me, "VmRSS");
+    let mut w = notify::INotifyWatcher::new(
+        |_: notify::Result<notify::Event>| {},
+        notify::Config::default(),
+    )
+    .map_err(err("notify"))?;
+    let mode = notify::RecursiveMode::NonRecursive;
+    w.watch(&tree.root, mode).map_err(err("notify watch"))?;
+    for d in 0..tree.n / 4 {
+        w.watch(&tree.dir_path(d), mode)
+            .map_err(err("notify watch"))?;
+    }
+    let after = proc_status_kb(me, "VmRSS");
+    drop(w);
+    Ok(after.saturating_sub(before) as f64 * 1024.0 / tree.n as f64)
 }
 
 /// `status` round trips, alternating between the N-file daemon and the empty-root one.
@@ -1863,6 +1889,12 @@ fn table(results: &Value, o: &Opts) -> String {
                 fmt_bytes(f(s, "/memory/index_bytes_per_file/median")),
             )
         },
+        "",
+        None,
+    );
+    row(
+        "memory: of which notify's watch tables (a bare `INotifyWatcher` on the same directories) / N",
+        &|s| fmt_bytes(f(s, "/memory/notify_bytes_per_file")),
         "",
         None,
     );

@@ -138,9 +138,10 @@ fn list(owner: &mut Owner, root: Option<&Path>, group: &str) -> Reply {
                 let s = r.index.file(f);
                 let path = r.abs_path(&r.index.file_components(f));
                 let mtime = humantime::format_rfc3339_seconds(ns_to_time(s.mtime_ns)).to_string();
+                let size = s.size;
                 json!({
                     "path": path.display().to_string(),
-                    "bytes": s.size,
+                    "bytes": size,
                     "mtime": mtime,
                     "mtime_unix": s.mtime_ns as f64 / 1e9,
                     "age_hours": hours_since(s.mtime_ns),

@@ -248,7 +248,7 @@ impl RootState {
             return;
         };
         let Some(root) = &self.dir else { return };
-        let dir_fd = match root.open_dir(dir_comps) {
+        let dir_fd = match root.open_dir_path(dir_comps) {
             Ok(fd) => fd,
             Err(e) => {
                 // Its directory is gone or replaced: let the index catch up instead. If the
@@ -288,15 +288,16 @@ impl RootState {
                 pass.virtual_free += freed;
                 pass.files += 1;
                 pass.bytes += slot.size;
+                let size = slot.size;
                 tracing::info!(
                     target: "chartd::evict",
                     path = %path.display(),
-                    bytes = slot.size,
+                    bytes = size,
                     age_seconds = age.as_secs(),
                     reason = reason.as_str(),
                     "deleted {} ({} bytes, age {}, reason {})",
                     path.display(),
-                    slot.size,
+                    size,
                     humantime::format_duration(Duration::from_secs(age.as_secs())),
                     reason.as_str()
                 );
@@ -356,7 +357,7 @@ impl RootState {
                 .map(|s| s.to_owned())
                 .collect();
             let Some(root) = &self.dir else { return };
-            let Ok(pfd) = root.open_dir(&parent_comps) else {
+            let Ok(pfd) = root.open_dir_path(&parent_comps) else {
                 return;
             };
             match fsops::remove_empty_dir(root, &pfd, &name, node.ino) {

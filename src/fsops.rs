@@ -110,11 +110,26 @@ impl RootDir {
     }
 
     /// Opens the directory at `components` (names relative to the root) without following
-    /// symlinks and without leaving the root's mount. An empty list is the root itself.
+    /// symlinks and without leaving the root's mount, for reading. An empty list is the root
+    /// itself.
     pub fn open_dir<S: AsRef<OsStr>>(&self, components: &[S]) -> io::Result<OwnedFd> {
+        self.open_beneath(components, OFlags::RDONLY)
+    }
+
+    /// Like [`RootDir::open_dir`], but an `O_PATH` handle: good as the `dirfd` of `statx`,
+    /// `openat` and `unlinkat`, not for listing. Why it matters: opening a directory for
+    /// reading queues an `IN_OPEN` on its watch and its parent's (notify asks the kernel for
+    /// them), and every one of those wakes notify's thread to be thrown away. A `O_PATH` open
+    /// queues nothing, so refreshing and deleting do not feed chartd's own event queue.
+    pub fn open_dir_path<S: AsRef<OsStr>>(&self, components: &[S]) -> io::Result<OwnedFd> {
+        self.open_beneath(components, OFlags::PATH)
+    }
+
+    fn open_beneath<S: AsRef<OsStr>>(&self, components: &[S], mode: OFlags) -> io::Result<OwnedFd> {
+        let flags = mode | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if components.is_empty() {
             // A fresh open file, not a dup: a dup would share the directory read offset.
-            return open_subdir(&self.fd, OsStr::new("."));
+            return Ok(rustix::fs::openat(&self.fd, c".", flags, Mode::empty())?);
         }
         if OPENAT2_WORKS.load(Ordering::Relaxed) {
             let mut rel = PathBuf::new();
@@ -124,7 +139,7 @@ impl RootDir {
             match rustix::fs::openat2(
                 &self.fd,
                 &rel,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                flags,
                 Mode::empty(),
                 ResolveFlags::BENEATH
                     | ResolveFlags::NO_SYMLINKS
@@ -141,14 +156,20 @@ impl RootDir {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut fd = open_subdir(&self.fd, OsStr::new("."))?;
+        // The walk by hand: O_PATH all the way (no events), checking each step's mount.
+        let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut fd = rustix::fs::openat(&self.fd, c".", step, Mode::empty())?;
         for c in components {
-            let next = open_subdir(&fd, c.as_ref())?;
+            let next = rustix::fs::openat(&fd, c.as_ref(), step, Mode::empty())?;
             let m = stat_fd(&next)?;
             if !self.same_mount(&m) {
                 return Err(Errno::XDEV.into());
             }
             fd = next;
+        }
+        if mode != OFlags::PATH {
+            // Reopen the last step for reading through its own fd, symlinks impossible there.
+            fd = rustix::fs::openat(&fd, c".", flags, Mode::empty())?;
         }
         Ok(fd)
     }

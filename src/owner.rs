@@ -16,7 +16,7 @@ use crate::evict::Pass;
 use crate::root::{now_ns, Progress, RootState};
 use crate::stats::Snapshot;
 use crate::watcher::{Ev, EventFeed, Watcher};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -169,25 +169,28 @@ impl Owner {
 
     /// Drains up to a batch of events, coalesces them per path, applies them, then enforces.
     fn handle_batch(&mut self, first: Ev) {
-        let mut refresh: Vec<PathBuf> = Vec::new();
-        let mut seen: HashSet<PathBuf> = HashSet::new();
+        // Each path once, in first-seen order, with whether every event for it was a removal.
+        let mut refresh: Vec<(PathBuf, bool)> = Vec::new();
+        let mut at: HashMap<PathBuf, usize> = HashMap::new();
         let mut writing: HashMap<PathBuf, bool> = HashMap::new();
         let mut gone: Vec<PathBuf> = Vec::new();
         let mut rescan = false;
         let mut next = Some(first);
         let mut n = 0;
+        let mut note =
+            |p: &PathBuf, removal: bool, refresh: &mut Vec<(PathBuf, bool)>| match at.get(p) {
+                Some(&i) => refresh[i].1 &= removal,
+                None => {
+                    at.insert(p.clone(), refresh.len());
+                    refresh.push((p.clone(), removal));
+                }
+            };
         while let Some(ev) = next {
             n += 1;
             match ev {
-                Ev::Refresh(p) => {
-                    if seen.insert(p.clone()) {
-                        refresh.push(p);
-                    }
-                }
+                Ev::Refresh(p) => note(&p, false, &mut refresh),
                 Ev::Gone(p) => {
-                    if seen.insert(p.clone()) {
-                        refresh.push(p.clone());
-                    }
+                    note(&p, true, &mut refresh);
                     if !gone.contains(&p) {
                         gone.push(p);
                     }
@@ -196,10 +199,8 @@ impl Owner {
                     writing.insert(p, true);
                 }
                 Ev::Closed(p) => {
-                    writing.insert(p.clone(), false);
-                    if seen.insert(p.clone()) {
-                        refresh.push(p);
-                    }
+                    note(&p, false, &mut refresh);
+                    writing.insert(p, false);
                 }
                 Ev::Rescan => rescan = true,
                 Ev::Error(e) => tracing::warn!("inotify: {e}"),
@@ -220,10 +221,14 @@ impl Owner {
         if rescan {
             self.on_overflow();
         } else {
-            for p in &refresh {
+            for (p, removal) in &refresh {
                 if let Some(r) = self.root_for(p) {
                     let root = &mut self.roots[r];
-                    root.refresh(p, &mut self.watcher);
+                    // A name that was only removed and that the index does not hold needs no
+                    // look: chartd's own deletions come back as exactly these.
+                    if !(*removal && root.knows_nothing_of(p)) {
+                        root.refresh(p, &mut self.watcher);
+                    }
                     if let Some(&w) = writing.get(p) {
                         root.set_writing(p, w);
                     }

@@ -53,6 +53,7 @@ impl RootState {
         self.update_degraded();
         self.update_space();
         self.index.maybe_compact();
+        release_free_heap();
     }
 
     /// After lost events (an overflow): rereads only the directories whose mtime moved since
@@ -351,7 +352,7 @@ impl RootState {
     fn refresh_name(&mut self, d: DirId, name: &OsStr, w: &mut Watcher) {
         let Some(root) = &self.dir else { return };
         let comps = self.owned_components(d);
-        let fd = match root.open_dir(&comps) {
+        let fd = match root.open_dir_path(&comps) {
             Ok(fd) => fd,
             Err(e) if fsops::is_gone(&e) => {
                 // The directory itself went away or was replaced: look at it from its parent.
@@ -505,19 +506,9 @@ impl RootState {
 
     /// IN_MODIFY / IN_CLOSE_WRITE on a file: it is (or is no longer) open for writing.
     pub fn set_writing(&mut self, abs: &Path, writing: bool) {
-        let Some(comps) = self.relative(abs) else {
+        let Some((d, true, last)) = self.locate(abs) else {
             return;
         };
-        let Some((last, dirs)) = comps.split_last() else {
-            return;
-        };
-        let mut d = ROOT;
-        for c in dirs {
-            match self.index.find_dir(d, c) {
-                Some(x) => d = x,
-                None => return,
-            }
-        }
         if let Some(f) = self.index.find_file(d, last) {
             self.index.set_writing(f, writing);
             // Held back only because it was being written: back into the queue.
@@ -525,6 +516,42 @@ impl RootState {
                 self.unhold(f);
             }
         }
+    }
+
+    /// Whether the index holds nothing at `abs` although it knows the directory `abs` is in:
+    /// then a removal event for `abs` has nothing to remove.
+    pub fn knows_nothing_of(&self, abs: &Path) -> bool {
+        match self.locate(abs) {
+            Some((d, true, name)) => {
+                self.index.find_file(d, name).is_none() && self.index.find_dir(d, name).is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// Where an event path lands in the index, without allocating: the deepest directory the
+    /// index knows on the way, whether that is the path's own parent, and the path's last
+    /// name. `None` for the root itself and for paths outside it.
+    fn locate<'p>(&self, abs: &'p Path) -> Option<(DirId, bool, &'p OsStr)> {
+        let rel = abs.strip_prefix(&self.real_path).ok()?;
+        let mut comps = rel.components().peekable();
+        let mut d = ROOT;
+        while let Some(c) = comps.next() {
+            let Component::Normal(name) = c else {
+                return None;
+            };
+            if comps.peek().is_none() {
+                return Some((d, true, name));
+            }
+            match self.index.find_dir(d, name) {
+                Some(x) => d = x,
+                None => {
+                    let last = rel.file_name()?;
+                    return Some((d, false, last));
+                }
+            }
+        }
+        None
     }
 
     /// Rescans the directories that have no watch (watch limit reached), retrying to watch
@@ -572,5 +599,18 @@ impl RootState {
         let mut p = self.cfg.path.clone();
         p.extend(comps);
         p
+    }
+}
+
+/// Gives the heap pages that a full crawl's temporaries used (directory listings, paths,
+/// channel buffers, and the per-thread arenas of the crawl's reader threads) back to the
+/// kernel. Without it they stay resident for the daemon's life: freed, but never returned,
+/// because glibc only trims the top of the main heap on its own.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and only releases memory malloc owns and that is
+    // free; it is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -16,7 +16,6 @@ mod resync;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use names::{NameRef, Names};
 use priority_queue::PriorityQueue;
-use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::hash::BuildHasher;
 
@@ -27,22 +26,44 @@ pub const NONE: u32 = u32::MAX;
 /// The root directory is always node 0.
 pub const ROOT: DirId = 0;
 
-/// Eviction order: the greatest `Prio` is evicted first: oldest mtime, then larger size.
+/// A queued file's eviction data, as [`Index::peek`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prio {
     pub mtime_ns: i64,
     pub size: u64,
 }
 
-impl Ord for Prio {
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.mtime_ns.cmp(&self.mtime_ns).then(self.size.cmp(&o.size))
+/// The queue's key: one `u64` whose order is the eviction order (the greatest goes first):
+/// older mtime first, then larger size. The high 52 bits are the mtime in microseconds since
+/// 1970, inverted (clamped to 1970..2112); the low 12 bits a logarithmic size class (6 bits
+/// of exponent, 6 of mantissa). Why not `(i64, u64)`: the queue stores the key next to a hash
+/// and the id for every queued file, and the smaller key saves 8 bytes per file at millions of
+/// files. The slot keeps the exact mtime and size; the key only orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct QKey(u64);
+
+const MTIME_BITS: u32 = 52;
+
+impl QKey {
+    fn new(mtime_ns: i64, size: u64) -> QKey {
+        let max_us = (1u64 << MTIME_BITS) - 1;
+        let us = (mtime_ns.max(0) / 1000).unsigned_abs().min(max_us);
+        QKey((max_us - us) << 12 | size_class(size))
     }
 }
-impl PartialOrd for Prio {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
+
+/// A 12-bit class that never decreases as `size` grows.
+fn size_class(size: u64) -> u64 {
+    if size == 0 {
+        return 0;
     }
+    let bits = 64 - u64::from(size.leading_zeros()); // 1..=64
+    let mantissa = if bits > 7 {
+        (size >> (bits - 7)) & 63
+    } else {
+        (size << (7 - bits)) & 63
+    };
+    (bits - 1) << 6 | mantissa
 }
 
 mod flag {
@@ -63,7 +84,10 @@ mod flag {
     pub const WATCHED: u8 = 128;
 }
 
+/// One file. `packed(4)`: the three `u64`s would otherwise pad the slot from 44 to 48 bytes
+/// (every field is read by value, never borrowed, except the byte-aligned `name`).
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 pub struct FileSlot {
     pub dir: DirId,
     next: FileId,
@@ -74,6 +98,8 @@ pub struct FileSlot {
     pub mtime_ns: i64,
     pub ino: u64,
 }
+
+const _: () = assert!(std::mem::size_of::<FileSlot>() == 44);
 
 impl FileSlot {
     pub fn managed(&self) -> bool {
@@ -134,7 +160,7 @@ pub struct Index {
     by_name: HashTable<FileId>,
     dir_by_name: HashTable<DirId>,
     hasher: DefaultHashBuilder,
-    queue: PriorityQueue<FileId, Prio, DefaultHashBuilder>,
+    queue: PriorityQueue<FileId, QKey, DefaultHashBuilder>,
     /// inode → (index entries, size) for files with more than one link.
     links: HashMap<u64, (u32, u64)>,
     pub total_files: u64,
@@ -299,7 +325,8 @@ impl Index {
                 e.0 = e.0.saturating_sub(1);
                 if e.0 == 0 {
                     let size = e.1;
-                    self.links.remove(&s.ino);
+                    let ino = s.ino;
+                    self.links.remove(&ino);
                     size
                 } else {
                     0
@@ -315,13 +342,7 @@ impl Index {
             self.dirs[g as usize].g_files += 1;
             self.dirs[g as usize].g_bytes += s.size;
             if s.in_queue() {
-                self.queue.push(
-                    id,
-                    Prio {
-                        mtime_ns: s.mtime_ns,
-                        size: s.size,
-                    },
-                );
+                self.queue.push(id, QKey::new(s.mtime_ns, s.size));
             }
             // At or above the (possibly stale) maximum: certainly the newest now. This keeps the
             // common "newest file closed again" update O(1) instead of a rescan.
@@ -366,7 +387,14 @@ impl Index {
 
     /// The next eviction candidate: the oldest managed, unprotected, not held file.
     pub fn peek(&self) -> Option<(FileId, Prio)> {
-        self.queue.peek().map(|(&id, &p)| (id, p))
+        self.queue.peek().map(|(&id, _)| {
+            let s = &self.files[id as usize];
+            let p = Prio {
+                mtime_ns: s.mtime_ns,
+                size: s.size,
+            };
+            (id, p)
+        })
     }
 
     /// Takes a file out of the eviction queue (`true`) or puts it back (`false`).
@@ -380,13 +408,7 @@ impl Index {
         if held {
             self.queue.remove(&id);
         } else if s.in_queue() {
-            self.queue.push(
-                id,
-                Prio {
-                    mtime_ns: s.mtime_ns,
-                    size: s.size,
-                },
-            );
+            self.queue.push(id, QKey::new(s.mtime_ns, s.size));
         }
     }
 
@@ -462,7 +484,7 @@ impl Index {
             + self.dirs.capacity() * std::mem::size_of::<DirNode>()
             + self.names.heap_bytes()
             + (self.by_name.capacity() + self.dir_by_name.capacity()) * 5
-            + self.queue.capacity() * (std::mem::size_of::<(FileId, Prio)>() + 8 + 9 + 16)
+            + self.queue.capacity() * (std::mem::size_of::<(u64, FileId, QKey)>() + 8 + 9 + 16)
     }
 }
 

@@ -20,9 +20,9 @@ fn os(s: &str) -> &OsStr {
 fn oldest_first_then_larger_first() {
     let mut ix = Index::new(1);
     let g = ix.add_dir(ROOT, os("AAPL_1d"), 2);
-    let a = ix.upsert_file(g, os("a.png"), info(10, 200, 10));
-    let b = ix.upsert_file(g, os("b.png"), info(30, 100, 11));
-    let c = ix.upsert_file(g, os("c.png"), info(50, 100, 12));
+    let a = ix.upsert_file(g, os("a.png"), info(10, 200_000, 10));
+    let b = ix.upsert_file(g, os("b.png"), info(30, 100_000, 11));
+    let c = ix.upsert_file(g, os("c.png"), info(50, 100_000, 12));
     assert_eq!(ix.peek().map(|p| p.0), Some(c));
     ix.remove_file(c);
     assert_eq!(ix.peek().map(|p| p.0), Some(b));
@@ -115,7 +115,7 @@ fn many_files_and_compaction_keep_names() {
         ids.push(ix.upsert_file(
             ROOT,
             os(&format!("chart_{i:012}_abcdef.png")),
-            info(1, i as i64, i),
+            info(1, i as i64 * 1000, i),
         ));
     }
     for &id in &ids[..150_000] {
@@ -126,6 +126,37 @@ fn many_files_and_compaction_keep_names() {
     let f = ix
         .find_file(ROOT, os("chart_000000199999_abcdef.png"))
         .unwrap();
-    assert_eq!(ix.file(f).ino, 199_999);
-    assert_eq!(ix.peek().map(|p| p.1.mtime_ns), Some(150_000));
+    let ino = ix.file(f).ino;
+    assert_eq!(ino, 199_999);
+    assert_eq!(ix.peek().map(|p| p.1.mtime_ns), Some(150_000_000));
+}
+
+#[test]
+fn queue_key_orders_by_age_then_size() {
+    let now = 1_800_000_000_000_000_000i64; // 2027, in ns
+                                            // Older first, by microseconds.
+    assert!(QKey::new(now - 1_000, 1) > QKey::new(now, u64::MAX));
+    // Same microsecond: larger first, at every scale.
+    let mut last = QKey::new(now, 0);
+    for size in [
+        1u64,
+        2,
+        3,
+        100,
+        127,
+        128,
+        129,
+        300 << 10,
+        800 << 10,
+        1 << 40,
+        u64::MAX,
+    ] {
+        let k = QKey::new(now, size);
+        assert!(k >= last, "size {size}");
+        last = k;
+    }
+    assert!(QKey::new(now, 800 << 10) > QKey::new(now, 300 << 10));
+    // Before 1970 and far future clamp instead of wrapping.
+    assert!(QKey::new(-5, 1) >= QKey::new(0, 1));
+    assert!(QKey::new(i64::MAX, 1) < QKey::new(now, 1));
 }
