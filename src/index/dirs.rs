@@ -45,6 +45,7 @@ impl Index {
             group,
             ino,
             read_mtime_ns: i64::MIN,
+            n_files: 0,
             g_files: 0,
             g_bytes: 0,
         };
@@ -186,6 +187,7 @@ impl Index {
             self.watched_dirs -= 1;
         }
         self.names.release(n.name);
+        self.q_forget_dir(d);
         self.dirs[d as usize].flags = 0;
         self.free_dirs.push(d);
         self.dir_count -= 1;

@@ -11,6 +11,7 @@
 
 mod dirs;
 mod names;
+mod queue;
 mod resync;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -82,6 +83,8 @@ mod flag {
     pub const LINKED: u8 = 64;
     /// Directory: has an inotify watch.
     pub const WATCHED: u8 = 128;
+    /// Directory: big enough that its files are queued one by one (see `queue.rs`).
+    pub const BIG: u8 = 2;
 }
 
 /// One file. `packed(4)`: the three `u64`s would otherwise pad the slot from 44 to 48 bytes
@@ -134,8 +137,10 @@ pub struct DirNode {
     /// The directory's mtime when chartd last read it (i64::MIN: never read). A quick resync
     /// rereads only directories whose mtime moved since.
     pub read_mtime_ns: i64,
+    /// File slots linked into this directory (any kind), for the queue's two levels.
+    n_files: u32,
     /// Managed files and their bytes in this group (meaningful on group directories and ROOT).
-    pub g_files: u64,
+    pub g_files: u32,
     pub g_bytes: u64,
 }
 
@@ -160,7 +165,10 @@ pub struct Index {
     by_name: HashTable<FileId>,
     dir_by_name: HashTable<DirId>,
     hasher: DefaultHashBuilder,
-    queue: PriorityQueue<FileId, QKey, DefaultHashBuilder>,
+    /// The eviction queue, in two levels (see `queue.rs`): files of big directories, and
+    /// small directories keyed by their best file.
+    file_queue: PriorityQueue<FileId, QKey, DefaultHashBuilder>,
+    dir_queue: PriorityQueue<DirId, QKey, DefaultHashBuilder>,
     /// inode → (index entries, size) for files with more than one link.
     links: HashMap<u64, (u32, u64)>,
     pub total_files: u64,
@@ -184,7 +192,8 @@ impl Index {
             by_name: HashTable::new(),
             dir_by_name: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            queue: PriorityQueue::with_default_hasher(),
+            file_queue: PriorityQueue::with_default_hasher(),
+            dir_queue: PriorityQueue::with_default_hasher(),
             links: HashMap::new(),
             total_files: 0,
             total_bytes: 0,
@@ -205,6 +214,7 @@ impl Index {
             group: ROOT,
             ino: root_ino,
             read_mtime_ns: i64::MIN,
+            n_files: 0,
             g_files: 0,
             g_bytes: 0,
         });
@@ -285,6 +295,7 @@ impl Index {
             self.files[slot.next as usize].prev = id;
         }
         self.dirs[dir as usize].first_file = id;
+        self.q_count(dir, true);
         let h = self.key_hash(dir, name);
         let files = &self.files;
         let names = &self.names;
@@ -342,7 +353,7 @@ impl Index {
             self.dirs[g as usize].g_files += 1;
             self.dirs[g as usize].g_bytes += s.size;
             if s.in_queue() {
-                self.queue.push(id, QKey::new(s.mtime_ns, s.size));
+                self.q_insert(id);
             }
             // At or above the (possibly stale) maximum: certainly the newest now. This keeps the
             // common "newest file closed again" update O(1) instead of a rescan.
@@ -356,7 +367,9 @@ impl Index {
             let gn = &mut self.dirs[g as usize];
             gn.g_files = gn.g_files.saturating_sub(1);
             gn.g_bytes = gn.g_bytes.saturating_sub(s.size);
-            self.queue.remove(&id);
+            if s.in_queue() {
+                self.q_remove(id);
+            }
             if self.newest == Some(s.mtime_ns) {
                 self.newest_stale = true;
             }
@@ -381,13 +394,14 @@ impl Index {
         }
         self.names.release(s.name);
         self.files[id as usize].flags = 0;
+        self.q_count(s.dir, false);
         self.free_files.push(id);
         s
     }
 
     /// The next eviction candidate: the oldest managed, unprotected, not held file.
     pub fn peek(&self) -> Option<(FileId, Prio)> {
-        self.queue.peek().map(|(&id, _)| {
+        self.q_peek().map(|id| {
             let s = &self.files[id as usize];
             let p = Prio {
                 mtime_ns: s.mtime_ns,
@@ -403,12 +417,13 @@ impl Index {
         if s.flags & flag::LIVE == 0 || s.held() == held {
             return;
         }
+        let was_queued = s.in_queue();
         s.flags ^= flag::HELD;
-        let s = *s;
-        if held {
-            self.queue.remove(&id);
-        } else if s.in_queue() {
-            self.queue.push(id, QKey::new(s.mtime_ns, s.size));
+        let now_queued = s.in_queue();
+        if was_queued && !now_queued {
+            self.q_remove(id);
+        } else if now_queued && !was_queued {
+            self.q_insert(id);
         }
     }
 
@@ -484,7 +499,7 @@ impl Index {
             + self.dirs.capacity() * std::mem::size_of::<DirNode>()
             + self.names.heap_bytes()
             + (self.by_name.capacity() + self.dir_by_name.capacity()) * 5
-            + self.queue.capacity() * (std::mem::size_of::<(u64, FileId, QKey)>() + 8 + 9 + 16)
+            + self.queue_heap_bytes()
     }
 }
 

@@ -160,3 +160,77 @@ fn queue_key_orders_by_age_then_size() {
     assert!(QKey::new(-5, 1) >= QKey::new(0, 1));
     assert!(QKey::new(i64::MAX, 1) < QKey::new(now, 1));
 }
+
+/// The two-level queue against a brute-force answer, under random inserts, updates, holds and
+/// removals in directories that cross the big/small thresholds both ways.
+#[test]
+fn two_level_queue_matches_brute_force() {
+    let mut ix = Index::new(1);
+    let dirs: Vec<DirId> = (0..6)
+        .map(|k| ix.add_dir(ROOT, os(&format!("d{k}")), 100 + k))
+        .collect();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live: Vec<(DirId, String)> = Vec::new();
+    let base = 1_700_000_000_000_000_000i64;
+    // Per directory: has it been big, and small again after that?
+    let mut crossed = [(false, false); 6];
+    for step in 0..20_000u64 {
+        let r = next();
+        // Directory 0 grows to ~60 files and shrinks again; the others stay around the
+        // thresholds or small.
+        let d = dirs[(r % 6) as usize];
+        let grow = (step / 2500) % 2 == 0;
+        match (r >> 8) % 10 {
+            0..=4 if grow || live.len() < 10 => {
+                let name = format!("f{}.png", next() % 400);
+                let mut i = info(
+                    next() % 1000 + 1,
+                    base + (next() % 50_000) as i64 * 1000,
+                    step,
+                );
+                i.protected = next() % 13 == 0;
+                i.managed = next() % 17 != 0;
+                ix.upsert_file(d, os(&name), i);
+                if !live.iter().any(|(x, n)| *x == d && *n == name) {
+                    live.push((d, name));
+                }
+            }
+            5 if !live.is_empty() => {
+                let (x, n) = &live[(next() % live.len() as u64) as usize];
+                let f = ix.find_file(*x, os(n)).unwrap();
+                ix.set_held(f, next() % 2 == 0);
+            }
+            _ if !live.is_empty() => {
+                let k = (next() % live.len() as u64) as usize;
+                let (x, n) = live.swap_remove(k);
+                let f = ix.find_file(x, os(&n)).unwrap();
+                ix.remove_file(f);
+            }
+            _ => {}
+        }
+        // Brute force: the greatest key among queued files.
+        let want = live
+            .iter()
+            .map(|(x, n)| ix.find_file(*x, os(n)).unwrap())
+            .filter(|&f| ix.file(f).in_queue())
+            .map(|f| QKey::new(ix.file(f).mtime_ns, ix.file(f).size))
+            .max();
+        let got = ix
+            .peek()
+            .map(|(f, _)| QKey::new(ix.file(f).mtime_ns, ix.file(f).size));
+        assert_eq!(got, want, "step {step}");
+        for (k, &x) in dirs.iter().enumerate() {
+            let big = ix.dir(x).flags & flag::BIG != 0;
+            crossed[k].0 |= big;
+            crossed[k].1 |= crossed[k].0 && !big;
+        }
+    }
+    // The test means something only if directories did cross the thresholds both ways.
+    assert!(crossed.iter().all(|&(b, s)| b && s), "{crossed:?}");
+}

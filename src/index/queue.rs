@@ -1,0 +1,141 @@
+//! The eviction queue: which managed file goes next.
+//!
+//! An entry of a `PriorityQueue` costs about 60 bytes at a million entries (the key, the id,
+//! the stored hash, an index slot and two heap positions): more than the file's own slot.
+//! Chart trees hold a handful of files per directory (four per `SYMBOL_INTERVAL/`), so the
+//! queue has two levels:
+//!
+//! - a *small* directory (fewer than [`BIG_AT`] files) is one entry of `dir_queue`, keyed by
+//!   its best candidate, which is found again by scanning its few files when it is needed;
+//! - a *big* directory's files are entries of `file_queue`, one each, so that a flat directory
+//!   of 100k files is never scanned.
+//!
+//! [`Index::q_peek`] takes the better of the two tops. At four files per directory this cuts
+//! the queue's memory to a quarter and keeps every operation O(log n) plus a scan of at most
+//! `BIG_AT` slots.
+//!
+//! The invariant: a small directory is in `dir_queue` if and only if it holds a queued file
+//! (`FileSlot::in_queue`), with the greatest key among them; a queued file of a big directory
+//! is in `file_queue` with its key. Every change to a file's key or queued state goes through
+//! `q_insert` / `q_remove`, every change to a directory's file count through `q_count`.
+
+use super::*;
+
+/// A directory turns big at this many files, and small again at [`SMALL_AT`]: the gap keeps a
+/// directory that hovers around the threshold from moving its files back and forth.
+const BIG_AT: u32 = 32;
+const SMALL_AT: u32 = 16;
+
+impl Index {
+    /// File `id`, queued by its flags, enters the queue.
+    pub(super) fn q_insert(&mut self, id: FileId) {
+        let s = self.files[id as usize];
+        let key = QKey::new(s.mtime_ns, s.size);
+        if self.is_big(s.dir) {
+            self.file_queue.push(id, key);
+        } else if self.dir_queue.get_priority(&s.dir).is_none_or(|&k| k < key) {
+            self.dir_queue.push(s.dir, key);
+        }
+    }
+
+    /// File `id` leaves the queue, whatever its flags say at this moment (callers withdraw a
+    /// file before they change its key or flags).
+    pub(super) fn q_remove(&mut self, id: FileId) {
+        let s = self.files[id as usize];
+        if self.is_big(s.dir) {
+            self.file_queue.remove(&id);
+            return;
+        }
+        // Only the directory's best candidate leaving changes the directory's key.
+        if self.dir_queue.get_priority(&s.dir) == Some(&QKey::new(s.mtime_ns, s.size)) {
+            match self.best_in(s.dir, id) {
+                Some((_, key)) => {
+                    self.dir_queue.push(s.dir, key);
+                }
+                None => {
+                    self.dir_queue.remove(&s.dir);
+                }
+            }
+        }
+    }
+
+    /// The next eviction candidate.
+    pub(super) fn q_peek(&self) -> Option<FileId> {
+        let from_files = self.file_queue.peek().map(|(&f, &k)| (f, k));
+        let from_dirs = self
+            .dir_queue
+            .peek()
+            .and_then(|(&d, _)| self.best_in(d, NONE));
+        match (from_files, from_dirs) {
+            (Some(a), Some(b)) => Some(if b.1 > a.1 { b.0 } else { a.0 }),
+            (a, b) => a.or(b).map(|(f, _)| f),
+        }
+    }
+
+    /// A file slot was linked into `d` (`added`) or unlinked from it, out of the queue: keeps
+    /// the directory's count and moves it between the levels at the thresholds.
+    pub(super) fn q_count(&mut self, d: DirId, added: bool) {
+        let n = &mut self.dirs[d as usize];
+        n.n_files = if added {
+            n.n_files.saturating_add(1)
+        } else {
+            n.n_files.saturating_sub(1)
+        };
+        let (count, big) = (n.n_files, n.flags & flag::BIG != 0);
+        if !big && count >= BIG_AT {
+            self.dir_queue.remove(&d);
+            self.dirs[d as usize].flags |= flag::BIG;
+            let mut f = self.dirs[d as usize].first_file;
+            while f != NONE {
+                let s = self.files[f as usize];
+                if s.in_queue() {
+                    self.file_queue.push(f, QKey::new(s.mtime_ns, s.size));
+                }
+                f = s.next;
+            }
+        } else if big && count <= SMALL_AT {
+            let mut f = self.dirs[d as usize].first_file;
+            while f != NONE {
+                self.file_queue.remove(&f);
+                f = self.files[f as usize].next;
+            }
+            self.dirs[d as usize].flags &= !flag::BIG;
+            if let Some((_, key)) = self.best_in(d, NONE) {
+                self.dir_queue.push(d, key);
+            }
+        }
+    }
+
+    /// A directory leaves the index: whatever entry it still has goes too.
+    pub(super) fn q_forget_dir(&mut self, d: DirId) {
+        self.dir_queue.remove(&d);
+    }
+
+    fn is_big(&self, d: DirId) -> bool {
+        self.dirs[d as usize].flags & flag::BIG != 0
+    }
+
+    /// The queued file of `d` that goes first, leaving out `except` (a scan of `d`'s files:
+    /// only ever called on small directories, or once per peek).
+    fn best_in(&self, d: DirId, except: FileId) -> Option<(FileId, QKey)> {
+        let mut best: Option<(FileId, QKey)> = None;
+        let mut f = self.dirs[d as usize].first_file;
+        while f != NONE {
+            let s = &self.files[f as usize];
+            if f != except && s.in_queue() {
+                let k = QKey::new(s.mtime_ns, s.size);
+                if best.is_none_or(|(_, b)| k > b) {
+                    best = Some((f, k));
+                }
+            }
+            f = s.next;
+        }
+        best
+    }
+
+    /// Heap bytes of both queues (capacity × the entry, its index slot and heap positions).
+    pub(super) fn queue_heap_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(u64, u32, QKey)>() + 8 + 9 + 16;
+        (self.file_queue.capacity() + self.dir_queue.capacity()) * entry
+    }
+}
