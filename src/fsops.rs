@@ -15,6 +15,7 @@ use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -156,10 +157,22 @@ impl RootDir {
                 Err(e) => return Err(e.into()),
             }
         }
-        // The walk by hand: O_PATH all the way (no events), checking each step's mount.
+        self.walk_beneath(components, mode)
+    }
+
+    /// Where `openat2` is missing: one component at a time, `O_PATH` all the way (no events),
+    /// never following a symlink and checking each step's mount.
+    fn walk_beneath<S: AsRef<OsStr>>(&self, components: &[S], mode: OFlags) -> io::Result<OwnedFd> {
+        let flags = mode | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut fd = rustix::fs::openat(&self.fd, c".", step, Mode::empty())?;
         for c in components {
+            // Only plain names: `..` would climb out of the root, which openat2's
+            // RESOLVE_BENEATH refuses and this walk must refuse too.
+            let name = c.as_ref().as_bytes();
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+                return Err(Errno::INVAL.into());
+            }
             let next = rustix::fs::openat(&fd, c.as_ref(), step, Mode::empty())?;
             let m = stat_fd(&next)?;
             if !self.same_mount(&m) {
@@ -369,3 +382,7 @@ pub fn is_gone(e: &io::Error) -> bool {
             | Some(Errno::AGAIN)
     )
 }
+
+#[cfg(test)]
+#[path = "fsops_tests.rs"]
+mod tests;
