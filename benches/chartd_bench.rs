@@ -1506,10 +1506,11 @@ fn overshoot(
     after.deleted += b.deleted;
     let s1 = d.status()?;
     let removed = s1["files_removed"].as_u64().unwrap_or(0) - removed0;
+    let overflows = s1["overflows"].as_u64().unwrap_or(0) - s0["overflows"].as_u64().unwrap_or(0);
     *next_victim += removed as usize;
     let avg = ((MIN_SIZE + MAX_SIZE) / 2) as f64;
     eprintln!(
-        "  [{}] overshoot: {count} files at {:.0}/s: max excess {:.0} KiB (~{:.1} files; p99 {:.1}, p50 {:.1}); reference reactor max ~{:.1} files (p99 {:.1}); {} deletions seen / {removed} by chartd; catch-up {catch_up:.2} s",
+        "  [{}] overshoot: {count} files at {:.0}/s: max excess {:.0} KiB (~{:.1} files; p99 {:.1}, p50 {:.1}); reference reactor max ~{:.1} files (p99 {:.1}); {} deletions seen / {removed} by chartd; {overflows} overflows; catch-up {catch_up:.2} s",
         tree.n,
         b.achieved,
         b.worst as f64 / 1024.0,
@@ -1536,6 +1537,7 @@ fn overshoot(
         "one_file_max_bytes": MAX_SIZE,
         "deletions_seen": after.deleted,
         "deletions_by_chartd": removed,
+        "chartd_overflows": overflows,
         "all_deletions_accounted": after.deleted == removed && b.unknown + after.unknown == 0 && !(b.overflow || after.overflow),
         "unknown_deletions": b.unknown + after.unknown,
         "harness_watcher_overflowed": b.overflow || after.overflow,
