@@ -1,8 +1,8 @@
 //! The full crawl of a root, pipelined over both cores.
 //!
-//! Adding an inotify watch through `notify` is a synchronous round trip to its thread (~20 µs),
-//! one per directory: at 250k directories that alone would take longer than `find` takes to
-//! walk the whole tree. So the work is split: the owner thread adds each directory's watch and
+//! Adding an inotify watch through `notify` is a synchronous round trip to its thread (the
+//! benchmark measures 17 s for 250k watches, against 1 s of bare `inotify_add_watch` calls),
+//! one per directory: that alone takes longer than `find` takes to walk the whole tree. So the work is split: the owner thread adds each directory's watch and
 //! then hands the open directory to a reader thread, which lists it and `statx`es its entries
 //! while the owner adds the next watches and files the previous listings into the index.
 //! "Watch first, then read" still holds for every directory: a reader only ever gets a
