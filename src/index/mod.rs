@@ -400,7 +400,7 @@ impl Index {
     }
 
     /// The next eviction candidate: the oldest managed, unprotected, not held file.
-    pub fn peek(&self) -> Option<(FileId, Prio)> {
+    pub fn peek(&mut self) -> Option<(FileId, Prio)> {
         self.q_peek().map(|id| {
             let s = &self.files[id as usize];
             let p = Prio {
@@ -464,7 +464,7 @@ impl Index {
     }
 
     /// The oldest managed file's mtime, including protected and held ones.
-    pub fn oldest_mtime(&self, held: &[FileId]) -> Option<i64> {
+    pub fn oldest_mtime(&mut self, held: &[FileId]) -> Option<i64> {
         let q = self.peek().map(|(_, p)| p.mtime_ns);
         held.iter()
             .filter(|&&f| self.is_live(f))
