@@ -311,10 +311,7 @@ impl RootState {
     /// Handles one event path: finds the deepest directory of it the index knows, and
     /// re-examines the next name below it.
     pub fn refresh(&mut self, abs: &Path, w: &mut Watcher) {
-        let Some(comps) = self.relative(abs) else {
-            return;
-        };
-        if comps.is_empty() {
+        if abs == self.real_path {
             // The root itself (or its name in the watched parent): also when it is missing, so
             // that its creation is seen at once rather than at the next retry.
             self.check_root(w);
@@ -323,30 +320,9 @@ impl RootState {
         if self.dir.is_none() {
             return;
         }
-        let mut d = ROOT;
-        let mut i = 0;
-        while i + 1 < comps.len() {
-            match self.index.find_dir(d, &comps[i]) {
-                Some(x) => {
-                    d = x;
-                    i += 1;
-                }
-                None => break,
-            }
+        if let Some((d, _, name)) = self.locate(abs) {
+            self.refresh_name(d, name, w);
         }
-        self.refresh_name(d, &comps[i], w);
-    }
-
-    fn relative(&self, abs: &Path) -> Option<Vec<OsString>> {
-        let rel = abs.strip_prefix(&self.real_path).ok()?;
-        let mut out = Vec::new();
-        for c in rel.components() {
-            match c {
-                Component::Normal(n) => out.push(n.to_owned()),
-                _ => return None,
-            }
-        }
-        Some(out)
     }
 
     fn refresh_name(&mut self, d: DirId, name: &OsStr, w: &mut Watcher) {
@@ -428,19 +404,12 @@ impl RootState {
         if self.dir.is_none() {
             return;
         }
-        let Some(comps) = self.relative(abs) else {
+        let Some((parent, true, name)) = self.locate(abs) else {
             return;
         };
-        if comps.is_empty() {
+        let Some(d) = self.index.find_dir(parent, name) else {
             return;
-        }
-        let mut d = ROOT;
-        for c in &comps {
-            match self.index.find_dir(d, c) {
-                Some(x) => d = x,
-                None => return,
-            }
-        }
+        };
         self.forget_watches(d);
         self.resync_dir(d, w, false);
     }
@@ -530,8 +499,9 @@ impl RootState {
     }
 
     /// Where an event path lands in the index, without allocating: the deepest directory the
-    /// index knows on the way, whether that is the path's own parent, and the path's last
-    /// name. `None` for the root itself and for paths outside it.
+    /// index knows on the way, whether that is the path's own parent, and the name below it
+    /// (the path's last name when it is the parent). `None` for the root itself and for paths
+    /// outside it.
     fn locate<'p>(&self, abs: &'p Path) -> Option<(DirId, bool, &'p OsStr)> {
         let rel = abs.strip_prefix(&self.real_path).ok()?;
         let mut comps = rel.components().peekable();
@@ -545,10 +515,7 @@ impl RootState {
             }
             match self.index.find_dir(d, name) {
                 Some(x) => d = x,
-                None => {
-                    let last = rel.file_name()?;
-                    return Some((d, false, last));
-                }
+                None => return Some((d, false, name)),
             }
         }
         None

@@ -225,6 +225,9 @@ fn two_level_queue_matches_brute_force() {
             .peek()
             .map(|(f, _)| QKey::new(ix.file(f).mtime_ns, ix.file(f).size));
         assert_eq!(got, want, "step {step}");
+        if step % 7 == 0 {
+            check_queue_invariant(&ix);
+        }
         for (k, &x) in dirs.iter().enumerate() {
             let big = ix.dir(x).flags & flag::BIG != 0;
             crossed[k].0 |= big;
@@ -233,4 +236,54 @@ fn two_level_queue_matches_brute_force() {
     }
     // The test means something only if directories did cross the thresholds both ways.
     assert!(crossed.iter().all(|&(b, s)| b && s), "{crossed:?}");
+}
+
+/// The invariant `queue.rs` states, checked directly (not only through the top of the queue,
+/// which `peek` would quietly repair in a release build).
+fn check_queue_invariant(ix: &Index) {
+    for (d, node) in ix.dirs.iter().enumerate() {
+        let d = d as DirId;
+        if node.flags & flag::LIVE == 0 {
+            assert!(
+                ix.dir_queue.get_priority(&d).is_none(),
+                "dead dir {d} queued"
+            );
+            continue;
+        }
+        let files = ix.files_in(d);
+        assert_eq!(node.n_files as usize, files.len(), "dir {d} file count");
+        let queued: Vec<(FileId, QKey)> = files
+            .iter()
+            .map(|&f| (f, ix.file(f)))
+            .filter(|(_, s)| s.in_queue())
+            .map(|(f, s)| (f, QKey::new(s.mtime_ns, s.size)))
+            .collect();
+        if node.flags & flag::BIG != 0 {
+            assert!(
+                ix.dir_queue.get_priority(&d).is_none(),
+                "big dir {d} in dir_queue"
+            );
+            for &f in &files {
+                let want = queued.iter().find(|(q, _)| *q == f).map(|(_, k)| k);
+                assert_eq!(
+                    ix.file_queue.get_priority(&f),
+                    want,
+                    "file {f} of big dir {d}"
+                );
+            }
+        } else {
+            for &f in &files {
+                assert!(
+                    ix.file_queue.get_priority(&f).is_none(),
+                    "file {f} of small dir {d}"
+                );
+            }
+            let best = queued.iter().map(|(_, k)| *k).max();
+            assert_eq!(
+                ix.dir_queue.get_priority(&d).copied(),
+                best,
+                "small dir {d} key"
+            );
+        }
+    }
 }
