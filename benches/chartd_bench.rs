@@ -1502,7 +1502,7 @@ fn overshoot(
     });
     let catch_up = catch_up.elapsed().as_secs_f64();
     thread::sleep(Duration::from_millis(200));
-    let mut after = b.drain_after(&fd, victim_size);
+    let mut after = drain_after(&fd, victim_size);
     after.deleted += b.deleted;
     let s1 = d.status()?;
     let removed = s1["files_removed"].as_u64().unwrap_or(0) - removed0;
@@ -1548,6 +1548,7 @@ fn overshoot(
 }
 
 /// What a paced burst saw: the excess over the limit (bytes) at every write.
+#[derive(Default)]
 struct Burst {
     worst: i64,
     p50: f64,
@@ -1558,22 +1559,11 @@ struct Burst {
     overflow: bool,
 }
 
-impl Burst {
-    /// Reads the deletions still queued after the burst (accounting only).
-    fn drain_after(&self, fd: &OwnedFd, victim_size: impl Fn(i32, &[u8]) -> Option<u64>) -> Burst {
-        let mut b = Burst {
-            worst: 0,
-            p50: 0.0,
-            p99: 0.0,
-            achieved: 0.0,
-            deleted: 0,
-            unknown: 0,
-            overflow: false,
-        };
-        let mut excess = 0i64;
-        read_deletions(fd, &victim_size, &mut excess, &mut b);
-        b
-    }
+/// Reads the deletions still queued after a burst (accounting only).
+fn drain_after(fd: &OwnedFd, victim_size: impl Fn(i32, &[u8]) -> Option<u64>) -> Burst {
+    let mut b = Burst::default();
+    read_deletions(fd, &victim_size, &mut 0, &mut b);
+    b
 }
 
 /// Drains, non-blocking, the IN_DELETEs queued on `fd`, subtracting each victim's size.
@@ -1622,12 +1612,7 @@ fn burst(
 ) -> Res<Burst> {
     let mut b = Burst {
         worst: excess0.max(0),
-        p50: 0.0,
-        p99: 0.0,
-        achieved: 0.0,
-        deleted: 0,
-        unknown: 0,
-        overflow: false,
+        ..Burst::default()
     };
     let mut excess = excess0;
     let mut samples = Vec::with_capacity(sizes.len());
