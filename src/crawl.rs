@@ -111,6 +111,10 @@ impl RootState {
     /// and marked seen (the caller sweeps what was not).
     pub fn crawl_all(&mut self, w: &mut Watcher) {
         let Some(root) = &self.dir else { return };
+        // The owner and notify's thread on one CPU while watches are added (see affinity.rs);
+        // restored when `pinned` drops at the end of the crawl.
+        let pinned = crate::affinity::pin_with_notify();
+        let reader_cpus = pinned.as_ref().map(|p| p.all);
         let root_dev = root.meta.dev;
         let open_ahead = AtomicUsize::new(0);
         let budget = fd_budget();
@@ -125,6 +129,10 @@ impl RootState {
                 let spawned = std::thread::Builder::new()
                     .name(format!("chartd-crawl{i}"))
                     .spawn_scoped(scope, move || {
+                        // Started by the pinned owner: readers use every CPU.
+                        if let Some(all) = &reader_cpus {
+                            let _ = rustix::thread::sched_setaffinity(None, all);
+                        }
                         for (d, fd) in rx {
                             if res_tx
                                 .send(list(d, fd, root_dev, open_ahead, budget))

@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: config → watcher/scan → index → eviction → control socket → CLI.
 
+mod affinity;
 mod assets;
 mod clean_once;
 mod cli;

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -164,4 +165,43 @@ fn the_crawl_indexes_everything_under_a_low_open_files_limit() {
     let st = d.status_root();
     assert_eq!(st["total_files"], 3000, "{st}");
     assert_eq!(st["watches"], 3001);
+}
+
+/// The crawl pins the owner and notify's thread to one CPU while it adds watches
+/// (src/affinity.rs). Afterwards every thread must have the daemon's CPUs back, or chartd would
+/// run pinned for good.
+#[test]
+fn after_the_crawl_every_thread_has_its_cpus_back() {
+    let allowed = |status: &Path| {
+        fs::read_to_string(status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let own = allowed(Path::new("/proc/self/status"));
+    if !own.contains([',', '-']) {
+        eprintln!("SKIP after_the_crawl_every_thread_has_its_cpus_back: one CPU ({own})");
+        return;
+    }
+    let d = Daemon::start("max_size: 10GiB", |root| {
+        for g in 0..500 {
+            file(&root.join(format!("S{g:04}_1d/a.png")), 10, hours(1));
+        }
+    });
+    assert_eq!(d.status_root()["total_files"], 500);
+    let mut took_part = 0;
+    for t in fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap() {
+        let t = t.unwrap().path();
+        let comm = fs::read_to_string(t.join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        assert_eq!(
+            allowed(&t.join("status")),
+            own,
+            "thread {comm} is still pinned"
+        );
+        took_part += usize::from(comm == "chartd-index" || comm == "notify-rs inoti");
+    }
+    assert_eq!(took_part, 2, "the owner and notify's thread were not found");
 }

@@ -36,8 +36,10 @@ fn a_slow_writer_over_5_s_is_never_deleted_under_size_pressure() {
     let removed = d.status_root()["files_removed"].as_u64().unwrap();
     eprintln!("slow writer: {n} writes over 5 s while {removed} other files were evicted");
     assert!(removed >= 20, "there was size pressure");
-    // Closed, it is the oldest file and goes with the next pressure.
-    for i in 0..3 {
+    // Closed, it is the oldest file and goes with the next pressure. Five files are over the
+    // limit on their own: how many of the others are left at this point depends on how the
+    // daemon's batches fell (all of them may be gone), and three could stay under it.
+    for i in 0..5 {
         write_file(&d.root.join(format!("g/after{i}.png")), 10 * KIB as usize);
     }
     assert!(
