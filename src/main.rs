@@ -1,30 +1,8 @@
-//! chartd: keeps directories of generated chart images inside their limits.
-//!
-//! Data flows one way: config → watcher/scan → index → eviction → control socket → CLI.
+//! The `chartd` binary: parses the command line and calls into the library (`src/lib.rs`).
 
-mod affinity;
-mod assets;
-mod clean_once;
-mod cli;
-mod client;
-mod commands;
-mod config;
-mod control;
-mod crawl;
-mod daemon;
-mod evict;
-mod fsops;
-mod index;
-mod logging;
-mod owner;
-mod policy;
-mod root;
-mod scan;
-mod stats;
-mod watcher;
-
+use chartd::cli::{Cli, Command};
+use chartd::{assets, clean_once, client, config, daemon};
 use clap::Parser;
-use cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();

@@ -1,0 +1,29 @@
+//! chartd: keeps directories of generated chart images (and other throw-away files) inside
+//! their limits, incrementally, from inotify events.
+//!
+//! The library holds everything; `src/main.rs` only parses the command line and calls in.
+//! Data flows one way:
+//!
+//! config → watcher → owner → index → eviction → deletion; the control socket reads the
+//! snapshots the owner publishes, and the CLI speaks typed requests to it.
+
+pub mod affinity;
+pub mod assets;
+pub mod clean_once;
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod control;
+pub mod crawl;
+pub mod daemon;
+pub mod evict;
+pub mod fsops;
+pub mod index;
+pub mod logging;
+pub mod owner;
+pub mod policy;
+pub mod root;
+pub mod scan;
+pub mod stats;
+pub mod watcher;
