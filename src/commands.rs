@@ -1,12 +1,21 @@
 //! Answers to the control-socket commands that need the index: `groups`, `list`, `cleanup`,
-//! `purge`. They run on the owner, between batches of events, so they see a consistent index.
+//! `purge`. They are functions of the roots they act on (and the watcher a resync needs): the
+//! owner calls them between batches of events, so they see a consistent index, and they have
+//! no way back into the owner.
+//!
+//! `purge` decides on a list of files up front and then deletes them one by one; a deletion may
+//! refresh the index, and a refresh may rebuild it (the root was replaced) or reuse a freed
+//! slot for another file. So every victim is checked again right before its deletion: the
+//! index is still the one the list was made from (its epoch), the slot is still the same file
+//! (inode, size, mtime), still managed, still in the purged group. A replaced root stops the
+//! purge, and the answer says so.
 
 use crate::control::{GroupSort, Reply, Request};
 use crate::evict::{Pass, Removal};
-use crate::index::{DirId, FileId, ROOT};
-use crate::owner::Owner;
+use crate::index::{DirId, FileId, HoldReason, ROOT};
 use crate::root::{now_ns, ns_to_time, RootState};
 use crate::stats::Reason;
+use crate::watcher::Watcher;
 use serde_json::{json, Map, Value};
 use std::ffi::OsStr;
 use std::path::Path;
@@ -14,16 +23,23 @@ use std::path::Path;
 /// At most this many paths are listed in a `cleanup` / `purge` answer.
 const MAX_LISTED: usize = 1000;
 
-pub fn handle(owner: &mut Owner, req: Request) -> Reply {
+/// What the commands act on: the owner's roots and its watcher.
+pub struct Scope<'a> {
+    pub roots: &'a mut [RootState],
+    pub watcher: &'a mut Watcher,
+    pub cleanup_enabled: bool,
+}
+
+pub fn handle(scope: Scope<'_>, req: Request) -> Reply {
     match req {
-        Request::Groups { root, top, sort } => groups(owner, root.as_deref(), top, sort),
-        Request::List { root, group } => list(owner, root.as_deref(), &group),
-        Request::Cleanup { dry_run } => cleanup(owner, dry_run),
+        Request::Groups { root, top, sort } => groups(scope.roots, root.as_deref(), top, sort),
+        Request::List { root, group } => list(scope.roots, root.as_deref(), &group),
+        Request::Cleanup { dry_run } => cleanup(scope, dry_run),
         Request::Purge {
             root,
             group,
             dry_run,
-        } => purge(owner, root.as_deref(), group.as_deref(), dry_run),
+        } => purge(scope, root.as_deref(), group.as_deref(), dry_run),
     }
 }
 
@@ -33,10 +49,10 @@ fn hours_since(ns: i64) -> f64 {
 }
 
 fn select_roots<'a>(
-    owner: &'a mut Owner,
+    roots: &'a mut [RootState],
     root: Option<&Path>,
 ) -> Result<Vec<&'a mut RootState>, String> {
-    let all: Vec<&mut RootState> = owner.roots.iter_mut().collect();
+    let all: Vec<&mut RootState> = roots.iter_mut().collect();
     match root {
         None => Ok(all),
         Some(p) => {
@@ -53,24 +69,30 @@ fn select_roots<'a>(
     }
 }
 
-fn group_files(r: &RootState, g: DirId) -> Vec<FileId> {
+/// The managed files below `g` (each name; `counted_only`: each inode once).
+fn group_files(r: &RootState, g: DirId, counted_only: bool) -> Vec<FileId> {
     let mut out = Vec::new();
     for d in r.index.subtree(g) {
         out.extend(
             r.index
                 .files_in(d)
                 .into_iter()
-                .filter(|&f| r.index.file(f).managed()),
+                .filter(|&f| r.index.file(f).managed() && (!counted_only || r.index.is_counted(f))),
         );
     }
     out
 }
 
-fn groups(owner: &mut Owner, root: Option<&Path>, top: Option<usize>, sort: GroupSort) -> Reply {
+fn groups(
+    roots: &mut [RootState],
+    root: Option<&Path>,
+    top: Option<usize>,
+    sort: GroupSort,
+) -> Reply {
     let mut rows = Vec::new();
-    for r in select_roots(owner, root)? {
+    for r in select_roots(roots, root)? {
         for g in r.index.children(ROOT) {
-            let files = group_files(r, g);
+            let files = group_files(r, g, true);
             let mtimes = files.iter().map(|&f| r.index.file(f).mtime_ns);
             let oldest = mtimes.clone().min();
             let newest = mtimes.max();
@@ -120,12 +142,12 @@ fn find_group(r: &RootState, group: &str) -> Option<DirId> {
     r.index.find_dir(ROOT, OsStr::new(group))
 }
 
-fn list(owner: &mut Owner, root: Option<&Path>, group: &str) -> Reply {
-    for r in select_roots(owner, root)? {
+fn list(roots: &mut [RootState], root: Option<&Path>, group: &str) -> Reply {
+    for r in select_roots(roots, root)? {
         let Some(g) = find_group(r, group) else {
             continue;
         };
-        let mut files = group_files(r, g);
+        let mut files = group_files(r, g, false);
         files.sort_by_key(|&f| {
             (
                 r.index.file(f).mtime_ns,
@@ -176,58 +198,94 @@ fn removal_json(list: &[Removal]) -> Value {
     )
 }
 
-fn answer(pass: &Pass, dry_run: bool) -> Map<String, Value> {
+/// The figures of several roots' passes, added up.
+#[derive(Default)]
+struct Totals {
+    files: u64,
+    bytes: u64,
+    skipped: u64,
+    removals: Vec<Removal>,
+}
+
+impl Totals {
+    fn add(&mut self, pass: &mut Pass) {
+        self.files += pass.files;
+        self.bytes += pass.bytes;
+        self.skipped += pass.skipped;
+        if self.removals.len() < MAX_LISTED {
+            self.removals.append(&mut pass.removals);
+        }
+    }
+}
+
+fn answer(t: &Totals, dry_run: bool) -> Map<String, Value> {
     let mut m = Map::new();
     if dry_run {
-        m.insert("would_remove".into(), json!(pass.files));
-        m.insert("would_free_bytes".into(), json!(pass.bytes));
+        m.insert("would_remove".into(), json!(t.files));
+        m.insert("would_free_bytes".into(), json!(t.bytes));
     } else {
-        m.insert("files_removed".into(), json!(pass.files));
-        m.insert("bytes_freed".into(), json!(pass.bytes));
+        m.insert("files_removed".into(), json!(t.files));
+        m.insert("bytes_freed".into(), json!(t.bytes));
     }
-    m.insert("skipped".into(), json!(pass.skipped));
-    m.insert("files".into(), removal_json(&pass.removals));
+    m.insert("skipped".into(), json!(t.skipped));
+    m.insert("files".into(), removal_json(&t.removals));
     m.insert("dry_run".into(), json!(dry_run));
     m
 }
 
-fn refuse_if_observing(owner: &Owner, dry_run: bool) -> Result<(), String> {
-    if !dry_run && !owner.cfg.cleanup_enabled {
-        return Err("cleanup_enabled is false: chartd only observes and deletes nothing (use dry_run to see what would go)".into());
+fn refuse_if_observing(cleanup_enabled: bool, dry_run: bool) -> Result<(), String> {
+    if !dry_run && !cleanup_enabled {
+        return Err("cleanup_enabled is false: chartd only observes and deletes nothing (use --dry-run to see what would go)".into());
     }
     Ok(())
 }
 
-fn cleanup(owner: &mut Owner, dry_run: bool) -> Reply {
-    refuse_if_observing(owner, dry_run)?;
-    let mut pass = Pass::new(dry_run, true);
-    pass.unlimited();
-    for r in owner.roots.iter_mut() {
-        // An explicit cleanup retries everything held back (locked, failing) right away.
-        for id in r.held.keys().copied().collect::<Vec<_>>() {
-            r.unhold(id);
+fn cleanup(scope: Scope<'_>, dry_run: bool) -> Reply {
+    refuse_if_observing(scope.cleanup_enabled, dry_run)?;
+    let mut totals = Totals::default();
+    for r in scope.roots.iter_mut() {
+        // An explicit cleanup retries everything held back (locked, failing) right away; files
+        // being written stay held until their writer is quiet.
+        let held: Vec<FileId> = r
+            .index
+            .holds()
+            .filter(|(_, h)| h.reason != HoldReason::Writing)
+            .map(|(id, _)| id)
+            .collect();
+        for id in held {
+            r.index.unhold(id);
         }
         r.counters.resyncs += 1;
-        r.resync_all(&mut owner.watcher);
-        r.enforce(&mut owner.watcher, &mut pass);
+        r.resync_all(scope.watcher);
+        // One pass per root: a dry run's would-be figures must not leak into the next root.
+        let mut pass = Pass::new(dry_run, true);
+        pass.unlimited();
+        r.enforce(scope.watcher, &mut pass);
+        totals.add(&mut pass);
     }
-    owner.enforce_all();
-    Ok(answer(&pass, dry_run))
+    Ok(answer(&totals, dry_run))
 }
 
-fn purge(owner: &mut Owner, root: Option<&Path>, group: Option<&str>, dry_run: bool) -> Reply {
-    refuse_if_observing(owner, dry_run)?;
-    let mut pass = Pass::new(dry_run, true);
-    pass.unlimited();
+/// A file chosen by `purge`, as it was when it was chosen.
+struct Victim {
+    id: FileId,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+}
+
+fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bool) -> Reply {
+    refuse_if_observing(scope.cleanup_enabled, dry_run)?;
     let now = now_ns();
     let mut found = group.is_none();
     let mut grace_skipped = 0u64;
-    let watcher = &mut owner.watcher;
+    let mut totals = Totals::default();
+    let watcher = scope.watcher;
     let roots: Vec<&mut RootState> = match root {
-        None if group.is_none() && owner.roots.len() > 1 => {
+        None if group.is_none() && scope.roots.len() > 1 => {
             return Err("purge --all needs --root when several roots are configured".into())
         }
-        _ => owner
+        _ => scope
             .roots
             .iter_mut()
             .filter(|r| root.is_none_or(|p| r.cfg.path == p))
@@ -237,7 +295,7 @@ fn purge(owner: &mut Owner, root: Option<&Path>, group: Option<&str>, dry_run: b
         return Err("no such root (see `chartd status` for the configured roots)".into());
     }
     for r in roots {
-        let scope = match group {
+        let target = match group {
             Some(g) => match find_group(r, g) {
                 Some(d) => d,
                 None => continue,
@@ -245,23 +303,58 @@ fn purge(owner: &mut Owner, root: Option<&Path>, group: Option<&str>, dry_run: b
             None => ROOT,
         };
         found = true;
-        let grace = r.cfg.grace.as_nanos() as i64;
-        let mut files = group_files(r, scope);
-        files.sort_by_key(|&f| r.index.file(f).mtime_ns);
-        for f in files {
-            if !r.index.is_live(f) {
+        let epoch = r.index.epoch();
+        let target_ino = r.index.dir(target).ino;
+        let grace = r.grace_ns();
+        let mut victims: Vec<Victim> = group_files(r, target, false)
+            .into_iter()
+            .map(|f| {
+                let s = *r.index.file(f);
+                Victim {
+                    id: f,
+                    ino: s.ino,
+                    size: s.size,
+                    mtime_ns: s.mtime_ns,
+                }
+            })
+            .collect();
+        victims.sort_by_key(|v| v.mtime_ns);
+        let mut pass = Pass::new(dry_run, true);
+        pass.unlimited();
+        let mut replaced = false;
+        for v in victims {
+            if r.index.epoch() != epoch || r.dir.is_none() {
+                replaced = true;
+                break;
+            }
+            if !still_chosen(r, &v, target, target_ino) {
                 continue;
             }
-            let s = *r.index.file(f);
-            if s.protected() || s.writing() || s.mtime_ns.saturating_add(grace) > now {
-                grace_skipped += u64::from(!s.protected() && !s.writing());
+            let s = *r.index.file(v.id);
+            let in_grace = s.mtime_ns.saturating_add(grace) > now;
+            let held = s.held() && !dry_run;
+            if s.protected() || r.is_being_written(v.id) || in_grace || held {
+                grace_skipped += u64::from(in_grace && !s.protected());
                 pass.skipped += 1;
                 continue;
             }
-            r.evict_one(f, Reason::Purge, &mut pass, watcher);
+            r.evict_one(v.id, Reason::Purge, &mut pass, watcher);
         }
         for id in pass.take_temp_held() {
-            r.index.set_held(id, false);
+            if r.index.epoch() == epoch && r.index.is_live(id) {
+                r.index.set_held(id, false);
+            }
+        }
+        totals.add(&mut pass);
+        if replaced {
+            return Err(format!(
+                "the root {} was removed or replaced while the purge ran: stopped after \
+                 removing {} files ({} bytes); nothing else was touched. Run the purge again \
+                 to continue on the new root.",
+                r.cfg.path.display(),
+                totals.files,
+                totals.bytes
+            ));
         }
     }
     if !found {
@@ -270,8 +363,22 @@ fn purge(owner: &mut Owner, root: Option<&Path>, group: Option<&str>, dry_run: b
             group.unwrap_or_default()
         ));
     }
-    owner.enforce_all();
-    let mut m = answer(&pass, dry_run);
+    let mut m = answer(&totals, dry_run);
     m.insert("skipped_in_grace".into(), json!(grace_skipped));
     Ok(m)
+}
+
+/// Whether the slot of a chosen file still holds that file, managed, in the purged group.
+fn still_chosen(r: &RootState, v: &Victim, target: DirId, target_ino: u64) -> bool {
+    if !r.index.is_live(v.id) || !r.index.is_live_dir(target) {
+        return false;
+    }
+    if r.index.dir(target).ino != target_ino {
+        return false;
+    }
+    let s = *r.index.file(v.id);
+    if s.ino != v.ino || s.size != v.size || s.mtime_ns != v.mtime_ns || !s.managed() {
+        return false;
+    }
+    target == ROOT || s.dir == target || r.index.dir(s.dir).group == target
 }

@@ -34,6 +34,10 @@ const MAX_IN_FLIGHT: usize = 256;
 enum Found {
     File(OsString, Meta),
     Dir(OsString, Option<OwnedFd>, u64),
+    /// A name that could not be looked at (not "gone"): whatever the index has there stays.
+    Unknown(OsString),
+    /// A leftover of an interrupted deletion (see `fsops/delete.rs`), with its inode.
+    Private(OsString, u64),
 }
 
 /// A quarter of the open-files limit (less a reserve for sockets and the rest), so that the
@@ -47,6 +51,9 @@ fn fd_budget() -> usize {
 struct Listing {
     dir: DirId,
     entries: Vec<Found>,
+    /// Why the listing stopped short, if it did (EACCES, EIO, EMFILE...): what it did not
+    /// reach is not known to be gone.
+    error: Option<std::io::Error>,
 }
 
 /// Lists one directory: regular entries are `statx`ed, subdirectories opened (no symlinks
@@ -59,22 +66,34 @@ fn list(
     budget: usize,
 ) -> Listing {
     let mut entries = Vec::new();
-    let Ok(mut it) = rustix::fs::Dir::new(fd) else {
-        return Listing { dir, entries };
+    let failed = |entries, e: std::io::Error| Listing {
+        dir,
+        entries,
+        error: Some(e),
     };
-    let Some(dfd) = it.fd().ok().and_then(|f| f.try_clone_to_owned().ok()) else {
-        return Listing { dir, entries };
+    let mut it = match rustix::fs::Dir::new(fd) {
+        Ok(it) => it,
+        Err(e) => return failed(entries, e.into()),
+    };
+    let dfd = match it
+        .fd()
+        .map_err(std::io::Error::from)
+        .and_then(|f| f.try_clone_to_owned())
+    {
+        Ok(f) => f,
+        Err(e) => return failed(entries, e),
     };
     while let Some(entry) = it.read() {
         let entry = match entry {
             Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(dir, "crawl: reading a directory failed: {e}");
-                break;
-            }
+            Err(e) => return failed(entries, e.into()),
         };
         let name = OsStr::from_bytes(entry.file_name().to_bytes());
         if name == "." || name == ".." {
+            continue;
+        }
+        if fsops::is_private_name(name) {
+            entries.push(Found::Private(name.to_owned(), entry.ino()));
             continue;
         }
         let is_dir = match entry.file_type() {
@@ -97,13 +116,20 @@ fn list(
                 None
             };
             entries.push(Found::Dir(name.to_owned(), fd, entry.ino()));
-        } else if let Ok(m) = fsops::stat_at(&dfd, name) {
-            if m.kind != Kind::Dir {
-                entries.push(Found::File(name.to_owned(), m));
+        } else {
+            match fsops::stat_at(&dfd, name) {
+                Ok(m) if m.kind != Kind::Dir => entries.push(Found::File(name.to_owned(), m)),
+                Ok(_) => {}
+                Err(e) if fsops::is_gone(&e) => {}
+                Err(_) => entries.push(Found::Unknown(name.to_owned())),
             }
         }
     }
-    Listing { dir, entries }
+    Listing {
+        dir,
+        entries,
+        error: None,
+    }
 }
 
 impl RootState {
@@ -215,7 +241,8 @@ impl RootState {
                 Ok(fd) => fd,
                 Err(e) => {
                     if !fsops::is_gone(&e) {
-                        tracing::warn!(dir = d, "crawl: cannot open a directory: {e}");
+                        // Cannot be read now: keep what the index knows of it.
+                        self.keep_unreadable(d, &e);
                     }
                     return None;
                 }
@@ -251,8 +278,25 @@ impl RootState {
         }
         let comps = self.components_owned(l.dir);
         let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+        if let Some(e) = &l.error {
+            self.keep_unreadable(l.dir, e);
+        }
         for found in l.entries {
             match found {
+                Found::Unknown(name) => {
+                    if let Some(f) = self.index.find_file(l.dir, &name) {
+                        self.index.mark_file_seen(f);
+                    }
+                    if let Some(x) = self.index.find_dir(l.dir, &name) {
+                        for sub in self.index.subtree(x) {
+                            self.index.mark_dir_seen(sub);
+                            for f in self.index.files_in(sub) {
+                                self.index.mark_file_seen(f);
+                            }
+                        }
+                    }
+                }
+                Found::Private(name, ino) => self.leftovers.push((l.dir, name, ino)),
                 Found::File(name, m) => {
                     let f = self.upsert_entry(l.dir, &dir_comps, &name, &m);
                     self.presume_writing(f, m.mtime_ns, now);

@@ -7,6 +7,7 @@ use crate::control::{self, CommandMsg, ReloadMsg};
 use crate::logging::{self, LogHandle};
 use crate::owner::{Ctl, Owner, OwnerChannels};
 use crate::root::Progress;
+use crate::sdnotify::Notifier;
 use crate::stats::Snapshot;
 use crate::watcher;
 use sd_notify::NotifyState;
@@ -62,11 +63,8 @@ fn empty_snapshot(cfg: &Config) -> Snapshot {
         warning_percent: cfg.alerts.warning_percent,
         critical_percent: cfg.alerts.critical_percent,
         roots: Vec::new(),
+        published: SystemTime::now(),
     }
-}
-
-fn notify(states: &[NotifyState]) {
-    let _ = sd_notify::notify(false, states);
 }
 
 /// The one-line STATUS= systemd shows in `systemctl status`.
@@ -128,45 +126,115 @@ struct Supervisor {
     log: LogHandle,
     ctl: mpsc::Sender<Ctl>,
     ctx: Arc<control::Context>,
+    /// A reload is with the owner; another was asked for meanwhile; who waits for an answer.
+    reloading: bool,
+    again: bool,
+    waiting: Vec<ReloadReply>,
 }
 
+/// A reload the owner is working on: the config it was given, and who asked.
+struct ReloadDone {
+    cfg: Config,
+    result: Result<(), String>,
+    replies: Vec<oneshot::Sender<Result<String, String>>>,
+}
+
+type ReloadReply = oneshot::Sender<Result<String, String>>;
+
 impl Supervisor {
-    /// Loads the config again and hands it to the owner; on any error the running config stays.
-    async fn reload(&mut self) -> Result<String, String> {
-        notify(&[NotifyState::Reloading]);
-        let r = self.try_reload().await;
+    /// Loads the config again and hands it to the owner, without waiting for it: the owner
+    /// may crawl new roots for a long while, and this loop must keep petting the watchdog and
+    /// answering signals meanwhile. The outcome comes back on `done`; on any error the running
+    /// config stays. One reload runs at a time: requests that arrive meanwhile (a SIGHUP storm)
+    /// are folded into one more reload when it ends, which reads the file as it is then.
+    fn start_reload(
+        &mut self,
+        notifier: &mut Notifier,
+        done: &mpsc::UnboundedSender<ReloadDone>,
+        reply: Option<ReloadReply>,
+    ) {
+        self.waiting.extend(reply);
+        if self.reloading {
+            self.again = true;
+            return;
+        }
+        let replies = std::mem::take(&mut self.waiting);
+        let new = match config::load(self.config_path.as_deref(), &self.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                let e = e.to_string();
+                tracing::error!("config not reloaded, keeping the running one: {e}");
+                for r in replies {
+                    let _ = r.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        notifier.must(&[NotifyState::Reloading]);
+        let (tx, rx) = oneshot::channel();
+        if self
+            .ctl
+            .try_send(Ctl::Reload(Box::new(new.clone()), tx))
+            .is_err()
+        {
+            let e = "the index owner has stopped".to_string();
+            tracing::error!("config not reloaded: {e}");
+            notifier.must(&[NotifyState::Ready]);
+            for r in replies {
+                let _ = r.send(Err(e.clone()));
+            }
+            return;
+        }
+        self.reloading = true;
+        let done = done.clone();
+        tokio::spawn(async move {
+            let result = rx
+                .await
+                .unwrap_or_else(|_| Err("the index owner has stopped".to_string()));
+            let _ = done.send(ReloadDone {
+                cfg: new,
+                result,
+                replies,
+            });
+        });
+    }
+
+    /// Applies what the owner's reload means for the supervisor (control permissions, log
+    /// level) and answers whoever asked.
+    fn finish_reload(
+        &mut self,
+        notifier: &mut Notifier,
+        done: &mpsc::UnboundedSender<ReloadDone>,
+        d: ReloadDone,
+    ) {
+        self.reloading = false;
+        let r = d.result.map(|()| {
+            let mut note = String::new();
+            if d.cfg.socket != self.cfg.socket {
+                note = format!(
+                    " (the socket stays at {}: a new socket path takes effect on restart)",
+                    self.cfg.socket.display()
+                );
+            }
+            if let Ok(mut c) = self.ctx.control.write() {
+                *c = d.cfg.control.clone();
+            }
+            self.log.set_level(&d.cfg.log.level);
+            let roots = d.cfg.roots.len();
+            self.cfg = d.cfg;
+            format!("config reloaded: {roots} root(s){note}")
+        });
         match &r {
             Ok(m) => tracing::info!("{m}"),
             Err(e) => tracing::error!("config not reloaded, keeping the running one: {e}"),
         }
-        notify(&[NotifyState::Ready]);
-        r
-    }
-
-    async fn try_reload(&mut self) -> Result<String, String> {
-        let new = config::load(self.config_path.as_deref(), &self.overrides)
-            .map_err(|e| e.to_string())?;
-        let (tx, rx) = oneshot::channel();
-        self.ctl
-            .send(Ctl::Reload(Box::new(new.clone()), tx))
-            .await
-            .map_err(|_| "the index owner has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the index owner has stopped".to_string())??;
-        let mut note = String::new();
-        if new.socket != self.cfg.socket {
-            note = format!(
-                " (the socket stays at {}: a new socket path takes effect on restart)",
-                self.cfg.socket.display()
-            );
+        notifier.must(&[NotifyState::Ready]);
+        for reply in d.replies {
+            let _ = reply.send(r.clone());
         }
-        if let Ok(mut c) = self.ctx.control.write() {
-            *c = new.control.clone();
+        if std::mem::take(&mut self.again) {
+            self.start_reload(notifier, done, None);
         }
-        self.log.set_level(&new.log.level);
-        let roots = new.roots.len();
-        self.cfg = new;
-        Ok(format!("config reloaded: {roots} root(s){note}"))
     }
 }
 
@@ -227,6 +295,7 @@ async fn supervise(
         cfg.socket.display()
     );
     let (ready_tx, mut ready_rx) = oneshot::channel();
+    let sock_for_panic = cfg.socket.clone();
     let owner_thread = match std::thread::Builder::new()
         .name("chartd-index".into())
         .spawn(move || {
@@ -234,7 +303,20 @@ async fn supervise(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(owner.run(ready_tx)),
+                Ok(rt) => {
+                    let run = std::panic::AssertUnwindSafe(|| rt.block_on(owner.run(ready_tx)));
+                    if std::panic::catch_unwind(run).is_err() {
+                        // The index is the daemon: without it nothing is enforced and status
+                        // would serve stale figures. Exit, so that the service manager
+                        // restarts chartd (the panic message is already on stderr).
+                        tracing::error!(
+                            "the index thread panicked; chartd exits (status 70) so that its \
+                             service manager restarts it"
+                        );
+                        let _ = std::fs::remove_file(&sock_for_panic);
+                        std::process::exit(70);
+                    }
+                }
                 Err(e) => tracing::error!("cannot start the index runtime: {e}"),
             }
         }) {
@@ -266,8 +348,13 @@ async fn supervise(
         log,
         ctl: ctl_tx.clone(),
         ctx,
+        reloading: false,
+        again: false,
+        waiting: Vec::new(),
     };
 
+    let mut notifier = Notifier::from_env();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ReloadDone>();
     let watchdog = watchdog_interval();
     let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut last_ticks = u64::MAX;
@@ -286,21 +373,24 @@ async fn supervise(
                     return 1;
                 }
                 let line = status_line(&status_rx.borrow_and_update());
-                notify(&[NotifyState::Ready, NotifyState::Status(&line)]);
+                notifier.must(&[NotifyState::Ready, NotifyState::Status(&line)]);
                 tracing::info!("ready: {line}");
             }
             s = sigs.recv() => match s {
-                Some(signal_hook::consts::SIGHUP) => { let _ = sup.reload().await; }
+                Some(signal_hook::consts::SIGHUP) => sup.start_reload(&mut notifier, &done_tx, None),
                 _ => break,
             },
             Some(msg) = reload_rx.recv() => {
-                let r = sup.reload().await;
-                let _ = msg.reply.send(r);
+                sup.start_reload(&mut notifier, &done_tx, Some(msg.reply));
+            }
+            Some(d) = done_rx.recv() => sup.finish_reload(&mut notifier, &done_tx, d),
+            _ = tokio::time::sleep(crate::sdnotify::RETRY), if notifier.has_pending() => {
+                notifier.retry();
             }
             _ = wd_tick.tick(), if watchdog.is_some() => {
                 let ticks = progress.ticks.load(Ordering::Relaxed);
                 if progress.idle.load(Ordering::Acquire) || ticks != last_ticks {
-                    notify(&[NotifyState::Watchdog]);
+                    notifier.must(&[NotifyState::Watchdog]);
                 } else {
                     tracing::warn!("the index owner made no progress for a watchdog interval (a filesystem call is stuck?); not petting the watchdog");
                 }
@@ -313,12 +403,13 @@ async fn supervise(
                 status_due = None;
                 last_status = tokio::time::Instant::now();
                 let line = status_line(&status_rx.borrow_and_update());
-                notify(&[NotifyState::Status(&line)]);
+                notifier.status(&[NotifyState::Status(&line)]);
             }
         }
     }
     // Graceful stop: a second SIGTERM/SIGINT exits at once.
-    notify(&[NotifyState::Stopping]);
+    notifier.must(&[NotifyState::Stopping]);
+    notifier.retry();
     tracing::info!("stopping");
     progress.cancel.store(true, Ordering::Release);
     let _ = stop_tx.send(true);

@@ -25,5 +25,6 @@ pub mod owner;
 pub mod policy;
 pub mod root;
 pub mod scan;
+pub mod sdnotify;
 pub mod stats;
 pub mod watcher;

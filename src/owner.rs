@@ -117,6 +117,7 @@ impl Owner {
                 r.cfg.path.display()
             );
         }
+        self.check_watches();
         self.enforce_all();
         self.publish();
         let _ = ready.send(());
@@ -150,7 +151,14 @@ impl Owner {
                 cmd = self.commands.recv() => {
                     self.progress.idle.store(false, Ordering::Release);
                     if let Some(cmd) = cmd {
-                        let reply = commands::handle(&mut self, cmd.request);
+                        let scope = commands::Scope {
+                            roots: &mut self.roots,
+                            watcher: &mut self.watcher,
+                            cleanup_enabled: self.cfg.cleanup_enabled,
+                        };
+                        let reply = commands::handle(scope, cmd.request);
+                        self.check_watches();
+                        self.enforce_all();
                         let _ = cmd.reply.send(reply);
                     }
                 }
@@ -187,6 +195,8 @@ impl Owner {
             };
         while let Some(ev) = next {
             n += 1;
+            #[cfg(debug_assertions)]
+            test_trigger(&ev);
             match ev {
                 Ev::Refresh(p) => note(&p, false, &mut refresh),
                 Ev::Gone(p) => {
@@ -196,6 +206,9 @@ impl Owner {
                     }
                 }
                 Ev::Writing(p) => {
+                    // Looked at too: a `truncate` or an append changes the size without a
+                    // close event to follow.
+                    note(&p, false, &mut refresh);
                     writing.insert(p, true);
                 }
                 Ev::Closed(p) => {
@@ -311,7 +324,20 @@ impl Owner {
             r.counters.resyncs += 1;
             r.quick_resync(&mut self.watcher);
         }
+        self.check_watches();
         self.enforce_all();
+    }
+
+    /// Compares every root's watches with what the kernel holds, repairing lost ones.
+    fn check_watches(&mut self) {
+        if !self.watcher.enabled() {
+            return;
+        }
+        if let Some(kernel) = crate::scan::kernel_watches() {
+            for r in &mut self.roots {
+                r.check_watches(&kernel, &mut self.watcher);
+            }
+        }
     }
 
     fn on_timer(&mut self) {
@@ -319,6 +345,7 @@ impl Owner {
         if self.resync_due().is_some_and(|t| t <= now) {
             self.resync_now();
         }
+        let mut resynced = false;
         for r in &mut self.roots {
             if r.retry_root.is_some_and(|(t, _)| t <= now.into_std()) {
                 r.check_root(&mut self.watcher);
@@ -327,11 +354,16 @@ impl Owner {
                 r.next_resync = now.into_std() + self.cfg.resync_interval;
                 r.counters.resyncs += 1;
                 r.resync_all(&mut self.watcher);
+                resynced = true;
             }
             if r.next_degraded_check.is_some_and(|t| t <= now.into_std()) {
                 r.next_degraded_check = None;
                 r.rescan_unwatched(&mut self.watcher);
             }
+            r.run_due_prunes();
+        }
+        if resynced {
+            self.check_watches();
         }
         self.enforce_all();
     }
@@ -372,6 +404,7 @@ impl Owner {
             }
             for t in [
                 r.next_held_retry(),
+                r.index.next_prune(),
                 Some(r.next_resync),
                 r.next_degraded_check,
                 r.retry_root.map(|(t, _)| t),
@@ -392,49 +425,96 @@ impl Owner {
             warning_percent: self.cfg.alerts.warning_percent,
             critical_percent: self.cfg.alerts.critical_percent,
             roots: self.roots.iter_mut().map(|r| r.stats()).collect(),
+            published: SystemTime::now(),
         };
         self.snapshot.send_replace(Arc::new(snap));
     }
 
-    /// Applies a new config: unchanged roots keep their index (re-classified if their globs
-    /// changed), new roots are crawled, removed roots are dropped with their watches.
+    /// Applies a new config, all or nothing: every new root's policy is built and every new
+    /// root crawled beside the running ones first; only when all of that succeeded are the
+    /// roots swapped. Unchanged roots keep their index (re-classified if their globs changed),
+    /// removed roots are dropped with their watches.
     fn reload(&mut self, cfg: Config) -> Result<(), String> {
-        let mut old: Vec<RootState> = std::mem::take(&mut self.roots);
-        let mut next = Vec::new();
+        let mut policies = Vec::with_capacity(cfg.roots.len());
         for rc in &cfg.roots {
-            match old.iter().position(|r| r.cfg.path == rc.path) {
-                Some(i) => {
-                    let mut r = old.swap_remove(i);
-                    let globs_changed = r.cfg.include != rc.include
-                        || r.cfg.exclude != rc.exclude
-                        || r.cfg.protect != rc.protect;
-                    r.policy = crate::policy::Policy::new(rc)?;
-                    r.cfg = rc.clone();
-                    r.cleanup_enabled = cfg.cleanup_enabled;
-                    if globs_changed || r.degraded.is_some() {
-                        r.resync_all(&mut self.watcher);
-                    }
-                    next.push(r);
-                }
-                None => {
-                    let mut r = RootState::new(
-                        rc.clone(),
-                        cfg.cleanup_enabled,
-                        cfg.resync_interval,
-                        self.progress.clone(),
-                    )?;
+            let p = crate::policy::Policy::new(rc)
+                .map_err(|e| format!("root {}: {e}", rc.path.display()))?;
+            policies.push(p);
+        }
+        let mut fresh: Vec<Option<RootState>> = Vec::with_capacity(cfg.roots.len());
+        for rc in &cfg.roots {
+            if self.roots.iter().any(|r| r.cfg.path == rc.path) {
+                fresh.push(None);
+                continue;
+            }
+            match RootState::new(
+                rc.clone(),
+                cfg.cleanup_enabled,
+                cfg.resync_interval,
+                self.progress.clone(),
+            ) {
+                Ok(mut r) => {
                     r.resync_all(&mut self.watcher);
                     r.ready = true;
-                    next.push(r);
+                    fresh.push(Some(r));
+                }
+                Err(e) => {
+                    for mut r in fresh.into_iter().flatten() {
+                        r.unwatch_all(&mut self.watcher);
+                    }
+                    return Err(e);
                 }
             }
+        }
+        // From here on nothing fails.
+        let mut old: Vec<RootState> = std::mem::take(&mut self.roots);
+        let mut next = Vec::with_capacity(cfg.roots.len());
+        for ((rc, policy), new) in cfg.roots.iter().zip(policies).zip(fresh) {
+            if let Some(r) = new {
+                next.push(r);
+                continue;
+            }
+            let Some(i) = old.iter().position(|r| r.cfg.path == rc.path) else {
+                continue;
+            };
+            let mut r = old.swap_remove(i);
+            let globs_changed = r.cfg.include != rc.include
+                || r.cfg.exclude != rc.exclude
+                || r.cfg.protect != rc.protect;
+            r.policy = policy;
+            r.cfg = rc.clone();
+            r.cleanup_enabled = cfg.cleanup_enabled;
+            if globs_changed || r.degraded.is_some() {
+                r.resync_all(&mut self.watcher);
+            }
+            next.push(r);
         }
         for mut gone in old {
             gone.unwatch_all(&mut self.watcher);
         }
         self.roots = next;
         self.cfg = cfg;
+        self.check_watches();
         self.enforce_all();
         Ok(())
+    }
+}
+
+/// Test builds only: `CHARTD_TEST_PANIC_ON=NAME` makes the index owner panic on an event for a
+/// file named NAME, so that the tests can check that a dead index thread ends the daemon.
+#[cfg(debug_assertions)]
+fn test_trigger(ev: &Ev) {
+    let Some(name) = std::env::var_os("CHARTD_TEST_PANIC_ON") else {
+        return;
+    };
+    let p = match ev {
+        Ev::Refresh(p) | Ev::Gone(p) | Ev::Writing(p) | Ev::Closed(p) => p,
+        _ => return,
+    };
+    if p.file_name() == Some(name.as_os_str()) {
+        panic!(
+            "CHARTD_TEST_PANIC_ON: test panic on an event for {}",
+            p.display()
+        );
     }
 }

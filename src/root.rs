@@ -7,9 +7,9 @@
 
 use crate::config::{MinFree, RootConfig};
 use crate::fsops::{self, RootDir};
-use crate::index::{FileId, Index};
+use crate::index::{FileId, HoldReason, Index};
 use crate::policy::Policy;
-use crate::stats::{Histogram, Reason, RootStats};
+use crate::stats::{Blocked, Histogram, Holding, Reason, RootStats};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,10 +51,9 @@ pub struct RootState {
     pub parent_watched: bool,
     /// `None` while the root is missing or unusable.
     pub dir: Option<RootDir>,
+    /// Everything known of the files and directories under the root, including per-file
+    /// hold and writer state (which dies with the index when the root is replaced).
     pub index: Index,
-    /// Files taken out of the eviction queue, and when to retry them (`None`: on their next
-    /// event, e.g. a writer's close).
-    pub held: HashMap<FileId, Option<Instant>>,
     pub progress: Arc<Progress>,
     /// The watch limit was hit: directories after it are unwatched until the next resync.
     pub watch_limit_hit: bool,
@@ -76,6 +75,22 @@ pub struct RootState {
     pub next_due_ns: Option<i64>,
     /// The last enforcement pass ran out of budget: run another one at once.
     pub more: bool,
+    /// A size (free-space) limit was crossed and the low watermark is not reached yet: evict
+    /// as files become eligible, even below the limit itself.
+    pub size_pressure: bool,
+    pub free_pressure: bool,
+    /// The limit is crossed and eviction is blocked (see `stats::Blocked`).
+    pub blocked_size: Option<Blocked>,
+    pub blocked_free: Option<Blocked>,
+    pub pressure_evicted_age: Option<Duration>,
+    /// Leftover private names a walk found (removed after it, see `fsops/delete.rs`).
+    pub leftovers: Vec<(crate::index::DirId, std::ffi::OsString, u64)>,
+    /// The last check of the watches against the kernel: what it held, and repairs made.
+    pub kernel_watches: Option<u64>,
+    pub watch_repairs: u64,
+    /// Files inside grace (count, bytes), and when they were last counted (a scan: at most
+    /// once a second, and only while a limit is blocked).
+    grace_count: Option<(Instant, u64, u64)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -123,7 +138,6 @@ impl RootState {
             parent_watched: false,
             dir: None,
             index: Index::new(0),
-            held: HashMap::new(),
             progress,
             watch_limit_hit: false,
             degraded: None,
@@ -138,6 +152,15 @@ impl RootState {
             ready: false,
             next_due_ns: None,
             more: false,
+            size_pressure: false,
+            free_pressure: false,
+            blocked_size: None,
+            blocked_free: None,
+            pressure_evicted_age: None,
+            leftovers: Vec::new(),
+            kernel_watches: None,
+            watch_repairs: 0,
+            grace_count: None,
         })
     }
 
@@ -215,7 +238,6 @@ impl RootState {
         }
         self.dir = None;
         self.index = Index::new(0);
-        self.held.clear();
         self.degraded = Some(why);
         let backoff = self
             .retry_root
@@ -265,11 +287,17 @@ impl RootState {
         }
     }
 
+    pub fn abs_path(&self, comps: &[&std::ffi::OsStr]) -> PathBuf {
+        let mut p = self.cfg.path.clone();
+        p.extend(comps);
+        p
+    }
+
     pub fn record_removal(&mut self, reason: Reason, bytes: u64, started: Instant) {
         let c = &mut self.counters;
-        c.files_removed += 1;
-        c.bytes_freed += bytes;
-        c.by_reason[reason as usize] += 1;
+        c.files_removed = c.files_removed.saturating_add(1);
+        c.bytes_freed = c.bytes_freed.saturating_add(bytes);
+        c.by_reason[reason as usize] = c.by_reason[reason as usize].saturating_add(1);
         c.last_eviction = Some(SystemTime::now());
         c.latency.observe(started.elapsed());
     }
@@ -285,13 +313,64 @@ impl RootState {
         }
     }
 
+    /// What holds back files a limit would delete: the held set by reason, protected files,
+    /// and the blocked limit if any.
+    fn holding(&mut self) -> Holding {
+        let mut h = Holding {
+            protected_files: self.index.protected_files,
+            protected_bytes: self.index.protected_bytes,
+            ..Holding::default()
+        };
+        let mut writing: Vec<FileId> = Vec::new();
+        for (id, hold) in self.index.holds() {
+            let size = self.index.file(id).size;
+            let (f, b) = match hold.reason {
+                HoldReason::Writing => {
+                    writing.push(id);
+                    (&mut h.writing_files, &mut h.writing_bytes)
+                }
+                HoldReason::Locked | HoldReason::Changed => {
+                    (&mut h.locked_files, &mut h.locked_bytes)
+                }
+                HoldReason::Failing | HoldReason::Unreadable => {
+                    (&mut h.failing_files, &mut h.failing_bytes)
+                }
+            };
+            *f += 1;
+            *b = b.saturating_add(size);
+        }
+        let mut blocked = self
+            .blocked_size
+            .clone()
+            .or_else(|| self.blocked_free.clone());
+        if let Some(b) = &mut blocked {
+            let now = Instant::now();
+            let fresh = self
+                .grace_count
+                .filter(|(t, _, _)| now.duration_since(*t) < Duration::from_secs(1));
+            let (files, bytes) = match fresh {
+                Some((_, f, b)) => (f, b),
+                None => {
+                    let since = now_ns().saturating_sub(self.grace_ns());
+                    let (f, b) = self.index.managed_newer_than(since);
+                    self.grace_count = Some((now, f, b));
+                    (f, b)
+                }
+            };
+            b.grace_files = files;
+            b.grace_bytes = bytes;
+        }
+        h.blocked = blocked;
+        h
+    }
+
     pub fn stats(&mut self) -> RootStats {
-        let held: Vec<FileId> = self.held.keys().copied().collect();
+        let holding = self.holding();
         RootStats {
             path: self.cfg.path.clone(),
             total_files: self.index.total_files,
             total_bytes: self.index.total_bytes,
-            oldest_mtime: self.index.oldest_mtime(&held).map(ns_to_time),
+            oldest_mtime: self.index.oldest_mtime().map(ns_to_time),
             newest_mtime: self.index.newest_mtime().map(ns_to_time),
             max_age: self.cfg.max_age,
             max_size: self.cfg.max_size,
@@ -313,6 +392,10 @@ impl RootState {
             ready: self.ready,
             eviction_latency: self.counters.latency.clone(),
             index_bytes: self.index.heap_bytes() as u64,
+            holding,
+            pressure_evicted_age: self.pressure_evicted_age,
+            kernel_watches: self.kernel_watches,
+            watch_repairs: self.watch_repairs,
         }
     }
 }

@@ -52,6 +52,40 @@ impl Histogram {
     }
 }
 
+/// What keeps files that a limit would delete (filled by the owner; counted from its held set).
+#[derive(Debug, Clone, Default)]
+pub struct Holding {
+    pub writing_files: u64,
+    pub writing_bytes: u64,
+    pub locked_files: u64,
+    pub locked_bytes: u64,
+    /// Deletion failed (EACCES, EROFS...) or the file cannot be opened: retried with a backoff.
+    pub failing_files: u64,
+    pub failing_bytes: u64,
+    pub protected_files: u64,
+    pub protected_bytes: u64,
+    /// A limit is crossed and nothing more may be deleted right now.
+    pub blocked: Option<Blocked>,
+}
+
+/// A crossed limit that eviction cannot restore right now, and why.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    /// "max_size" | "min_free"
+    pub limit: &'static str,
+    /// Bytes over max_size, or missing to reach min_free.
+    pub excess_bytes: u64,
+    /// "grace" | "writing" | "locked" | "protected" | "failing" | "nothing_left"
+    pub cause: &'static str,
+    /// When the limit was first found crossed and blocked (continuously since).
+    pub since: SystemTime,
+    /// When the next file leaves grace (or a held file is retried).
+    pub next_eligible: Option<SystemTime>,
+    /// Files and bytes inside grace right now (when known).
+    pub grace_files: u64,
+    pub grace_bytes: u64,
+}
+
 /// One root's figures.
 #[derive(Debug, Clone)]
 pub struct RootStats {
@@ -85,6 +119,14 @@ pub struct RootStats {
     pub eviction_latency: Histogram,
     /// Heap bytes held by this root's index (an estimate from capacities).
     pub index_bytes: u64,
+    /// What holds back files a limit would delete.
+    pub holding: Holding,
+    /// Age of the most recent file evicted for size or free-space pressure.
+    pub pressure_evicted_age: Option<Duration>,
+    /// Watches the kernel held for this root's directories at the last check (after a
+    /// resync), and how often the check found the index's bookkeeping wrong and repaired it.
+    pub kernel_watches: Option<u64>,
+    pub watch_repairs: u64,
 }
 
 /// Everything `status` and `metrics` show.
@@ -95,4 +137,6 @@ pub struct Snapshot {
     pub warning_percent: f64,
     pub critical_percent: f64,
     pub roots: Vec<RootStats>,
+    /// When the owner published this snapshot.
+    pub published: SystemTime,
 }

@@ -81,6 +81,16 @@ pub fn new(capacity: usize) -> Result<(Watcher, EventFeed), String> {
         if event.need_rescan() {
             return send(Ev::Rescan);
         }
+        // chartd's own private names (a deletion in progress, see fsops/delete.rs): nothing
+        // to look at, and not worth a trip through the channel.
+        if event
+            .paths
+            .iter()
+            .all(|p| p.file_name().is_some_and(crate::fsops::is_private_name))
+            && !event.paths.is_empty()
+        {
+            return;
+        }
         match event.kind {
             EventKind::Access(AccessKind::Open(_))
             | EventKind::Access(AccessKind::Close(AccessMode::Read))

@@ -329,8 +329,28 @@ fn hard_links_are_counted_once() {
         fs::hard_link(root.join("a/x.png"), root.join("b/x.png")).unwrap();
     });
     let st = d.status_root();
-    assert_eq!(st["total_files"], 2);
+    // One inode: one file and its bytes, like `du` (issue #7: at every level).
+    assert_eq!(st["total_files"], 1);
     assert_eq!(st["total_bytes"], 10 * KIB);
+    // A link made while chartd runs counts once too, and groups add up to the root.
+    fs::hard_link(d.root.join("a/x.png"), d.root.join("a/y.png")).unwrap();
+    fs::write(d.root.join("b/z.png"), vec![0u8; 1024]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || d.status_root()["total_files"]
+            == 2),
+        "{}",
+        d.status_root()
+    );
+    let st = d.status_root();
+    assert_eq!(st["total_bytes"], 11 * KIB, "{st}");
+    let g = d.request(r#"{"cmd":"groups"}"#);
+    let sum: u64 = g["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, 11 * KIB, "{g}");
 }
 
 #[test]

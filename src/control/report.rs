@@ -449,6 +449,10 @@ pub(crate) mod tests {
             degraded_reason: None,
             ready: true,
             eviction_latency: Histogram::default(),
+            holding: Default::default(),
+            pressure_evicted_age: None,
+            kernel_watches: None,
+            watch_repairs: 0,
         }
     }
 
@@ -458,6 +462,7 @@ pub(crate) mod tests {
             started: at(3_725),
             warning_percent: 80.0,
             critical_percent: 95.0,
+            published: at(0),
             roots,
         }
     }

@@ -25,7 +25,7 @@ impl Index {
     /// Adds directory `name` under `parent` (or returns the existing one).
     pub fn add_dir(&mut self, parent: DirId, name: &OsStr, ino: u64) -> DirId {
         if let Some(d) = self.find_dir(parent, name) {
-            self.dirs[d as usize].ino = ino;
+            self.set_dir_ino(d, ino);
             return d;
         }
         let nref = self.names.push(name);
@@ -84,11 +84,46 @@ impl Index {
         let was = n.flags & flag::WATCHED != 0;
         if was != watched {
             n.flags ^= flag::WATCHED;
+            let ino = n.ino;
             if watched {
                 self.watched_dirs += 1;
+                *self.watched_inos.entry(ino).or_insert(0) += 1;
             } else {
-                self.watched_dirs -= 1;
+                self.watched_dirs = self.watched_dirs.saturating_sub(1);
+                self.unwatch_ino(ino);
             }
+        }
+    }
+
+    fn unwatch_ino(&mut self, ino: u64) {
+        if let Some(c) = self.watched_inos.get_mut(&ino) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.watched_inos.remove(&ino);
+            }
+        }
+    }
+
+    /// How many watched directories of the index are inode `ino`. inotify has one watch per
+    /// inode: while a directory renamed during an overflow is indexed under both its old and
+    /// its new name, dropping the old name must not remove the watch the new one shares.
+    pub fn watched_with_ino(&self, ino: u64) -> u32 {
+        self.watched_inos.get(&ino).copied().unwrap_or(0)
+    }
+
+    /// The inodes of the watched directories (to compare with what the kernel holds).
+    pub fn watched_inos(&self) -> impl Iterator<Item = u64> + '_ {
+        self.watched_inos.keys().copied()
+    }
+
+    /// Records a (possibly new) inode for `d`, keeping the watched-inode counts right.
+    pub(super) fn set_dir_ino(&mut self, d: DirId, ino: u64) {
+        let n = &mut self.dirs[d as usize];
+        let (old, watched) = (n.ino, n.flags & flag::WATCHED != 0);
+        n.ino = ino;
+        if watched && old != ino {
+            self.unwatch_ino(old);
+            *self.watched_inos.entry(ino).or_insert(0) += 1;
         }
     }
 
@@ -184,12 +219,14 @@ impl Index {
             self.dirs[n.next_sib as usize].prev_sib = n.prev_sib;
         }
         if n.flags & flag::WATCHED != 0 {
-            self.watched_dirs -= 1;
+            self.watched_dirs = self.watched_dirs.saturating_sub(1);
+            self.unwatch_ino(n.ino);
         }
         self.names.release(n.name);
         self.q_forget_dir(d);
+        self.forget_prune(d);
         self.dirs[d as usize].flags = 0;
         self.free_dirs.push(d);
-        self.dir_count -= 1;
+        self.dir_count = self.dir_count.saturating_sub(1);
     }
 }

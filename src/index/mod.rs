@@ -10,15 +10,24 @@
 //! The index only records what the caller tells it; it never touches the disk.
 
 mod dirs;
+mod held;
+mod links;
 mod names;
 mod queue;
 mod resync;
+
+pub use held::{Hold, HoldReason};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use names::{NameRef, Names};
 use priority_queue::PriorityQueue;
 use std::ffi::OsStr;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every index gets a new epoch: an id kept across a call that may rebuild the index (a
+/// replaced root) is checked against it before it is used again.
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
 pub type FileId = u32;
 pub type DirId = u32;
@@ -79,8 +88,8 @@ mod flag {
     pub const HELD: u8 = 16;
     /// Seen by the current resync (mark and sweep).
     pub const SEEN: u8 = 32;
-    /// Has other hard links: its bytes are counted once per inode.
-    pub const LINKED: u8 = 64;
+    /// Carries its inode's share of the totals (see `links.rs`).
+    pub const COUNTED: u8 = 64;
     /// Directory: has an inotify watch.
     pub const WATCHED: u8 = 128;
     /// Directory: big enough that its files are queued one by one (see `queue.rs`).
@@ -150,7 +159,6 @@ pub struct FileInfo {
     pub size: u64,
     pub mtime_ns: i64,
     pub ino: u64,
-    pub nlink: u32,
     pub managed: bool,
     pub protected: bool,
 }
@@ -169,11 +177,18 @@ pub struct Index {
     /// small directories keyed by their best file.
     file_queue: PriorityQueue<FileId, QKey, DefaultHashBuilder>,
     dir_queue: PriorityQueue<DirId, QKey, DefaultHashBuilder>,
-    /// inode → (index entries, size) for files with more than one link.
-    links: HashMap<u64, (u32, u64)>,
+    /// Managed files by inode (see `links.rs`).
+    by_ino: HashTable<FileId>,
+    /// Watched directories per inode (see `Index::watched_with_ino`).
+    watched_inos: HashMap<u64, u32>,
+    holds: held::Holds,
+    epoch: u64,
+    /// Managed files and bytes, each inode once.
     pub total_files: u64,
     pub total_bytes: u64,
     pub unmanaged: u64,
+    pub protected_files: u64,
+    pub protected_bytes: u64,
     pub watched_dirs: u64,
     pub dir_count: u64,
     /// Newest mtime among managed files; recomputed lazily after the newest one leaves.
@@ -194,10 +209,15 @@ impl Index {
             hasher: DefaultHashBuilder::default(),
             file_queue: PriorityQueue::with_default_hasher(),
             dir_queue: PriorityQueue::with_default_hasher(),
-            links: HashMap::new(),
+            by_ino: HashTable::new(),
+            watched_inos: HashMap::new(),
+            holds: held::Holds::default(),
+            epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             total_files: 0,
             total_bytes: 0,
             unmanaged: 0,
+            protected_files: 0,
+            protected_bytes: 0,
             watched_dirs: 0,
             dir_count: 1,
             newest: None,
@@ -219,6 +239,11 @@ impl Index {
             g_bytes: 0,
         });
         ix
+    }
+
+    /// This index's epoch (unique per index built in this process).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     fn key_hash(&self, parent: u32, name: &OsStr) -> u64 {
@@ -261,15 +286,13 @@ impl Index {
             if info.protected {
                 s.flags |= flag::PROTECTED;
             }
-            if info.nlink > 1 {
-                s.flags |= flag::LINKED;
-            }
         }
         self.account(id, true);
         id
     }
 
     fn insert_slot(&mut self, dir: DirId, name: &OsStr) -> FileId {
+        self.make_room_for_name(name);
         let nref = self.names.push(name);
         let slot = FileSlot {
             dir,
@@ -307,75 +330,6 @@ impl Index {
         id
     }
 
-    /// Adds (`add`) or withdraws a file's contribution to the totals and the queue.
-    fn account(&mut self, id: FileId, add: bool) {
-        let s = self.files[id as usize];
-        if !s.managed() {
-            if add {
-                self.unmanaged += 1;
-            } else {
-                self.unmanaged -= 1;
-            }
-            return;
-        }
-        let bytes = if s.flags & flag::LINKED != 0 {
-            let e = self.links.entry(s.ino).or_insert((0, s.size));
-            if add {
-                e.0 += 1;
-                if e.0 == 1 {
-                    e.1 = s.size;
-                    s.size
-                } else {
-                    // Another link of a counted inode: only a size change is new.
-                    let delta = s.size as i128 - e.1 as i128;
-                    e.1 = s.size;
-                    self.total_bytes = (self.total_bytes as i128 + delta).max(0) as u64;
-                    0
-                }
-            } else {
-                e.0 = e.0.saturating_sub(1);
-                if e.0 == 0 {
-                    let size = e.1;
-                    let ino = s.ino;
-                    self.links.remove(&ino);
-                    size
-                } else {
-                    0
-                }
-            }
-        } else {
-            s.size
-        };
-        let g = self.dirs[s.dir as usize].group;
-        if add {
-            self.total_files += 1;
-            self.total_bytes += bytes;
-            self.dirs[g as usize].g_files += 1;
-            self.dirs[g as usize].g_bytes += s.size;
-            if s.in_queue() {
-                self.q_insert(id);
-            }
-            // At or above the (possibly stale) maximum: certainly the newest now. This keeps the
-            // common "newest file closed again" update O(1) instead of a rescan.
-            if self.newest.is_none_or(|n| s.mtime_ns >= n) {
-                self.newest = Some(s.mtime_ns);
-                self.newest_stale = false;
-            }
-        } else {
-            self.total_files -= 1;
-            self.total_bytes = self.total_bytes.saturating_sub(bytes);
-            let gn = &mut self.dirs[g as usize];
-            gn.g_files = gn.g_files.saturating_sub(1);
-            gn.g_bytes = gn.g_bytes.saturating_sub(s.size);
-            if s.in_queue() {
-                self.q_remove(id);
-            }
-            if self.newest == Some(s.mtime_ns) {
-                self.newest_stale = true;
-            }
-        }
-    }
-
     /// Removes a file from the index; returns what it was.
     pub fn remove_file(&mut self, id: FileId) -> FileSlot {
         self.account(id, false);
@@ -393,9 +347,11 @@ impl Index {
             self.files[s.next as usize].prev = s.prev;
         }
         self.names.release(s.name);
+        self.forget_holds(id);
         self.files[id as usize].flags = 0;
         self.q_count(s.dir, false);
         self.free_files.push(id);
+        self.maybe_compact();
         s
     }
 
@@ -411,7 +367,9 @@ impl Index {
         })
     }
 
-    /// Takes a file out of the eviction queue (`true`) or puts it back (`false`).
+    /// Takes a file out of the eviction queue (`true`) or puts it back (`false`). Holds go
+    /// through [`Index::hold`]; a dry run hides the files it would delete with this directly
+    /// and shows them again at the end of its pass.
     pub fn set_held(&mut self, id: FileId, held: bool) {
         let s = &mut self.files[id as usize];
         if s.flags & flag::LIVE == 0 || s.held() == held {
@@ -424,15 +382,6 @@ impl Index {
             self.q_remove(id);
         } else if now_queued && !was_queued {
             self.q_insert(id);
-        }
-    }
-
-    pub fn set_writing(&mut self, id: FileId, writing: bool) {
-        let s = &mut self.files[id as usize];
-        if writing {
-            s.flags |= flag::WRITING;
-        } else {
-            s.flags &= !flag::WRITING;
         }
     }
 
@@ -463,23 +412,48 @@ impl Index {
         self.newest
     }
 
-    /// The oldest managed file's mtime, including protected and held ones.
-    pub fn oldest_mtime(&mut self, held: &[FileId]) -> Option<i64> {
+    /// The oldest managed file's mtime, including held ones (protected files are left out:
+    /// they are never in the queue, and a scan for them would cost O(n)).
+    pub fn oldest_mtime(&mut self) -> Option<i64> {
         let q = self.peek().map(|(_, p)| p.mtime_ns);
-        held.iter()
-            .filter(|&&f| self.is_live(f))
-            .map(|&f| self.files[f as usize].mtime_ns)
-            .chain(q)
-            .min()
+        let held: Vec<i64> = self
+            .holds
+            .held_ids()
+            .map(|f| self.files[f as usize].mtime_ns)
+            .collect();
+        held.into_iter().chain(q).min()
+    }
+
+    /// Managed files (counted names) with an mtime after `ns`, and their bytes: O(n), for the
+    /// status figures of a blocked limit only (rate-limited by the caller).
+    pub fn managed_newer_than(&self, ns: i64) -> (u64, u64) {
+        self.files
+            .iter()
+            .filter(|s| s.flags & (flag::LIVE | flag::COUNTED) == flag::LIVE | flag::COUNTED)
+            .filter(|s| s.mtime_ns > ns)
+            .fold((0, 0), |(f, b), s| (f + 1, b + s.size))
     }
 
     // ---------------------------------------------------------------- housekeeping
 
-    /// Reclaims the name arena when removals have left more garbage than live names.
+    /// Reclaims the name arena when removals have left more garbage than live names (called
+    /// on every removal: amortised O(1), since a compaction halves the arena at least).
     pub fn maybe_compact(&mut self) {
-        if !self.names.wants_compaction() {
-            return;
+        if self.names.wants_compaction() {
+            self.compact_names();
         }
+    }
+
+    /// The arena's offsets are `u32`: before a name would not fit below 4 GiB, the garbage is
+    /// reclaimed. Live names alone past 4 GiB (a hundred million files) are beyond what one
+    /// index supports; `Names::push` then refuses to wrap (see there).
+    fn make_room_for_name(&mut self, name: &OsStr) {
+        if !self.names.fits(name) {
+            self.compact_names();
+        }
+    }
+
+    fn compact_names(&mut self) {
         let files = self
             .files
             .iter_mut()
@@ -498,8 +472,9 @@ impl Index {
         self.files.capacity() * std::mem::size_of::<FileSlot>()
             + self.dirs.capacity() * std::mem::size_of::<DirNode>()
             + self.names.heap_bytes()
-            + (self.by_name.capacity() + self.dir_by_name.capacity()) * 5
+            + (self.by_name.capacity() + self.dir_by_name.capacity() + self.by_ino.capacity()) * 5
             + self.queue_heap_bytes()
+            + self.holds.heap_bytes()
     }
 }
 

@@ -33,6 +33,12 @@ impl Names {
         let b = name.as_bytes();
         let len = b.len().min(u8::MAX as usize);
         let off = self.bytes.len();
+        if off + len > u32::MAX as usize {
+            // Live names past 4 GiB even after a compaction (see `Index::make_room_for_name`):
+            // an offset must never wrap onto another name. The empty name matches no file on
+            // disk, so such an entry is simply never acted on.
+            return NameRef::EMPTY;
+        }
         self.bytes.extend_from_slice(&b[..len]);
         NameRef {
             off: off as u32,
@@ -43,6 +49,11 @@ impl Names {
     pub fn get(&self, r: NameRef) -> &OsStr {
         let (off, len) = (r.off as usize, r.len as usize);
         OsStr::from_bytes(self.bytes.get(off..off + len).unwrap_or_default())
+    }
+
+    /// Whether `name` can be stored without the offset passing `u32::MAX`.
+    pub fn fits(&self, name: &OsStr) -> bool {
+        self.bytes.len() + name.len().min(u8::MAX as usize) <= u32::MAX as usize
     }
 
     /// Marks a name as no longer used.

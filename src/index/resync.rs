@@ -36,13 +36,23 @@ impl Index {
     /// within the last 50 ms is recorded as "unknown" (i64::MIN): timestamps are coarse (a
     /// clock tick), so a change right after this read could leave the mtime unchanged.
     pub fn set_dir_read(&mut self, d: DirId, ino: u64, mtime_ns: i64, now_ns: i64) {
+        self.set_dir_ino(d, ino);
         let n = &mut self.dirs[d as usize];
-        n.ino = ino;
         n.read_mtime_ns = if now_ns.saturating_sub(mtime_ns) < 50_000_000 {
             i64::MIN
         } else {
             mtime_ns
         };
+    }
+
+    /// Live directories with an inotify watch.
+    pub fn watched_dir_ids(&self) -> Vec<DirId> {
+        self.dirs
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.flags & (flag::LIVE | flag::WATCHED) == flag::LIVE | flag::WATCHED)
+            .map(|(i, _)| i as DirId)
+            .collect()
     }
 
     /// Live directories without an inotify watch.
@@ -53,6 +63,10 @@ impl Index {
             .filter(|(_, n)| n.flags & (flag::LIVE | flag::WATCHED) == flag::LIVE)
             .map(|(i, _)| i as DirId)
             .collect()
+    }
+
+    pub fn mark_file_seen(&mut self, f: FileId) {
+        self.files[f as usize].flags |= flag::SEEN;
     }
 
     pub fn mark_dir_seen(&mut self, d: DirId) {

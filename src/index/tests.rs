@@ -6,7 +6,6 @@ fn info(size: u64, mtime_ns: i64, ino: u64) -> FileInfo {
         size,
         mtime_ns,
         ino,
-        nlink: 1,
         managed: true,
         protected: false,
     }
@@ -58,13 +57,67 @@ fn unmanaged_and_protected_never_queued() {
 #[test]
 fn hard_links_count_once() {
     let mut ix = Index::new(1);
-    let mut l = info(100, 1, 42);
-    l.nlink = 2;
+    let l = info(100, 1, 42);
     let a = ix.upsert_file(ROOT, os("a.png"), l);
     ix.upsert_file(ROOT, os("b.png"), l);
-    assert_eq!((ix.total_files, ix.total_bytes), (2, 100));
+    assert_eq!((ix.total_files, ix.total_bytes), (1, 100));
     ix.remove_file(a);
     assert_eq!((ix.total_files, ix.total_bytes), (1, 100));
+}
+
+#[test]
+fn a_link_made_later_counts_once_and_moves_groups_when_its_first_name_goes() {
+    let mut ix = Index::new(1);
+    let g1 = ix.add_dir(ROOT, os("g1"), 2);
+    let g2 = ix.add_dir(ROOT, os("g2"), 3);
+    // Indexed first as a plain file (nlink 1 then), then a second name appears.
+    let a = ix.upsert_file(g1, os("a.png"), info(100, 1, 42));
+    ix.upsert_file(g1, os("other.png"), info(7, 1, 43));
+    let b = ix.upsert_file(g2, os("b.png"), info(100, 1, 42));
+    assert_eq!((ix.total_files, ix.total_bytes), (2, 107));
+    assert_eq!((ix.dir(g1).g_files, ix.dir(g1).g_bytes), (2, 107));
+    assert_eq!((ix.dir(g2).g_files, ix.dir(g2).g_bytes), (0, 0));
+    assert!(ix.is_counted(a) && !ix.is_counted(b));
+    // The inode grows, seen through its second name.
+    ix.upsert_file(g2, os("b.png"), info(150, 2, 42));
+    assert_eq!(ix.total_bytes, 157);
+    assert_eq!(ix.dir(g1).g_bytes, 157);
+    // The first name goes: the inode now counts in g2.
+    ix.remove_file(a);
+    assert!(ix.is_counted(b));
+    assert_eq!((ix.total_files, ix.total_bytes), (2, 157));
+    assert_eq!((ix.dir(g1).g_files, ix.dir(g1).g_bytes), (1, 7));
+    assert_eq!((ix.dir(g2).g_files, ix.dir(g2).g_bytes), (1, 150));
+    ix.remove_file(b);
+    assert_eq!((ix.total_files, ix.total_bytes), (1, 7));
+}
+
+#[test]
+fn holds_and_writers_die_with_their_file_and_their_index() {
+    use std::time::{Duration, Instant};
+    let mut ix = Index::new(1);
+    let now = Instant::now();
+    let a = ix.upsert_file(ROOT, os("a.png"), info(10, 100, 10));
+    let b = ix.upsert_file(ROOT, os("b.png"), info(10, 200, 11));
+    ix.hold(a, HoldReason::Locked, now + Duration::from_secs(5));
+    ix.mark_writing(b, now);
+    ix.hold(b, HoldReason::Writing, now + Duration::from_secs(1));
+    assert_eq!(ix.peek(), None);
+    assert_eq!(ix.next_hold_retry(), Some(now + Duration::from_secs(1)));
+    assert_eq!(ix.due_holds(now + Duration::from_secs(2)), vec![b]);
+    // The writer closes: its writing hold ends, the file is back in the queue.
+    ix.clear_writing(b);
+    assert_eq!(ix.peek().map(|p| p.0), Some(b));
+    // A removed file takes its hold along; its slot is reused by a fresh file.
+    ix.remove_file(a);
+    assert_eq!(ix.next_hold_retry(), None);
+    let c = ix.upsert_file(ROOT, os("c.png"), info(10, 50, 12));
+    assert_eq!(c, a, "the freed slot is reused");
+    assert!(ix.hold_of(c).is_none() && !ix.file(c).held());
+    assert_eq!(ix.peek().map(|p| p.0), Some(c));
+    // A new index (a replaced root) has nothing of the old one, and a new epoch.
+    let fresh = Index::new(2);
+    assert_ne!(fresh.epoch(), ix.epoch());
 }
 
 #[test]
@@ -100,10 +153,10 @@ fn remove_tree_and_groups() {
 fn held_files_leave_and_rejoin_the_queue() {
     let mut ix = Index::new(1);
     let a = ix.upsert_file(ROOT, os("a.png"), info(10, 100, 10));
-    ix.set_held(a, true);
+    ix.hold(a, HoldReason::Failing, std::time::Instant::now());
     assert_eq!(ix.peek(), None);
-    assert_eq!(ix.oldest_mtime(&[a]), Some(100));
-    ix.set_held(a, false);
+    assert_eq!(ix.oldest_mtime(), Some(100));
+    ix.unhold(a);
     assert_eq!(ix.peek().map(|p| p.0), Some(a));
 }
 

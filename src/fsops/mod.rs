@@ -1,16 +1,18 @@
 //! Every filesystem operation chartd performs under a root, fd-relative and without following
-//! symlinks, the way systemd-tmpfiles deletes: resolve beneath the root's directory fd, `statx`
-//! the name with `AT_SYMLINK_NOFOLLOW`, check it is still the file the index knows, skip it if a
-//! writer holds a BSD `flock` on it, and only then `unlinkat`.
+//! symlinks, the way systemd-tmpfiles works: resolve beneath the root's directory fd, `statx`
+//! names with `AT_SYMLINK_NOFOLLOW`, never enter another mount. Deleting a file is in
+//! `delete.rs` (take it off its name first, check, then unlink).
 //!
 //! Nothing here takes a path string to `unlink`: a path is only ever a list of names resolved
 //! from the root fd, one component at a time or with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, so a directory swapped for a symlink mid-way makes
 //! the operation fail instead of escaping the root.
 
-use rustix::fs::{
-    AtFlags, FileType, FlockOperation, Mode, OFlags, ResolveFlags, Statx, StatxFlags,
-};
+mod delete;
+
+pub use delete::{delete_file, is_private_name, remove_leftover, DeleteOutcome, Expect};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::io;
@@ -241,96 +243,6 @@ pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     ))
 }
 
-/// The identity the index recorded for a file; deletion goes ahead only if the name still
-/// refers to exactly this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expect {
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i64,
-}
-
-/// What happened when chartd tried to delete a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    /// Unlinked. `freed` estimates the bytes returned to the filesystem (0 for another hard link).
-    Deleted { freed: u64 },
-    /// The name no longer exists.
-    Gone,
-    /// The name now refers to something else (other inode, size, mtime, or not a regular file):
-    /// re-index it from this metadata instead of deleting.
-    Changed(Meta),
-    /// A writer holds a BSD lock on it: skipped, try later.
-    Locked,
-}
-
-/// Deletes `name` in the already-opened directory `dir` if, and only if, it is still the
-/// regular file described by `expect`, on the root's mount, and not `flock`ed by anyone.
-pub fn delete_file(
-    root: &RootDir,
-    dir: &OwnedFd,
-    name: &OsStr,
-    expect: Expect,
-) -> io::Result<DeleteOutcome> {
-    let m = match stat_at(dir, name) {
-        Ok(m) => m,
-        Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
-            return Ok(DeleteOutcome::Gone)
-        }
-        Err(e) => return Err(e),
-    };
-    if m.kind != Kind::File
-        || !root.same_mount(&m)
-        || m.ino != expect.ino
-        || m.size != expect.size
-        || m.mtime_ns != expect.mtime_ns
-    {
-        return Ok(DeleteOutcome::Changed(m));
-    }
-    // Take the lock through our own fd: O_NOFOLLOW refuses a symlink swapped in since the statx,
-    // O_NONBLOCK a fifo; the inode check below catches any other swap.
-    let lock_fd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    ) {
-        Ok(fd) => Some(fd),
-        // No read permission: we cannot test the lock, but a writer that can make us lose
-        // the race would need the same directory write permission we use to unlink.
-        Err(Errno::ACCESS) | Err(Errno::PERM) => None,
-        Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
-        Err(Errno::LOOP) | Err(Errno::NXIO) => {
-            let m = stat_at(dir, name)?;
-            return Ok(DeleteOutcome::Changed(m));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(fd) = &lock_fd {
-        let held = stat_fd(fd)?;
-        if held.ino != m.ino || held.kind != Kind::File {
-            return Ok(DeleteOutcome::Changed(held));
-        }
-        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => return Ok(DeleteOutcome::Locked),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) => {}
-        Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
-        Err(e) => return Err(e.into()),
-    }
-    let freed = if m.nlink <= 1 {
-        m.blocks.saturating_mul(512)
-    } else {
-        0
-    };
-    drop(lock_fd);
-    Ok(DeleteOutcome::Deleted { freed })
-}
-
 /// Removes the empty directory `name` in `parent`, if it is still the directory we expect and
 /// on the root's mount. Non-empty, gone or changed are all fine: nothing to do.
 pub fn remove_empty_dir(
@@ -384,5 +296,4 @@ pub fn is_gone(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-#[path = "fsops_tests.rs"]
 mod tests;

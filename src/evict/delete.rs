@@ -1,0 +1,292 @@
+//! Deleting one chosen file, and pruning the directories eviction emptied.
+//!
+//! The file goes through [`fsops::delete_file`] (taken off its name, checked, then unlinked);
+//! whatever the disk says instead (gone, changed, locked, unreadable, failing) updates the
+//! index or holds the file with a retry time. A refresh here may rebuild the index (the root
+//! was replaced): every id is checked against the index's epoch before it is used again.
+//!
+//! Emptied directories are pruned only once they have been quiet for the writer timeout
+//! (`grace`, at least 2 s): a writer that has just made sure its directory exists (`mkdir -p`)
+//! and is about to create a file in it must not find it gone. `purge` prunes at once: the
+//! operator asked for the group to go.
+
+use super::Pass;
+use crate::fsops::{self, DeleteOutcome, Expect};
+use crate::index::{DirId, FileId, HoldReason, ROOT};
+use crate::root::{now_ns, RootState};
+use crate::stats::Reason;
+use crate::watcher::Watcher;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long a `flock`ed (or changed-back) file is left alone before it is tried again.
+const LOCKED_RETRY: Duration = Duration::from_secs(30);
+
+/// A file removed (or, in a dry run, that would be).
+#[derive(Debug, Clone)]
+pub struct Removal {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub age: Duration,
+    pub reason: Reason,
+}
+
+impl RootState {
+    fn file_comps(&self, id: FileId) -> Vec<OsString> {
+        self.index
+            .file_components(id)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect()
+    }
+
+    /// Holds `id` for a retry after a failure, with the root's error backoff.
+    fn hold_failing(&mut self, id: FileId, reason: HoldReason) {
+        let retry = Instant::now() + self.error_backoff;
+        self.error_backoff = (self.error_backoff * 2).min(Duration::from_secs(300));
+        self.index.hold(id, reason, retry);
+    }
+
+    /// Deletes one file safely (or records it, in a dry run).
+    pub fn evict_one(&mut self, id: FileId, reason: Reason, pass: &mut Pass, w: &mut Watcher) {
+        pass.budget = pass.budget.saturating_sub(1);
+        let slot = *self.index.file(id);
+        let counted = self.index.is_counted(id);
+        let comps = self.file_comps(id);
+        let refs: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+        let path = self.abs_path(&refs);
+        let age = Duration::from_nanos(now_ns().saturating_sub(slot.mtime_ns).max(0) as u64);
+        if pass.dry_run {
+            self.index.set_held(id, true);
+            pass.temp_held.push(id);
+            let bytes = if counted { slot.size } else { 0 };
+            pass.virtual_bytes += bytes;
+            pass.virtual_free += bytes;
+            pass.files += 1;
+            pass.bytes += bytes;
+            if pass.collect {
+                pass.removals.push(Removal {
+                    path,
+                    bytes,
+                    age,
+                    reason,
+                });
+            }
+            return;
+        }
+        let Some((name, dir_comps)) = refs.split_last() else {
+            return;
+        };
+        let epoch = self.index.epoch();
+        let Some(root) = &self.dir else { return };
+        let dir_fd = match root.open_dir_path(dir_comps) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Its directory is gone or replaced: let the index catch up instead. If the
+                // file is still indexed afterwards, the directory cannot be entered (EACCES,
+                // say): hold the file back rather than retrying in a loop.
+                let mut real = self.real_path.clone();
+                real.extend(dir_comps);
+                self.refresh(&real, w);
+                if self.index.epoch() == epoch
+                    && self.index.is_live(id)
+                    && !self.index.file(id).held()
+                {
+                    if !fsops::is_gone(&e) {
+                        self.counters.errors += 1;
+                        let p = path.display().to_string();
+                        let hint = fsops::hint(&e);
+                        self.warn_limited("open-dir-error", || {
+                            format!("cannot open the directory of {p}: {e}. {hint}")
+                        });
+                    }
+                    self.hold_failing(id, HoldReason::Failing);
+                }
+                return;
+            }
+        };
+        let expect = Expect {
+            ino: slot.ino,
+            size: slot.size,
+            mtime_ns: slot.mtime_ns,
+        };
+        match fsops::delete_file(root, &dir_fd, name, expect) {
+            Ok(DeleteOutcome::Superseded { .. }) => {
+                tracing::info!(
+                    target: "chartd::evict",
+                    path = %path.display(),
+                    "{}: the file taken off this name was newer than the one chosen, and by the \
+                     time it was to be put back a writer had renamed another file over the \
+                     name: removed the one in hand (what that rename did to it); the name's \
+                     new file is kept",
+                    path.display()
+                );
+                let mut real = self.real_path.clone();
+                real.extend(&refs);
+                self.refresh(&real, w);
+            }
+            Ok(DeleteOutcome::Deleted { freed }) => {
+                let size = slot.size;
+                let before = self.index.total_bytes;
+                self.index.remove_file(id);
+                let bytes = before.saturating_sub(self.index.total_bytes);
+                let started = pass.started.unwrap_or_else(Instant::now);
+                self.record_removal(reason, bytes, started);
+                self.error_backoff = Duration::from_secs(1);
+                self.fs_free = self.fs_free.saturating_add(freed);
+                pass.files += 1;
+                pass.bytes += bytes;
+                if matches!(reason, Reason::Size | Reason::FreeSpace) {
+                    self.pressure_evicted_age = Some(age);
+                }
+                tracing::info!(
+                    target: "chartd::evict",
+                    path = %path.display(),
+                    bytes = size,
+                    age_seconds = age.as_secs(),
+                    reason = reason.as_str(),
+                    "deleted {} ({} bytes, age {}, reason {})",
+                    path.display(),
+                    size,
+                    humantime::format_duration(Duration::from_secs(age.as_secs())),
+                    reason.as_str()
+                );
+                if pass.collect {
+                    pass.removals.push(Removal {
+                        path,
+                        bytes,
+                        age,
+                        reason,
+                    });
+                }
+                if self.cfg.prune_empty_dirs {
+                    if reason == Reason::Purge {
+                        self.prune_now(slot.dir);
+                    } else {
+                        let at = Instant::now() + self.writer_quiet();
+                        self.index.schedule_prune(slot.dir, at);
+                    }
+                }
+            }
+            Ok(DeleteOutcome::Gone) => {
+                self.index.remove_file(id);
+            }
+            Ok(DeleteOutcome::Changed(_)) => {
+                let mut real = self.real_path.clone();
+                real.extend(&refs);
+                self.refresh(&real, w);
+                // Still the same entry at the head (e.g. it changed back)? Leave it for now.
+                if self.index.epoch() == epoch
+                    && self.index.is_live(id)
+                    && self.index.peek().map(|p| p.0) == Some(id)
+                {
+                    self.index
+                        .hold(id, HoldReason::Changed, Instant::now() + LOCKED_RETRY);
+                }
+            }
+            Ok(DeleteOutcome::Locked) => {
+                tracing::debug!(path = %path.display(), "locked by a writer (flock); skipped");
+                pass.skipped += 1;
+                self.index
+                    .hold(id, HoldReason::Locked, Instant::now() + LOCKED_RETRY);
+            }
+            Ok(DeleteOutcome::Unreadable) => {
+                self.counters.errors += 1;
+                pass.skipped += 1;
+                let p = path.display().to_string();
+                self.warn_limited("unreadable", || {
+                    format!(
+                        "cannot open {p} to check it before deleting it (permission denied): \
+                         kept. chartd needs read permission on the files it manages (see \
+                         README, Permissions)"
+                    )
+                });
+                self.hold_failing(id, HoldReason::Unreadable);
+            }
+            Err(e) => {
+                self.counters.errors += 1;
+                pass.skipped += 1;
+                let hint = fsops::hint(&e);
+                let p = path.display().to_string();
+                self.warn_limited("delete-error", || format!("cannot delete {p}: {e}. {hint}"));
+                self.hold_failing(id, HoldReason::Failing);
+            }
+        }
+    }
+
+    /// Removes the directories whose prune is due, if they are still empty and have been quiet
+    /// (no entry added or removed) for the writer timeout.
+    pub fn run_due_prunes(&mut self) {
+        let quiet = self.writer_quiet();
+        for d in self.index.due_prunes(Instant::now()) {
+            if d == ROOT || !self.index.is_live_dir(d) || !self.index.dir_is_empty(d) {
+                continue;
+            }
+            match self.dir_mtime(d) {
+                Some(m) => {
+                    let quiet_ns = quiet.as_nanos().min(i64::MAX as u128) as i64;
+                    let wait = m.saturating_add(quiet_ns).saturating_sub(now_ns());
+                    if wait > 0 {
+                        let at = Instant::now() + Duration::from_nanos(wait as u64);
+                        self.index.schedule_prune(d, at);
+                        continue;
+                    }
+                }
+                None => continue,
+            }
+            let parent = self.index.dir(d).parent;
+            if self.remove_if_empty(d) && parent != ROOT && self.index.dir_is_empty(parent) {
+                self.index.schedule_prune(parent, Instant::now() + quiet);
+            }
+        }
+    }
+
+    fn dir_mtime(&self, d: DirId) -> Option<i64> {
+        let root = self.dir.as_ref()?;
+        let comps: Vec<OsString> = self
+            .index
+            .dir_components(d)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect();
+        let fd = root.open_dir_path(&comps).ok()?;
+        fsops::stat_fd(&fd).ok().map(|m| m.mtime_ns)
+    }
+
+    /// Removes emptied directories at once, up to (and including) the group directory, never
+    /// the root (`purge`).
+    fn prune_now(&mut self, mut d: DirId) {
+        while d != ROOT && self.index.is_live_dir(d) && self.index.dir_is_empty(d) {
+            let parent = self.index.dir(d).parent;
+            if !self.remove_if_empty(d) {
+                return;
+            }
+            d = parent;
+        }
+    }
+
+    /// `rmdir` of `d` if it is still the empty directory the index knows, on the root's mount.
+    fn remove_if_empty(&mut self, d: DirId) -> bool {
+        let node = *self.index.dir(d);
+        let name = self.index.dir_name(d).to_owned();
+        let parent_comps: Vec<OsString> = self
+            .index
+            .dir_components(node.parent)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect();
+        let Some(root) = &self.dir else { return false };
+        let Ok(pfd) = root.open_dir_path(&parent_comps) else {
+            return false;
+        };
+        match fsops::remove_empty_dir(root, &pfd, &name, node.ino) {
+            Ok(true) => {
+                // notify drops the watch itself when the directory's IN_DELETE_SELF arrives.
+                self.index.remove_dir_tree(d);
+                true
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Deleting one file so that only the file the decision was about can go, after cachefilesd's
+//! graveyard: the victim is first taken off its name, then checked, then unlinked.
+//!
+//! Why not "check the name, then unlink the name": between the two a writer can put a fresh
+//! file at that name (matplotlib's `savefig` truncates and rewrites a fixed name in place;
+//! atomic writers rename a new file over it), and `unlinkat` deletes whatever the name refers
+//! to by then. The review behind issue #7 deleted 1,027 of 3,000 charts regenerated right at
+//! their expiry that way. Here the name is only ever *moved* (`renameat2(RENAME_NOREPLACE)` to a
+//! private name in the same directory), and what was moved is checked before anything is
+//! deleted:
+//!
+//! 1. open the name (`O_NOFOLLOW | O_NONBLOCK`) and check, through that fd, the inode, size
+//!    and mtime the decision was made on; a writer's BSD `flock` makes chartd skip it;
+//! 2. move the name to a private name (`.chartd-evict.PID.N`);
+//! 3. `statx` the private name: the same inode as the fd, still the same size and mtime →
+//!    unlink it. Otherwise put it back with `RENAME_NOREPLACE`. If the name was taken again
+//!    meanwhile, the file in hand is one that its writer has already replaced by a second
+//!    rename: removing it is what that rename did (reported as such).
+//!
+//! A file chartd cannot open is held and reported, never deleted blind. Private names are
+//! never managed, their events are dropped, and a leftover of a crash between 2 and 3 is
+//! removed when a walk finds it.
+
+use super::{stat_at, stat_fd, Kind, Meta, RootDir};
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The prefix of chartd's private names.
+const PRIVATE: &[u8] = b".chartd-evict.";
+
+static NEXT_PRIVATE: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `name` is one of chartd's private names (never managed, its events ignored).
+pub fn is_private_name(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(PRIVATE)
+}
+
+fn private_name() -> OsString {
+    let n = NEXT_PRIVATE.fetch_add(1, Ordering::Relaxed);
+    OsString::from(format!(".chartd-evict.{}.{n:x}", std::process::id()))
+}
+
+/// The identity the index recorded for a file; deletion goes ahead only if what is taken off
+/// the name is still exactly this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// What happened when chartd tried to delete a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Unlinked. `freed` estimates the bytes returned to the filesystem (0 for another hard link).
+    Deleted { freed: u64 },
+    /// The file taken off the name was not the expected one, and the name had been taken
+    /// again by the time chartd went to put it back: the writer's second rename replaced it,
+    /// so it was unlinked (what that rename did to it).
+    Superseded { freed: u64 },
+    /// The name no longer exists.
+    Gone,
+    /// The name refers to something else now (another inode, size or mtime, or not a regular
+    /// file): re-index it from this metadata instead of deleting.
+    Changed(Meta),
+    /// A writer holds a BSD lock on it: skipped, try later.
+    Locked,
+    /// chartd may not open it (EACCES/EPERM), so it cannot check its identity or lock: kept.
+    Unreadable,
+}
+
+fn freed(m: &Meta) -> u64 {
+    if m.nlink <= 1 {
+        m.blocks.saturating_mul(512)
+    } else {
+        0
+    }
+}
+
+fn matches(m: &Meta, e: &Expect) -> bool {
+    m.kind == Kind::File && m.ino == e.ino && m.size == e.size && m.mtime_ns == e.mtime_ns
+}
+
+/// Deletes `name` in the already-opened directory `dir` if, and only if, the file taken off
+/// that name is the regular file described by `expect`, on the root's mount, and not
+/// `flock`ed by anyone. See the module comment for the protocol.
+pub fn delete_file(
+    root: &RootDir,
+    dir: &OwnedFd,
+    name: &OsStr,
+    expect: Expect,
+) -> io::Result<DeleteOutcome> {
+    // 1. Open it: O_NOFOLLOW refuses a symlink, O_NONBLOCK a fifo.
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
+        Err(Errno::ACCESS) | Err(Errno::PERM) => return Ok(DeleteOutcome::Unreadable),
+        Err(Errno::LOOP) | Err(Errno::NXIO) => {
+            return match stat_at(dir, name) {
+                Ok(m) => Ok(DeleteOutcome::Changed(m)),
+                Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                    Ok(DeleteOutcome::Gone)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let held = stat_fd(&fd)?;
+    if !matches(&held, &expect) || !root.same_mount(&held) {
+        return Ok(DeleteOutcome::Changed(held));
+    }
+    match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => return Ok(DeleteOutcome::Locked),
+        Err(e) => return Err(e.into()),
+    }
+    // 2. Take it off its name. From here on a writer creating or renaming a file at `name`
+    //    makes a new file there, which this call never touches.
+    let private = private_name();
+    match rename_noreplace(dir, name, &private) {
+        Ok(()) => {}
+        Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
+        Err(e) => return Err(e.into()),
+    }
+    // 3. Check what was taken: the inode we opened and locked, unchanged since the decision.
+    let taken = match stat_at(dir, &private) {
+        Ok(m) => m,
+        Err(e) => {
+            // Cannot look at it: put it back rather than delete something unchecked.
+            let _ = put_back(dir, &private, name);
+            return Err(e);
+        }
+    };
+    if taken.ino == held.ino && matches(&taken, &expect) {
+        rustix::fs::unlinkat(dir, &private, AtFlags::empty())?;
+        drop(fd);
+        return Ok(DeleteOutcome::Deleted {
+            freed: freed(&taken),
+        });
+    }
+    match put_back(dir, &private, name) {
+        Ok(()) => Ok(DeleteOutcome::Changed(taken)),
+        Err(Errno::EXIST) => {
+            // The name was taken again: the file in hand was replaced by its writer's next
+            // rename. Removing it is what that rename did.
+            rustix::fs::unlinkat(dir, &private, AtFlags::empty())?;
+            Ok(DeleteOutcome::Superseded {
+                freed: freed(&taken),
+            })
+        }
+        Err(e) => {
+            tracing::error!(
+                name = %name.to_string_lossy(),
+                private = %private.to_string_lossy(),
+                "cannot put a file back under its name after an aborted deletion: {e}; it is \
+                 kept under the private name"
+            );
+            Err(e.into())
+        }
+    }
+}
+
+/// `renameat2(RENAME_NOREPLACE)` within one directory. Where the filesystem lacks the flag
+/// (EINVAL), a plain rename is used: the target is a fresh private name nobody else uses.
+fn rename_noreplace(dir: &OwnedFd, from: &OsStr, to: &OsStr) -> Result<(), Errno> {
+    match rustix::fs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) | Err(Errno::NOSYS) => rustix::fs::renameat(dir, from, dir, to),
+        r => r,
+    }
+}
+
+/// Puts a file back under `name`, never replacing what a writer may have put there meanwhile
+/// (EEXIST then). Without `RENAME_NOREPLACE`, `linkat` (which never replaces) and an unlink of
+/// the private name do the same.
+fn put_back(dir: &OwnedFd, private: &OsStr, name: &OsStr) -> Result<(), Errno> {
+    match rustix::fs::renameat_with(dir, private, dir, name, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) | Err(Errno::NOSYS) => {
+            rustix::fs::linkat(dir, private, dir, name, AtFlags::empty())?;
+            rustix::fs::unlinkat(dir, private, AtFlags::empty())
+        }
+        r => r,
+    }
+}
+
+/// Removes a leftover private name (a crash between taking a file off its name and unlinking
+/// it) if it is still the regular file `ino` on the root's mount.
+pub fn remove_leftover(root: &RootDir, dir: &OwnedFd, name: &OsStr, ino: u64) -> io::Result<bool> {
+    if !is_private_name(name) {
+        return Ok(false);
+    }
+    let m = stat_at(dir, name)?;
+    if m.kind != Kind::File || m.ino != ino || !root.same_mount(&m) {
+        return Ok(false);
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+    Ok(true)
+}

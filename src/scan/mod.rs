@@ -1,0 +1,386 @@
+//! Keeping the index equal to the disk by reading it: the crawl (watch first, then read, so
+//! nothing created meanwhile is missed; `crawl.rs` pipelines the full one), the resync (mark
+//! and sweep), and the recording of one directory entry.
+//!
+//! Everything is fd-relative beneath the root: directories are opened with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`, entries are `statx`ed without
+//! following symlinks, and a directory on another mount is never entered. A directory that
+//! cannot be read (EACCES, EMFILE, EIO: anything but "gone") keeps what the index knows of it:
+//! only what is known to be gone is swept.
+
+mod events;
+mod watches;
+
+pub use watches::kernel_watches;
+
+use crate::fsops::{self, Kind, Meta};
+use crate::index::{DirId, FileId, FileInfo, ROOT};
+use crate::root::RootState;
+use crate::watcher::Watcher;
+use rustix::fs::FileType;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Directory fds the crawl keeps open ahead of reading them (well below the fd limit).
+const MAX_HELD_FDS: usize = 256;
+
+impl RootState {
+    fn owned_components(&self, d: DirId) -> Vec<OsString> {
+        self.index
+            .dir_components(d)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect()
+    }
+
+    /// Crawls the whole root (first start) or resyncs it against the disk (overflow, safety
+    /// net, `cleanup`): every entry seen is (re)indexed, every indexed entry not seen is dropped.
+    pub fn resync_all(&mut self, w: &mut Watcher) {
+        if self.dir.is_some() && !self.root_unchanged() {
+            // Removed, replaced or mounted over since it was opened (no event need say so).
+            self.check_root(w);
+        }
+        if self.dir.is_none() && !self.open_root() {
+            self.watch_parent(w);
+            return;
+        }
+        self.watch_limit_hit = false;
+        // notify may have dropped watches whose events were then lost (a full channel):
+        // re-add every watch (re-adding a live one is a no-op for the kernel).
+        self.forget_watches(ROOT);
+        self.resync_dir(ROOT, w, false);
+        self.remove_leftovers();
+        // After the tree: when watches are scarce, the tree's come first.
+        self.watch_parent(w);
+        self.update_degraded();
+        self.update_space();
+        self.index.maybe_compact();
+        release_free_heap();
+    }
+
+    /// After lost events (an overflow): rereads only the directories whose mtime moved since
+    /// chartd last read them (entries created, deleted or renamed in them), instead of the
+    /// whole tree. One `statx` per known directory; a directory that cannot be looked at, or
+    /// whose inode changed, is reread through the safe path (and dropped if it is gone). Files
+    /// rewritten in place in an unchanged directory are caught by their next event or by the
+    /// periodic full resync.
+    pub fn quick_resync(&mut self, w: &mut Watcher) {
+        let Some(root) = &self.dir else {
+            self.resync_all(w);
+            return;
+        };
+        let mut stale = Vec::new();
+        for d in self.index.subtree(ROOT) {
+            let node = *self.index.dir(d);
+            let rel: PathBuf = self.index.dir_components(d).into_iter().collect();
+            let now = if d == ROOT {
+                fsops::stat_fd(&root.fd)
+            } else {
+                fsops::stat_at(&root.fd, rel.as_os_str())
+            };
+            match now {
+                Ok(m)
+                    if m.kind == Kind::Dir
+                        && m.ino == node.ino
+                        && m.mtime_ns == node.read_mtime_ns => {}
+                _ => stale.push(d),
+            }
+        }
+        for d in stale {
+            if self.progress.cancelled() {
+                return;
+            }
+            if self.index.is_live_dir(d) {
+                self.resync_dir(d, w, true);
+            }
+        }
+        self.update_degraded();
+        self.update_space();
+    }
+
+    /// Mark and sweep below `d`; `shallow`: only `d`'s own entries (and directories new to the
+    /// index), used to rescan directories that have no watch.
+    pub fn resync_dir(&mut self, d: DirId, w: &mut Watcher, shallow: bool) {
+        if shallow {
+            for f in self.index.files_in(d) {
+                self.index.unmark_file(f);
+            }
+            for c in self.index.children(d) {
+                self.index.unmark_dir(c);
+            }
+        } else {
+            self.index.unmark_subtree(d);
+        }
+        if d == ROOT && !shallow {
+            self.crawl_all(w);
+        } else {
+            self.walk(d, w, shallow);
+        }
+        if self.progress.cancelled() {
+            return;
+        }
+        // Sweep: whatever the walk did not see is gone from disk.
+        let scope = if shallow {
+            vec![d]
+        } else {
+            self.index.subtree(d)
+        };
+        for x in scope {
+            if !self.index.is_live_dir(x) {
+                continue;
+            }
+            for f in self.index.files_in(x) {
+                if !self.index.file_seen(f) {
+                    self.index.remove_file(f);
+                }
+            }
+            for c in self.index.children(x) {
+                if !self.index.dir_seen(c) {
+                    self.drop_dir(c, w);
+                }
+            }
+        }
+        if d == ROOT && !self.index.dir_seen(ROOT) {
+            self.check_root(w);
+        }
+    }
+
+    /// Reads directories depth-first from `start`, indexing what it finds and adding a watch
+    /// to each directory before reading it.
+    fn walk(&mut self, start: DirId, w: &mut Watcher, shallow: bool) {
+        // Directories still to read, with their fd when it was opened relative to the parent
+        // (one `openat` instead of a resolution from the root). Directories pushed while too
+        // many fds are held are opened from the root when their turn comes.
+        let mut stack: Vec<(DirId, Option<OwnedFd>)> = vec![(start, None)];
+        let mut held_fds = 0usize;
+        let mut subdirs: Vec<DirId> = Vec::new();
+        let now = crate::root::now_ns();
+        while let Some((d, pre)) = stack.pop() {
+            if pre.is_some() {
+                held_fds -= 1;
+            }
+            if self.progress.cancelled() {
+                return;
+            }
+            self.progress.tick();
+            let Some(root) = &self.dir else { return };
+            let comps = self.owned_components(d);
+            let fd = match pre.map_or_else(|| root.open_dir(&comps), Ok) {
+                Ok(fd) => fd,
+                // Gone, replaced by a symlink, or a mount point: left unseen, so swept.
+                Err(e) if fsops::is_gone(&e) => continue,
+                // Cannot be read now (EACCES, EMFILE, EIO): keep what is known of it.
+                Err(e) => {
+                    self.keep_unreadable(d, &e);
+                    continue;
+                }
+            };
+            match fsops::stat_fd(&fd) {
+                Ok(m) if d == ROOT || root.same_mount(&m) => {
+                    self.index
+                        .set_dir_read(d, m.ino, m.mtime_ns, crate::root::now_ns())
+                }
+                _ => continue,
+            }
+            self.index.mark_dir_seen(d);
+            // Watch first, then read: whatever is created from now on produces an event.
+            self.ensure_watched(d, &comps, w);
+            // Reading through the same fd (no reopen of ".") halves the IN_OPEN/IN_CLOSE
+            // events chartd's own crawl generates.
+            let mut entries = match rustix::fs::Dir::new(fd) {
+                Ok(it) => it,
+                Err(e) => {
+                    self.keep_unreadable(d, &e.into());
+                    continue;
+                }
+            };
+            let dfd = match entries
+                .fd()
+                .map_err(std::io::Error::from)
+                .and_then(|f| f.try_clone_to_owned())
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    self.keep_unreadable(d, &e);
+                    continue;
+                }
+            };
+            let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
+            subdirs.clear();
+            while let Some(entry) = entries.read() {
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        // A partial listing: what was not reached is not known to be gone.
+                        self.keep_unreadable(d, &e.into());
+                        break;
+                    }
+                };
+                let name = OsStr::from_bytes(entry.file_name().to_bytes());
+                if name == "." || name == ".." {
+                    continue;
+                }
+                if fsops::is_private_name(name) {
+                    self.leftovers.push((d, name.to_owned(), entry.ino()));
+                    continue;
+                }
+                let is_dir = match entry.file_type() {
+                    FileType::Directory => true,
+                    FileType::Unknown => {
+                        matches!(fsops::stat_at(&dfd, name), Ok(m) if m.kind == Kind::Dir)
+                    }
+                    _ => false,
+                };
+                if is_dir {
+                    if let Some(f) = self.index.find_file(d, name) {
+                        self.index.remove_file(f);
+                    }
+                    let known = self.index.find_dir(d, name);
+                    let child = self.index.add_dir(d, name, entry.ino());
+                    if !shallow || known.is_none() {
+                        subdirs.push(child);
+                    } else {
+                        self.index.mark_dir_seen(child);
+                    }
+                    continue;
+                }
+                match fsops::stat_at(&dfd, name) {
+                    Ok(m) if m.kind == Kind::Dir => {
+                        // Raced: it became a directory since readdir. Look again next time.
+                        continue;
+                    }
+                    Ok(m) => {
+                        let f = self.upsert_entry(d, &dir_comps, name, &m);
+                        self.presume_writing(f, m.mtime_ns, now);
+                    }
+                    Err(e) if fsops::is_gone(&e) => continue,
+                    Err(_) => {
+                        // Cannot look at it now: keep what the index knows.
+                        if let Some(f) = self.index.find_file(d, name) {
+                            self.index.mark_file_seen(f);
+                        }
+                    }
+                }
+            }
+            drop(entries);
+            for &child in &subdirs {
+                let pre = if held_fds < MAX_HELD_FDS {
+                    fsops::open_subdir(&dfd, self.index.dir_name(child)).ok()
+                } else {
+                    None
+                };
+                held_fds += usize::from(pre.is_some());
+                stack.push((child, pre));
+            }
+        }
+    }
+
+    /// Records a non-directory entry: managed files in the totals and the queue, everything
+    /// else (excluded, symlinks, sockets, ...) as unmanaged.
+    pub(crate) fn upsert_entry(
+        &mut self,
+        d: DirId,
+        dir_comps: &[&OsStr],
+        name: &OsStr,
+        m: &Meta,
+    ) -> FileId {
+        if let Some(old) = self.index.find_dir(d, name) {
+            self.index.remove_dir_tree(old);
+        }
+        let mut comps: Vec<&OsStr> = dir_comps.to_vec();
+        comps.push(name);
+        let managed =
+            m.kind == Kind::File && !fsops::is_private_name(name) && self.policy.managed(&comps);
+        let protected = managed && self.policy.protected(&comps);
+        self.index.upsert_file(
+            d,
+            name,
+            FileInfo {
+                size: m.size,
+                mtime_ns: m.mtime_ns,
+                ino: m.ino,
+                managed,
+                protected,
+            },
+        )
+    }
+
+    /// A file found by reading a directory (not through an event) may be open for writing
+    /// without chartd having seen its IN_MODIFY: it was written before the directory's watch
+    /// existed (a new directory, a restart). If it changed within the writer timeout, it counts
+    /// as being written since its mtime (held when it comes up for eviction, until quiet).
+    pub(crate) fn presume_writing(&mut self, f: FileId, mtime_ns: i64, now: i64) {
+        let quiet_ns = self.writer_quiet().as_nanos().min(i64::MAX as u128) as i64;
+        if mtime_ns.saturating_add(quiet_ns) > now && self.index.file(f).managed() {
+            let ago = std::time::Duration::from_nanos(now.saturating_sub(mtime_ns).max(0) as u64);
+            let at = std::time::Instant::now()
+                .checked_sub(ago)
+                .unwrap_or_else(std::time::Instant::now);
+            self.index.mark_writing(f, at);
+        }
+    }
+
+    /// A directory that could not be read (anything but "gone"): everything the index knows
+    /// below it stays (marked seen), the error is counted and reported.
+    pub(crate) fn keep_unreadable(&mut self, d: DirId, e: &std::io::Error) {
+        for x in self.index.subtree(d) {
+            self.index.mark_dir_seen(x);
+            for f in self.index.files_in(x) {
+                self.index.mark_file_seen(f);
+            }
+        }
+        self.counters.errors = self.counters.errors.saturating_add(1);
+        let p = self
+            .abs_path(&self.index.dir_components(d))
+            .display()
+            .to_string();
+        let hint = fsops::hint(e);
+        self.warn_limited("read-dir-error", || {
+            format!("cannot read the directory {p}: {e}; what chartd knew of it is kept. {hint}")
+        });
+    }
+
+    /// Removes leftovers of interrupted deletions (chartd's private names, see
+    /// `fsops/delete.rs`) that a walk found.
+    pub(crate) fn remove_leftovers(&mut self) {
+        for (d, name, ino) in std::mem::take(&mut self.leftovers) {
+            if !self.index.is_live_dir(d) {
+                continue;
+            }
+            let Some(root) = &self.dir else { return };
+            let comps: Vec<OsString> = self
+                .index
+                .dir_components(d)
+                .into_iter()
+                .map(|s| s.to_owned())
+                .collect();
+            let Ok(fd) = root.open_dir_path(&comps) else {
+                continue;
+            };
+            if let Ok(true) = fsops::remove_leftover(root, &fd, &name, ino) {
+                tracing::warn!(
+                    root = %self.cfg.path.display(),
+                    "removed {} in {}: a file chartd had taken off its name to delete it when it \
+                     was stopped",
+                    name.to_string_lossy(),
+                    self.abs_path(&self.index.dir_components(d)).display()
+                );
+            }
+        }
+    }
+}
+
+/// Gives the heap pages that a full crawl's temporaries used (directory listings, paths,
+/// channel buffers, and the per-thread arenas of the crawl's reader threads) back to the
+/// kernel. Without it they stay resident for the daemon's life: freed, but never returned,
+/// because glibc only trims the top of the main heap on its own.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and only releases memory malloc owns and that is
+    // free; it is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
