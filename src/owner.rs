@@ -156,8 +156,11 @@ impl Owner {
                             watcher: &mut self.watcher,
                             cleanup_enabled: self.cfg.cleanup_enabled,
                         };
+                        let resyncs = matches!(cmd.request, crate::control::Request::Cleanup { .. });
                         let reply = commands::handle(scope, cmd.request);
-                        self.check_watches();
+                        if resyncs {
+                            self.check_watches();
+                        }
                         self.enforce_all();
                         let _ = cmd.reply.send(reply);
                     }

@@ -105,7 +105,11 @@ fn symlink_and_rename_races_never_delete_outside_the_root_or_policy() {
     let t0 = Instant::now();
     let removed_before = d.status_root()["files_removed"].as_u64().unwrap();
     let mut swaps = [0u64; 3];
-    for it in 0..iterations {
+    // At least the iterations, and at least 2 s of attack: on a fast machine 500 iterations
+    // take 0.2 s, too short for the positive control below to mean anything.
+    let mut it = 0usize;
+    while it < iterations || t0.elapsed() < Duration::from_secs(2) {
+        it += 1;
         refill(&victim, "c", &recreated);
         refill(&ra, "a", &recreated);
         refill(&rb, "b", &recreated);
@@ -138,6 +142,7 @@ fn symlink_and_rename_races_never_delete_outside_the_root_or_policy() {
             let _ = fs::remove_file(links.join(format!("l{}.png", (it / 100) % VICTIMS)));
         }
     }
+    let iterations = it;
     let attack = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
