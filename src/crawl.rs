@@ -133,13 +133,22 @@ fn list(
 }
 
 impl RootState {
-    /// Walks the whole root: every directory watched, then read; everything found indexed
-    /// and marked seen (the caller sweeps what was not).
-    pub fn crawl_all(&mut self, w: &mut Watcher) {
+    /// The one walker of chartd (the first crawl, every resync, a new directory found by an
+    /// event): every directory from `start` down is watched, then read; everything found is
+    /// indexed and marked seen (the caller sweeps what was not). `shallow`: only `start`'s own
+    /// entries, and the directories new to the index. The full walk of a root is pipelined
+    /// over reader threads; a partial one (a few directories) runs on the owner alone, where
+    /// starting threads would cost more than the reading.
+    pub fn crawl(&mut self, start: DirId, shallow: bool, w: &mut Watcher) {
         let Some(root) = &self.dir else { return };
+        let parallel = start == ROOT && !shallow;
         // The owner and notify's thread on one CPU while watches are added (see affinity.rs);
         // restored when `pinned` drops at the end of the crawl.
-        let pinned = crate::affinity::pin_with_notify();
+        let pinned = if parallel {
+            crate::affinity::pin_with_notify()
+        } else {
+            None
+        };
         let reader_cpus = pinned.as_ref().map(|p| p.all);
         let root_dev = root.meta.dev;
         let open_ahead = AtomicUsize::new(0);
@@ -148,7 +157,7 @@ impl RootState {
         std::thread::scope(|scope| {
             let (res_tx, res_rx) = mpsc::channel::<Listing>();
             let mut jobs = Vec::new();
-            for i in 0..READERS {
+            for i in 0..if parallel { READERS } else { 0 } {
                 let (tx, rx) = mpsc::channel::<(DirId, OwnedFd)>();
                 let res_tx = res_tx.clone();
                 let open_ahead = &open_ahead;
@@ -173,7 +182,8 @@ impl RootState {
                 }
             }
             drop(res_tx);
-            let mut queue: VecDeque<(DirId, Option<OwnedFd>)> = VecDeque::from([(ROOT, None)]);
+            let mut queue: VecDeque<(DirId, Option<OwnedFd>)> = VecDeque::from([(start, None)]);
+            let mut first = true;
             let mut in_flight = 0usize;
             let mut next = 0usize;
             loop {
@@ -192,7 +202,10 @@ impl RootState {
                     let Some(fd) = self.open_for_crawl(d, pre) else {
                         continue;
                     };
-                    let comps = self.components_owned(d);
+                    // Below the start of a shallow walk only new directories are entered,
+                    // and those wholly.
+                    let shallow_here = shallow && std::mem::take(&mut first);
+                    let comps = self.index.dir_path(d);
                     self.ensure_watched(d, &comps, w);
                     let job = (d, fd);
                     let sent = match jobs.get(next % jobs.len().max(1)) {
@@ -205,12 +218,12 @@ impl RootState {
                         // No reader thread: list it here.
                         Err((d, fd)) => {
                             let l = list(d, fd, root_dev, &open_ahead, budget);
-                            self.file_listing(l, &mut queue, now);
+                            self.file_listing(l, &mut queue, now, shallow_here, &open_ahead);
                         }
                     }
                     while let Ok(l) = res_rx.try_recv() {
                         in_flight -= 1;
-                        self.file_listing(l, &mut queue, now);
+                        self.file_listing(l, &mut queue, now, false, &open_ahead);
                     }
                 }
                 if in_flight == 0 {
@@ -222,7 +235,7 @@ impl RootState {
                 match res_rx.recv() {
                     Ok(l) => {
                         in_flight -= 1;
-                        self.file_listing(l, &mut queue, now);
+                        self.file_listing(l, &mut queue, now, false, &open_ahead);
                     }
                     Err(_) => break,
                 }
@@ -237,7 +250,7 @@ impl RootState {
         let root = self.dir.as_ref()?;
         let fd = match pre {
             Some(fd) => fd,
-            None => match root.open_dir(&self.components_owned(d)) {
+            None => match root.open_dir(&self.index.dir_path(d)) {
                 Ok(fd) => fd,
                 Err(e) => {
                     if !fsops::is_gone(&e) {
@@ -258,25 +271,20 @@ impl RootState {
         Some(fd)
     }
 
-    fn components_owned(&self, d: DirId) -> Vec<OsString> {
-        self.index
-            .dir_components(d)
-            .into_iter()
-            .map(|s| s.to_owned())
-            .collect()
-    }
-
-    /// Files one listing into the index; its subdirectories join the queue.
+    /// Files one listing into the index; its subdirectories join the queue (with `shallow`,
+    /// only those new to the index; the others are marked seen as they are).
     fn file_listing(
         &mut self,
         l: Listing,
         queue: &mut VecDeque<(DirId, Option<OwnedFd>)>,
         now: i64,
+        shallow: bool,
+        open_ahead: &AtomicUsize,
     ) {
         if !self.index.is_live_dir(l.dir) {
             return;
         }
-        let comps = self.components_owned(l.dir);
+        let comps = self.index.dir_path(l.dir);
         let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
         if let Some(e) = &l.error {
             self.keep_unreadable(l.dir, e);
@@ -305,8 +313,16 @@ impl RootState {
                     if let Some(f) = self.index.find_file(l.dir, &name) {
                         self.index.remove_file(f);
                     }
+                    let known = self.index.find_dir(l.dir, &name).is_some();
                     let child = self.index.add_dir(l.dir, &name, ino);
-                    queue.push_back((child, fd));
+                    if shallow && known {
+                        self.index.mark_dir_seen(child);
+                        if fd.is_some() {
+                            open_ahead.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        queue.push_back((child, fd));
+                    }
                 }
             }
         }

@@ -16,7 +16,7 @@ use crate::index::{DirId, FileId, HoldReason, ROOT};
 use crate::root::{now_ns, RootState};
 use crate::stats::Reason;
 use crate::watcher::Watcher;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -33,14 +33,6 @@ pub struct Removal {
 }
 
 impl RootState {
-    fn file_comps(&self, id: FileId) -> Vec<OsString> {
-        self.index
-            .file_components(id)
-            .into_iter()
-            .map(|s| s.to_owned())
-            .collect()
-    }
-
     /// Holds `id` for a retry after a failure, with the root's error backoff.
     fn hold_failing(&mut self, id: FileId, reason: HoldReason) {
         let retry = Instant::now() + self.error_backoff;
@@ -53,7 +45,7 @@ impl RootState {
         pass.budget = pass.budget.saturating_sub(1);
         let slot = *self.index.file(id);
         let counted = self.index.is_counted(id);
-        let comps = self.file_comps(id);
+        let comps = self.index.file_path(id);
         let refs: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
         let path = self.abs_path(&refs);
         let age = Duration::from_nanos(now_ns().saturating_sub(slot.mtime_ns).max(0) as u64);
@@ -244,12 +236,7 @@ impl RootState {
 
     fn dir_mtime(&self, d: DirId) -> Option<i64> {
         let root = self.dir.as_ref()?;
-        let comps: Vec<OsString> = self
-            .index
-            .dir_components(d)
-            .into_iter()
-            .map(|s| s.to_owned())
-            .collect();
+        let comps = self.index.dir_path(d);
         let fd = root.open_dir_path(&comps).ok()?;
         fsops::stat_fd(&fd).ok().map(|m| m.mtime_ns)
     }
@@ -270,12 +257,7 @@ impl RootState {
     fn remove_if_empty(&mut self, d: DirId) -> bool {
         let node = *self.index.dir(d);
         let name = self.index.dir_name(d).to_owned();
-        let parent_comps: Vec<OsString> = self
-            .index
-            .dir_components(node.parent)
-            .into_iter()
-            .map(|s| s.to_owned())
-            .collect();
+        let parent_comps = self.index.dir_path(node.parent);
         let Some(root) = &self.dir else { return false };
         let Ok(pfd) = root.open_dir_path(&parent_comps) else {
             return false;

@@ -172,6 +172,23 @@ impl Index {
         out
     }
 
+    /// Names from the root down to `d`, owned: the one place a path is rebuilt from the
+    /// tree (to open a directory beneath the root, or to name it in a log line).
+    pub fn dir_path(&self, d: DirId) -> Vec<std::ffi::OsString> {
+        self.dir_components(d)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect()
+    }
+
+    /// Names from the root down to the file, owned.
+    pub fn file_path(&self, f: FileId) -> Vec<std::ffi::OsString> {
+        self.file_components(f)
+            .into_iter()
+            .map(|s| s.to_owned())
+            .collect()
+    }
+
     /// Names from the root down to `d` (empty for the root).
     pub fn dir_components(&self, mut d: DirId) -> Vec<&OsStr> {
         let mut v = Vec::new();

@@ -30,7 +30,7 @@ impl RootState {
 
     fn refresh_name(&mut self, d: DirId, name: &OsStr, w: &mut Watcher) {
         let Some(root) = &self.dir else { return };
-        let comps = self.owned_components(d);
+        let comps = self.index.dir_path(d);
         let fd = match root.open_dir_path(&comps) {
             Ok(fd) => fd,
             Err(e) if fsops::is_gone(&e) => {
@@ -88,7 +88,7 @@ impl RootState {
                     self.drop_dir(x, w);
                 }
                 let child = self.index.add_dir(d, name, m.ino);
-                self.walk(child, w, false);
+                self.crawl(child, false, w);
             }
         }
     }

@@ -17,24 +17,10 @@ use crate::fsops::{self, Kind, Meta};
 use crate::index::{DirId, FileId, FileInfo, ROOT};
 use crate::root::RootState;
 use crate::watcher::Watcher;
-use rustix::fs::FileType;
-use std::ffi::{OsStr, OsString};
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
-/// Directory fds the crawl keeps open ahead of reading them (well below the fd limit).
-const MAX_HELD_FDS: usize = 256;
-
 impl RootState {
-    fn owned_components(&self, d: DirId) -> Vec<OsString> {
-        self.index
-            .dir_components(d)
-            .into_iter()
-            .map(|s| s.to_owned())
-            .collect()
-    }
-
     /// Crawls the whole root (first start) or resyncs it against the disk (overflow, safety
     /// net, `cleanup`): every entry seen is (re)indexed, every indexed entry not seen is dropped.
     pub fn resync_all(&mut self, w: &mut Watcher) {
@@ -113,11 +99,7 @@ impl RootState {
         } else {
             self.index.unmark_subtree(d);
         }
-        if d == ROOT && !shallow {
-            self.crawl_all(w);
-        } else {
-            self.walk(d, w, shallow);
-        }
+        self.crawl(d, shallow, w);
         if self.progress.cancelled() {
             return;
         }
@@ -144,136 +126,6 @@ impl RootState {
         }
         if d == ROOT && !self.index.dir_seen(ROOT) {
             self.check_root(w);
-        }
-    }
-
-    /// Reads directories depth-first from `start`, indexing what it finds and adding a watch
-    /// to each directory before reading it.
-    fn walk(&mut self, start: DirId, w: &mut Watcher, shallow: bool) {
-        // Directories still to read, with their fd when it was opened relative to the parent
-        // (one `openat` instead of a resolution from the root). Directories pushed while too
-        // many fds are held are opened from the root when their turn comes.
-        let mut stack: Vec<(DirId, Option<OwnedFd>)> = vec![(start, None)];
-        let mut held_fds = 0usize;
-        let mut subdirs: Vec<DirId> = Vec::new();
-        let now = crate::root::now_ns();
-        while let Some((d, pre)) = stack.pop() {
-            if pre.is_some() {
-                held_fds -= 1;
-            }
-            if self.progress.cancelled() {
-                return;
-            }
-            self.progress.tick();
-            let Some(root) = &self.dir else { return };
-            let comps = self.owned_components(d);
-            let fd = match pre.map_or_else(|| root.open_dir(&comps), Ok) {
-                Ok(fd) => fd,
-                // Gone, replaced by a symlink, or a mount point: left unseen, so swept.
-                Err(e) if fsops::is_gone(&e) => continue,
-                // Cannot be read now (EACCES, EMFILE, EIO): keep what is known of it.
-                Err(e) => {
-                    self.keep_unreadable(d, &e);
-                    continue;
-                }
-            };
-            match fsops::stat_fd(&fd) {
-                Ok(m) if d == ROOT || root.same_mount(&m) => {
-                    self.index
-                        .set_dir_read(d, m.ino, m.mtime_ns, crate::root::now_ns())
-                }
-                _ => continue,
-            }
-            self.index.mark_dir_seen(d);
-            // Watch first, then read: whatever is created from now on produces an event.
-            self.ensure_watched(d, &comps, w);
-            // Reading through the same fd (no reopen of ".") halves the IN_OPEN/IN_CLOSE
-            // events chartd's own crawl generates.
-            let mut entries = match rustix::fs::Dir::new(fd) {
-                Ok(it) => it,
-                Err(e) => {
-                    self.keep_unreadable(d, &e.into());
-                    continue;
-                }
-            };
-            let dfd = match entries
-                .fd()
-                .map_err(std::io::Error::from)
-                .and_then(|f| f.try_clone_to_owned())
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    self.keep_unreadable(d, &e);
-                    continue;
-                }
-            };
-            let dir_comps: Vec<&OsStr> = comps.iter().map(|c| c.as_os_str()).collect();
-            subdirs.clear();
-            while let Some(entry) = entries.read() {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        // A partial listing: what was not reached is not known to be gone.
-                        self.keep_unreadable(d, &e.into());
-                        break;
-                    }
-                };
-                let name = OsStr::from_bytes(entry.file_name().to_bytes());
-                if name == "." || name == ".." {
-                    continue;
-                }
-                if fsops::is_private_name(name) {
-                    self.leftovers.push((d, name.to_owned(), entry.ino()));
-                    continue;
-                }
-                let is_dir = match entry.file_type() {
-                    FileType::Directory => true,
-                    FileType::Unknown => {
-                        matches!(fsops::stat_at(&dfd, name), Ok(m) if m.kind == Kind::Dir)
-                    }
-                    _ => false,
-                };
-                if is_dir {
-                    if let Some(f) = self.index.find_file(d, name) {
-                        self.index.remove_file(f);
-                    }
-                    let known = self.index.find_dir(d, name);
-                    let child = self.index.add_dir(d, name, entry.ino());
-                    if !shallow || known.is_none() {
-                        subdirs.push(child);
-                    } else {
-                        self.index.mark_dir_seen(child);
-                    }
-                    continue;
-                }
-                match fsops::stat_at(&dfd, name) {
-                    Ok(m) if m.kind == Kind::Dir => {
-                        // Raced: it became a directory since readdir. Look again next time.
-                        continue;
-                    }
-                    Ok(m) => {
-                        let f = self.upsert_entry(d, &dir_comps, name, &m);
-                        self.presume_writing(f, m.mtime_ns, now);
-                    }
-                    Err(e) if fsops::is_gone(&e) => continue,
-                    Err(_) => {
-                        // Cannot look at it now: keep what the index knows.
-                        if let Some(f) = self.index.find_file(d, name) {
-                            self.index.mark_file_seen(f);
-                        }
-                    }
-                }
-            }
-            drop(entries);
-            for &child in &subdirs {
-                let pre = if held_fds < MAX_HELD_FDS {
-                    fsops::open_subdir(&dfd, self.index.dir_name(child)).ok()
-                } else {
-                    None
-                };
-                held_fds += usize::from(pre.is_some());
-                stack.push((child, pre));
-            }
         }
     }
 
@@ -350,12 +202,7 @@ impl RootState {
                 continue;
             }
             let Some(root) = &self.dir else { return };
-            let comps: Vec<OsString> = self
-                .index
-                .dir_components(d)
-                .into_iter()
-                .map(|s| s.to_owned())
-                .collect();
+            let comps = self.index.dir_path(d);
             let Ok(fd) = root.open_dir_path(&comps) else {
                 continue;
             };
