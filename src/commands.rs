@@ -280,7 +280,6 @@ fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bo
     let mut found = group.is_none();
     let mut grace_skipped = 0u64;
     let mut totals = Totals::default();
-    let watcher = scope.watcher;
     let roots: Vec<&mut RootState> = match root {
         None if group.is_none() && scope.roots.len() > 1 => {
             return Err("purge --all needs --root when several roots are configured".into())
@@ -338,7 +337,7 @@ fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bo
                 pass.skipped += 1;
                 continue;
             }
-            r.evict_one(v.id, Reason::Purge, &mut pass, watcher);
+            r.evict_one(v.id, Reason::Purge, &mut pass);
         }
         for id in pass.take_temp_held() {
             if r.index.epoch() == epoch && r.index.is_live(id) {

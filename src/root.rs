@@ -83,6 +83,8 @@ pub struct RootState {
     pub blocked_size: Option<Blocked>,
     pub blocked_free: Option<Blocked>,
     pub pressure_evicted_age: Option<Duration>,
+    /// Paths the last eviction pass found different from the index (see `enforce`).
+    pub stale: Vec<crate::evict::Stale>,
     /// Leftover private names a walk found (removed after it, see `fsops/delete.rs`).
     pub leftovers: Vec<(crate::index::DirId, std::ffi::OsString, u64)>,
     /// The last check of the watches against the kernel: what it held, and repairs made.
@@ -158,6 +160,7 @@ impl RootState {
             blocked_free: None,
             pressure_evicted_age: None,
             leftovers: Vec::new(),
+            stale: Vec::new(),
             kernel_watches: None,
             watch_repairs: 0,
             grace_count: None,
@@ -245,6 +248,19 @@ impl RootState {
             .unwrap_or(Duration::from_millis(500));
         self.retry_root = Some((Instant::now() + backoff, backoff));
         false
+    }
+
+    /// Enforces every limit of this root: eviction passes over the index, and between them the
+    /// scanner looks at whatever a pass found changed on disk (a chart regenerated under its
+    /// deletion, a directory gone). Bounded: a few rounds, then the next event or timer.
+    pub fn enforce(&mut self, w: &mut crate::watcher::Watcher, pass: &mut crate::evict::Pass) {
+        for _ in 0..4 {
+            self.evict_pass(pass);
+            if self.stale.is_empty() {
+                return;
+            }
+            self.apply_stale(w);
+        }
     }
 
     /// Re-reads the filesystem's free and total space.

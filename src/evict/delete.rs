@@ -2,8 +2,10 @@
 //!
 //! The file goes through [`fsops::delete_file`] (taken off its name, checked, then unlinked);
 //! whatever the disk says instead (gone, changed, locked, unreadable, failing) updates the
-//! index or holds the file with a retry time. A refresh here may rebuild the index (the root
-//! was replaced): every id is checked against the index's epoch before it is used again.
+//! index or holds the file with a retry time. Eviction never re-reads the disk into the index
+//! itself: a file found changed is held and its path handed back (`RootState::stale`), and the
+//! root's `enforce` has the scanner look at it before the next pass. So data flows one way,
+//! and an id chosen by a pass is never used after a refresh could have rebuilt the index.
 //!
 //! Emptied directories are pruned only once they have been quiet for the writer timeout
 //! (`grace`, at least 2 s): a writer that has just made sure its directory exists (`mkdir -p`)
@@ -15,13 +17,26 @@ use crate::fsops::{self, DeleteOutcome, Expect};
 use crate::index::{DirId, FileId, HoldReason, ROOT};
 use crate::root::{now_ns, RootState};
 use crate::stats::Reason;
-use crate::watcher::Watcher;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long a `flock`ed (or changed-back) file is left alone before it is tried again.
 const LOCKED_RETRY: Duration = Duration::from_secs(30);
+
+/// How soon a file found changed under its deletion is looked at again if the refresh of its
+/// path does not settle it.
+const CHANGED_RETRY: Duration = Duration::from_secs(1);
+
+/// A path eviction found different from the index: the scanner looks at it before the next
+/// pass (see `RootState::enforce`).
+#[derive(Debug, Clone)]
+pub struct Stale {
+    pub path: PathBuf,
+    /// The identity the deletion expected, when it was about a file: if the refresh finds the
+    /// same file again, it is left alone for a while instead of tried again at once.
+    pub expect: Option<Expect>,
+}
 
 /// A file removed (or, in a dry run, that would be).
 #[derive(Debug, Clone)]
@@ -41,7 +56,7 @@ impl RootState {
     }
 
     /// Deletes one file safely (or records it, in a dry run).
-    pub fn evict_one(&mut self, id: FileId, reason: Reason, pass: &mut Pass, w: &mut Watcher) {
+    pub fn evict_one(&mut self, id: FileId, reason: Reason, pass: &mut Pass) {
         pass.budget = pass.budget.saturating_sub(1);
         let slot = *self.index.file(id);
         let counted = self.index.is_counted(id);
@@ -70,38 +85,39 @@ impl RootState {
         let Some((name, dir_comps)) = refs.split_last() else {
             return;
         };
-        let epoch = self.index.epoch();
-        let Some(root) = &self.dir else { return };
-        let dir_fd = match root.open_dir_path(dir_comps) {
-            Ok(fd) => fd,
-            Err(e) => {
-                // Its directory is gone or replaced: let the index catch up instead. If the
-                // file is still indexed afterwards, the directory cannot be entered (EACCES,
-                // say): hold the file back rather than retrying in a loop.
-                let mut real = self.real_path.clone();
-                real.extend(dir_comps);
-                self.refresh(&real, w);
-                if self.index.epoch() == epoch
-                    && self.index.is_live(id)
-                    && !self.index.file(id).held()
-                {
-                    if !fsops::is_gone(&e) {
-                        self.counters.errors += 1;
-                        let p = path.display().to_string();
-                        let hint = fsops::hint(&e);
-                        self.warn_limited("open-dir-error", || {
-                            format!("cannot open the directory of {p}: {e}. {hint}")
-                        });
-                    }
-                    self.hold_failing(id, HoldReason::Failing);
-                }
-                return;
-            }
-        };
         let expect = Expect {
             ino: slot.ino,
             size: slot.size,
             mtime_ns: slot.mtime_ns,
+        };
+        let Some(root) = &self.dir else { return };
+        let dir_fd = match root.open_dir_path(dir_comps) {
+            Ok(fd) => fd,
+            Err(e) if fsops::is_gone(&e) => {
+                // Its directory is gone or replaced: the index is behind. Held until the
+                // scanner has looked at the directory (see `enforce`).
+                let mut real = self.real_path.clone();
+                real.extend(dir_comps);
+                self.stale.push(Stale {
+                    path: real,
+                    expect: None,
+                });
+                self.index
+                    .hold(id, HoldReason::Changed, Instant::now() + CHANGED_RETRY);
+                return;
+            }
+            Err(e) => {
+                // The directory cannot be entered (EACCES, say): hold the file back rather
+                // than retrying in a loop.
+                self.counters.errors += 1;
+                let p = path.display().to_string();
+                let hint = fsops::hint(&e);
+                self.warn_limited("open-dir-error", || {
+                    format!("cannot open the directory of {p}: {e}. {hint}")
+                });
+                self.hold_failing(id, HoldReason::Failing);
+                return;
+            }
         };
         match fsops::delete_file(root, &dir_fd, name, expect) {
             Ok(DeleteOutcome::Superseded { .. }) => {
@@ -116,7 +132,12 @@ impl RootState {
                 );
                 let mut real = self.real_path.clone();
                 real.extend(&refs);
-                self.refresh(&real, w);
+                self.stale.push(Stale {
+                    path: real,
+                    expect: None,
+                });
+                self.index
+                    .hold(id, HoldReason::Changed, Instant::now() + CHANGED_RETRY);
             }
             Ok(DeleteOutcome::Deleted { freed }) => {
                 let size = slot.size;
@@ -167,15 +188,12 @@ impl RootState {
             Ok(DeleteOutcome::Changed(_)) => {
                 let mut real = self.real_path.clone();
                 real.extend(&refs);
-                self.refresh(&real, w);
-                // Still the same entry at the head (e.g. it changed back)? Leave it for now.
-                if self.index.epoch() == epoch
-                    && self.index.is_live(id)
-                    && self.index.peek().map(|p| p.0) == Some(id)
-                {
-                    self.index
-                        .hold(id, HoldReason::Changed, Instant::now() + LOCKED_RETRY);
-                }
+                self.stale.push(Stale {
+                    path: real,
+                    expect: Some(expect),
+                });
+                self.index
+                    .hold(id, HoldReason::Changed, Instant::now() + CHANGED_RETRY);
             }
             Ok(DeleteOutcome::Locked) => {
                 tracing::debug!(path = %path.display(), "locked by a writer (flock); skipped");

@@ -18,12 +18,11 @@
 
 mod delete;
 
-pub use delete::Removal;
+pub use delete::{Removal, Stale};
 
 use crate::index::{FileId, HoldReason};
 use crate::root::{now_ns, ns_to_time, RootState};
 use crate::stats::{Blocked, Reason};
-use crate::watcher::Watcher;
 use std::time::{Duration, Instant, SystemTime};
 
 /// At most this many deletions per pass, so that events and commands are not starved; the
@@ -101,8 +100,9 @@ impl RootState {
         self.cfg.grace.max(MIN_WRITER_QUIET)
     }
 
-    /// Enforces every limit of this root once.
-    pub fn enforce(&mut self, w: &mut Watcher, pass: &mut Pass) {
+    /// Enforces every limit of this root once, from the index as it is (what it finds changed
+    /// on disk is left in `stale` for the scanner; see `RootState::enforce`).
+    pub fn evict_pass(&mut self, pass: &mut Pass) {
         if self.dir.is_none() || !(self.cleanup_enabled || pass.dry_run) {
             return;
         }
@@ -126,18 +126,18 @@ impl RootState {
                 if self.hold_if_writing(id) {
                     continue;
                 }
-                self.evict_one(id, Reason::Age, pass, w);
+                self.evict_one(id, Reason::Age, pass);
             }
         }
-        self.enforce_size(w, pass, now);
-        self.enforce_free(w, pass, now);
+        self.enforce_size(pass, now);
+        self.enforce_free(pass, now);
         // A dry run leaves the index as it found it.
         for id in std::mem::take(&mut pass.temp_held) {
             self.index.set_held(id, false);
         }
     }
 
-    fn enforce_size(&mut self, w: &mut Watcher, pass: &mut Pass, now: i64) {
+    fn enforce_size(&mut self, pass: &mut Pass, now: i64) {
         let Some(max) = self.cfg.max_size.filter(|&m| m > 0) else {
             self.size_pressure = false;
             self.blocked_size = None;
@@ -156,7 +156,7 @@ impl RootState {
         let target = (max as f64 * self.cfg.low_watermark) as u64;
         while self.bytes_now(pass) > target && pass.budget > 0 {
             match self.next_victim(now, pass) {
-                Ok(id) => self.evict_one(id, Reason::Size, pass, w),
+                Ok(id) => self.evict_one(id, Reason::Size, pass),
                 Err(why) => {
                     let excess = self.bytes_now(pass).saturating_sub(max);
                     if excess > 0 && !pass.dry_run {
@@ -178,7 +178,7 @@ impl RootState {
         }
     }
 
-    fn enforce_free(&mut self, w: &mut Watcher, pass: &mut Pass, now: i64) {
+    fn enforce_free(&mut self, pass: &mut Pass, now: i64) {
         let Some(floor) = self.min_free_bytes() else {
             self.free_pressure = false;
             self.blocked_free = None;
@@ -200,7 +200,7 @@ impl RootState {
         while self.free_now(pass) < target && pass.budget > 0 {
             match self.next_victim(now, pass) {
                 Ok(id) => {
-                    self.evict_one(id, Reason::FreeSpace, pass, w);
+                    self.evict_one(id, Reason::FreeSpace, pass);
                     since_update += 1;
                     // The estimate of what each deletion freed drifts (other writers, delayed
                     // block release): look at the real figure now and then.

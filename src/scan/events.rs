@@ -11,6 +11,29 @@ use std::ffi::OsStr;
 use std::path::{Component, Path};
 
 impl RootState {
+    /// Looks again at the paths an eviction pass found different from the index. A file that
+    /// turns out unchanged (it changed back, or the disk disagrees in a way a `statx` does
+    /// not show) is left alone for a while rather than tried again at once.
+    pub fn apply_stale(&mut self, w: &mut Watcher) {
+        for s in std::mem::take(&mut self.stale) {
+            self.refresh(&s.path, w);
+            let Some(e) = s.expect else { continue };
+            let Some((d, true, name)) = self.locate(&s.path) else {
+                continue;
+            };
+            if let Some(f) = self.index.find_file(d, name) {
+                let slot = *self.index.file(f);
+                if slot.ino == e.ino && slot.size == e.size && slot.mtime_ns == e.mtime_ns {
+                    self.index.hold(
+                        f,
+                        crate::index::HoldReason::Changed,
+                        std::time::Instant::now() + std::time::Duration::from_secs(30),
+                    );
+                }
+            }
+        }
+    }
+
     /// Handles one event path: finds the deepest directory of it the index knows, and
     /// re-examines the next name below it.
     pub fn refresh(&mut self, abs: &Path, w: &mut Watcher) {
