@@ -252,12 +252,26 @@ async fn supervise(
         control: std::sync::RwLock::new(cfg.control.clone()),
     });
     let server = match tokio::net::UnixListener::from_std(listener) {
-        Ok(l) => tokio::spawn(control::serve(l, ctx.clone(), stop_rx)),
+        Ok(l) => tokio::spawn(control::serve(l, ctx.clone(), stop_rx.clone())),
         Err(e) => {
             tracing::error!("control socket: {e}");
             return 1;
         }
     };
+    // The HTTP scrape endpoint (issue 13): off unless metrics.listen is set or systemd passes
+    // chartd-metrics.socket in.
+    match crate::metrics_http::listener(&cfg.metrics) {
+        Ok(Some(l)) => drop(tokio::spawn(crate::metrics_http::serve(
+            l,
+            snap_rx.clone(),
+            stop_rx.clone(),
+        ))),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    }
     let socket_path = cfg.socket.clone();
     let mut sup = Supervisor {
         cfg,

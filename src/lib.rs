@@ -21,6 +21,7 @@ pub mod evict;
 pub mod fsops;
 pub mod index;
 pub mod logging;
+pub mod metrics_http;
 pub mod owner;
 pub mod policy;
 pub mod root;
