@@ -9,6 +9,7 @@
 
 pub mod affinity;
 pub mod assets;
+pub mod capacity;
 pub mod clean_once;
 pub mod cli;
 pub mod client;
