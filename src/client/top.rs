@@ -366,3 +366,82 @@ fn draw_groups(f: &mut Frame, area: Rect, groups: &[Map<String, Value>]) {
     );
     f.render_widget(table, area);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::TestBackend;
+
+    fn screen(view: &View) -> String {
+        let mut t = Terminal::new(TestBackend::new(100, 24)).unwrap();
+        t.draw(|f| draw(f, view, Path::new("/run/x.sock"), false))
+            .unwrap();
+        let buf = t.backend().buffer().clone();
+        let mut s = String::new();
+        for y in 0..buf.area.height {
+            for x in 0..buf.area.width {
+                s.push_str(buf[(x, y)].symbol());
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    fn view(root: Value) -> View {
+        let status = json!({"ok": true, "version": "0.1.0", "uptime_seconds": 3725,
+            "total_files": 3, "total_bytes": 3072, "roots": [root]});
+        View {
+            status: status.as_object().cloned(),
+            groups: vec![json!({"name": "AAPL_1day", "files": 3, "bytes": 3072,
+                "oldest_file_age_hours": 2.5, "root": "/srv/a"})
+            .as_object()
+            .cloned()
+            .unwrap()],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn rates_and_sparklines_when_reported() {
+        let ramp: Vec<u64> = (0..60).collect();
+        let s = screen(&view(
+            json!({"path": "/srv/a", "total_files": 3, "total_bytes": 3072,
+            "usage_percent": 42.0, "max_size_mb": 1.0, "alert": "ok",
+            "write_bytes_per_second": 2048.0, "evicted_bytes_per_second": 0.0,
+            "effective_retention_hours": 2.5, "time_to_full_hours": null,
+            "premature_evictions": 7,
+            "history": {"usage_bytes": ramp, "written_bytes": ramp, "evicted_bytes": ramp}}),
+        ));
+        assert!(s.contains("usage 42.0% of 1.0 MiB"), "{s}");
+        assert!(
+            s.contains("write 2.0 KiB/s  evict 0 B/s  retention 2.5h  full in —  premature 7"),
+            "{s}"
+        );
+        assert!(s.contains('█'), "no sparkline drawn:\n{s}");
+        assert!(!s.contains("history not reported"), "{s}");
+        assert!(s.contains("AAPL_1day"), "{s}");
+        assert!(s.contains("up 1h02m"), "{s}");
+    }
+
+    #[test]
+    fn absent_fields_are_dashes() {
+        let s = screen(&view(
+            json!({"path": "/srv/a", "total_files": 3, "total_bytes": 3072,
+            "usage_percent": null, "floor_usage_percent": null, "alert": "ok"}),
+        ));
+        assert!(s.contains("usage — no size limit"), "{s}");
+        assert!(
+            s.contains("write —  evict —  retention —  full in —  premature —"),
+            "{s}"
+        );
+        assert_eq!(s.matches("history not reported").count(), 3, "{s}");
+    }
+
+    #[test]
+    fn unreachable_daemon_is_shown_not_fatal() {
+        let mut v = view(json!({"path": "/srv/a"}));
+        v.error = Some("cannot reach chartd: connection refused".into());
+        let s = screen(&v);
+        assert!(s.contains("cannot reach chartd: connection refused"), "{s}");
+    }
+}
