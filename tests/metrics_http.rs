@@ -222,3 +222,49 @@ fn socket_passed_like_systemd_is_used() {
     assert_eq!(code, 200, "{head}");
     assert!(body.contains("chartd_managed_files{root="), "{body}");
 }
+
+/// A port already taken: chartd says so and exits 1 at start, before it crawls anything.
+#[test]
+fn listen_address_in_use_fails_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (dir, root) = workspace();
+    let config = dir.path().join("chartd.yaml");
+    std::fs::write(
+        &config,
+        config_text(
+            &root,
+            &dir.path().join("s.sock"),
+            &format!("^metrics: {{ listen: \"{addr}\" }}"),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("--config").arg(&config);
+    for v in CHART_VARS {
+        cmd.env_remove(v);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut code = None;
+    wait_until(Duration::from_secs(10), || {
+        code = child.try_wait().unwrap().and_then(|s| s.code());
+        code.is_some()
+    });
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("metrics.listen: cannot listen on {addr}")),
+        "{err}"
+    );
+}

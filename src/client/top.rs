@@ -368,11 +368,11 @@ fn draw_groups(f: &mut Frame, area: Rect, groups: &[Map<String, Value>]) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use ratatui::backend::TestBackend;
 
-    fn screen(view: &View) -> String {
+    pub(super) fn screen(view: &View) -> String {
         let mut t = Terminal::new(TestBackend::new(100, 24)).unwrap();
         t.draw(|f| draw(f, view, Path::new("/run/x.sock"), false))
             .unwrap();
@@ -387,7 +387,7 @@ mod tests {
         s
     }
 
-    fn view(root: Value) -> View {
+    pub(super) fn view(root: Value) -> View {
         let status = json!({"ok": true, "version": "0.1.0", "uptime_seconds": 3725,
             "total_files": 3, "total_bytes": 3072, "roots": [root]});
         View {
@@ -400,6 +400,16 @@ mod tests {
             error: None,
         }
     }
+
+    pub(super) fn screen_of(root: Value) -> String {
+        screen(&view(root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::{screen, view};
+    use super::*;
 
     #[test]
     fn rates_and_sparklines_when_reported() {
@@ -443,5 +453,38 @@ mod tests {
         v.error = Some("cannot reach chartd: connection refused".into());
         let s = screen(&v);
         assert!(s.contains("cannot reach chartd: connection refused"), "{s}");
+    }
+}
+
+/// The daemon's side of the contract: the fields `capacity::CapacityFigures::status_fields`
+/// puts into a status root are the ones this view reads.
+#[cfg(test)]
+mod contract {
+    use super::tests_support::screen_of;
+    use crate::capacity::{CapacityTracker, Room};
+    use serde_json::json;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn capacity_status_fields_are_drawn() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_040);
+        let mut t = CapacityTracker::new(t0);
+        for s in 0..600 {
+            t.on_write(1024, t0 + Duration::from_secs(s));
+        }
+        let f = t.figures(
+            t0 + Duration::from_secs(600),
+            &Room::new(0, Some(1024 * 3600), 0, 0, None),
+        );
+        let mut root = json!({"path": "/srv/a", "total_bytes": 0, "usage_percent": 0.0,
+            "max_size_mb": 3.52, "alert": "ok"});
+        if let Some(m) = root.as_object_mut() {
+            m.extend(f.status_fields());
+        }
+        let s = screen_of(root);
+        assert!(s.contains("write 1.0 KiB/s"), "{s}");
+        assert!(s.contains("full in 1.0h"), "{s}");
+        assert!(s.contains("premature 0"), "{s}");
+        assert!(!s.contains("history not reported"), "{s}");
     }
 }
