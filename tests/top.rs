@@ -190,6 +190,35 @@ fn top_honours_no_color() {
     assert!(!has_colour(&without), "colour with NO_COLOR:\n{without:?}");
 }
 
+/// SIGTERM (or the SSH session's SIGHUP) quits like `q`: exit 0, normal screen back.
+#[test]
+fn top_quits_cleanly_on_sigterm() {
+    if !have_tmux() {
+        println!("SKIP: tmux is not installed");
+        return;
+    }
+    let d = Daemon::start("max_size: 100MiB", |_| {});
+    let t = start_top(&d, "term", "");
+    t.wait_for("drawn", |s| s.contains("q: quit"));
+    let out = t.cmd(&["display-message", "-p", "-t", "top", "#{pane_pid}"]);
+    let sh: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    // The pane runs `sh -c "chartd top ...; echo ..."`: chartd top is the shell's child.
+    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
+    let top: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(std::fs::read_to_string(format!("/proc/{top}/cmdline"))
+        .unwrap()
+        .contains("top"));
+    // SAFETY: kill(2) on the pid of the process this test started (via tmux and sh).
+    assert_eq!(unsafe { libc::kill(top, libc::SIGTERM) }, 0);
+    let mut status = None;
+    wait_until(Duration::from_secs(10), || {
+        status = exit_status(&t);
+        status.is_some()
+    });
+    assert_eq!(status.as_deref(), Some("0"), "{}", t.capture());
+    assert!(!t.capture().contains("q: quit"), "{}", t.capture());
+}
+
 #[test]
 fn top_without_a_daemon_says_so_and_exits_3() {
     let (dir, _root) = workspace();

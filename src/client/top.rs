@@ -21,6 +21,8 @@ use ratatui::{Frame, Terminal};
 use serde_json::{json, Map, Value};
 use std::io::{self, Stdout};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the view is refreshed.
@@ -30,6 +32,8 @@ const STATUS_WAIT: Duration = Duration::from_secs(2);
 /// `groups` waits for the index owner; a busy owner must not freeze the view.
 const GROUPS_WAIT: Duration = Duration::from_secs(1);
 const TOP_GROUPS: u64 = 8;
+/// How often a pending SIGTERM / SIGHUP is noticed while waiting for keys.
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 
 /// What the last refresh got.
 #[derive(Default)]
@@ -116,14 +120,23 @@ fn event_loop(
     socket: &Path,
     color: bool,
 ) -> io::Result<()> {
+    // SIGTERM / SIGHUP (the SSH session went away) end the loop like `q`, so the terminal is
+    // restored rather than left in raw mode.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
     let mut view = View::default();
     loop {
         refresh(&mut view, socket);
         term.draw(|f| draw(f, &view, socket, color))?;
         let due = Instant::now() + REFRESH;
         while let Some(left) = due.checked_duration_since(Instant::now()) {
-            if !event::poll(left)? {
-                break;
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if !event::poll(left.min(SIGNAL_CHECK))? {
+                continue;
             }
             match event::read()? {
                 Event::Key(k) if k.kind != KeyEventKind::Release => {
