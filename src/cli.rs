@@ -130,6 +130,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Live view of every root (usage, rates, history, biggest groups); q quits.
+    Top {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Write the man page and shell completions into a directory (used by packaging).
     #[command(hide = true)]
     GenerateAssets {

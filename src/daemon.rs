@@ -251,6 +251,15 @@ async fn supervise(
             return 1;
         }
     };
+    // The HTTP scrape endpoint (issue 13): off unless metrics.listen is set or systemd passes
+    // chartd-metrics.socket in. Bound before the crawl, so that a bad address fails at once.
+    let metrics_listener = match crate::metrics_http::listener(&cfg.metrics) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
     let mut sigs = match signals() {
         Ok(s) => s,
         Err(e) => {
@@ -334,12 +343,20 @@ async fn supervise(
         control: std::sync::RwLock::new(cfg.control.clone()),
     });
     let server = match tokio::net::UnixListener::from_std(listener) {
-        Ok(l) => tokio::spawn(control::serve(l, ctx.clone(), stop_rx)),
+        Ok(l) => tokio::spawn(control::serve(l, ctx.clone(), stop_rx.clone())),
         Err(e) => {
             tracing::error!("control socket: {e}");
             return 1;
         }
     };
+    // The HTTP scrape endpoint (issue 13), bound above.
+    if let Some(l) = metrics_listener {
+        drop(tokio::spawn(crate::metrics_http::serve(
+            l,
+            snap_rx.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let socket_path = cfg.socket.clone();
     let mut sup = Supervisor {
         cfg,

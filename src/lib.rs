@@ -9,6 +9,7 @@
 
 pub mod affinity;
 pub mod assets;
+pub mod capacity;
 pub mod clean_once;
 pub mod cli;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod evict;
 pub mod fsops;
 pub mod index;
 pub mod logging;
+pub mod metrics_http;
 pub mod owner;
 pub mod policy;
 pub mod root;

@@ -31,6 +31,7 @@ fn main() {
                 1
             }
         },
+        Command::Top { target } => client::top::run(target),
         other => client::main(other),
     };
     std::process::exit(code);

@@ -1,4 +1,4 @@
 # %preun of chartd ($1: 0 = erase, 1 = upgrade): stop and disable the service on erase.
 if [ "$1" -eq 0 ]; then
-    systemctl disable --now chartd.service >/dev/null 2>&1 || :
+    systemctl disable --now chartd-metrics.socket chartd.service >/dev/null 2>&1 || :
 fi

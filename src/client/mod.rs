@@ -8,6 +8,7 @@
 //! `--config`); 3 the daemon could not be reached or gave no usable answer.
 
 mod render;
+pub mod top;
 
 use crate::cli::{Command, Target};
 use crate::control::{accounts, protocol};

@@ -262,6 +262,8 @@ pub struct FileConfig {
     pub control: Option<FileControl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<FileAlerts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<super::metrics::FileMetrics>,
     #[serde(default)]
     pub roots: Vec<FileRoot>,
 }
@@ -350,6 +352,7 @@ impl FileConfig {
                 warning: Some(Points(c.alerts.warning_percent)),
                 critical: Some(Points(c.alerts.critical_percent)),
             }),
+            metrics: super::metrics::FileMetrics::from_config(&c.metrics),
             roots: c
                 .roots
                 .iter()

@@ -211,6 +211,7 @@ pub fn merge(
             warning_percent: alerts.warning.map_or(80.0, |p| p.0),
             critical_percent: alerts.critical.map_or(95.0, |p| p.0),
         },
+        metrics: super::metrics::FileMetrics::effective(file.metrics.as_ref()),
         roots,
     };
     (config, prov)

@@ -23,6 +23,8 @@ pub struct Config {
     pub log: LogConfig,
     pub control: ControlConfig,
     pub alerts: AlertConfig,
+    /// `metrics:` (the HTTP scrape endpoint; see [`metrics`]).
+    pub metrics: metrics::MetricsConfig,
     /// One or more; never empty after validation.
     pub roots: Vec<RootConfig>,
 }
@@ -114,6 +116,7 @@ pub struct CliOverrides {
 mod env;
 mod file;
 mod merge;
+pub mod metrics;
 pub mod presets;
 pub mod units;
 mod validate;

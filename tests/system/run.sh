@@ -28,9 +28,10 @@ REPO=$(cd "$HERE/../.." && pwd)
 BASE=${CHARTD_SYSTEST_DIR:-/var/tmp/chartd-systest}
 SUITE=bookworm
 # Baked into the cached rootfs: systemd as PID 1, rpm for the .rpm cycle, acl to inspect the
-# default root, man-db (systemd-analyze verify checks Documentation=man:chartd(1)).
-ROOTFS_PKGS=systemd,systemd-sysv,dbus,libpam-systemd,rpm,acl,man-db,procps,less
-ROOTFS_VERSION=1
+# default root, man-db (systemd-analyze verify checks Documentation=man:chartd(1)), Debian's
+# prometheus (scrapes chartd-metrics.socket; disabled in the image, started by the deb cycle).
+ROOTFS_PKGS=systemd,systemd-sysv,dbus,libpam-systemd,rpm,acl,man-db,procps,less,prometheus
+ROOTFS_VERSION=2
 BOOT_TIMEOUT=90
 SHARE=/run/chartd-test       # packages inside the container (read-only bind)
 
@@ -123,6 +124,7 @@ if [ ! -f "$ROOTFS.ok" ]; then
     if ! mmdebstrap --quiet --variant=minbase --include="$ROOTFS_PKGS" \
         --customize-hook='echo chartd-systest > "$1/etc/hostname"' \
         --customize-hook='chroot "$1" systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer man-db.timer' \
+        --customize-hook='chroot "$1" sh -c "systemctl disable --quiet prometheus.service; systemctl disable --quiet prometheus-node-exporter.service 2>/dev/null; true"' \
         "$SUITE" "$ROOTFS.tmp" "$SOURCES" >&2; then
         rm -rf "$ROOTFS.tmp"
         echo "mmdebstrap failed"; echo "$PASS passed, $((FAIL + 1)) failed"; exit 1
@@ -303,6 +305,18 @@ roots:
     include: ["*.png"]
     prune_empty_dirs: true
 '
+# Debian's Prometheus scraping chartd-metrics.socket every second, with the shipped rules.
+PROM_CFG='global: { scrape_interval: 1s, evaluation_interval: 1s }
+rule_files: [/usr/share/chartd/prometheus/chartd-alerts.yml]
+scrape_configs:
+  - job_name: chartd
+    static_configs: [{ targets: ["127.0.0.1:9817"] }]
+'
+# /usr/local/bin/httpget PORT PATH: an HTTP/1.0 GET with bash's /dev/tcp (the image has no curl).
+HTTPGET_SH='#!/bin/bash
+exec 5<>"/dev/tcp/127.0.0.1/$1" || exit 1
+printf "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n" "$2" >&5
+exec cat <&5'
 # ... plus a root outside the default, as the README describes it.
 OTHER_ROOT='  - path: /srv/charts
     max_age: 1h
@@ -339,6 +353,39 @@ deb_cycle() {
     check "deb: control socket is 0660 group chartd in /run/chartd (0750)" \
         'stat -c "%a %G" /run/chartd | grep -qx "750 chartd" &&
          stat -c "%a %G %F" /run/chartd/chartd.sock | grep -qx "660 chartd socket"'
+
+    # -- metrics: chartd-metrics.socket (socket activation into the PrivateNetwork= sandbox),
+    #    scraped by Debian's Prometheus, which also loads the shipped alert rules
+    printf '%s\n' "$HTTPGET_SH" | ct sh -c 'cat > /usr/local/bin/httpget && chmod 755 /usr/local/bin/httpget'
+    check "deb: chartd-metrics.socket installed, disabled by default; verify prints nothing" \
+        '! systemctl is-enabled chartd-metrics.socket && ! systemctl is-active chartd-metrics.socket &&
+         out=$(systemd-analyze verify /usr/lib/systemd/system/chartd-metrics.socket 2>&1); echo "$out"; [ -z "$out" ]'
+    check "deb: shipped alert rules pass promtool check rules" \
+        'promtool check rules /usr/share/chartd/prometheus/chartd-alerts.yml'
+    # As the README says: the socket cannot start while the service runs (systemd refuses).
+    check "deb: stop chartd, enable --now chartd-metrics.socket, start chartd: GET /metrics over the passed socket" \
+        'systemctl stop chartd && systemctl enable --now chartd-metrics.socket && systemctl start chartd &&
+         systemctl is-active chartd-metrics.socket chartd &&
+         out=$(httpget 9817 /metrics) && echo "$out" | head -n 12 && echo "$out" | head -n1 | grep -q "^HTTP/1.[01] 200" &&
+         echo "$out" | grep -qi "^content-type: text/plain; version=0.0.4" &&
+         echo "$out" | grep -q "^chartd_managed_files{root=\"/var/lib/chartd/charts\"} "'
+    check "deb: the sandbox is unchanged (PrivateNetwork=yes, AF_UNIX only) and the socket came in by LISTEN_FDS" \
+        '[ "$(systemctl show -p PrivateNetwork --value chartd)" = yes ] &&
+         systemctl show -p RestrictAddressFamilies --value chartd | grep -qx AF_UNIX &&
+         pid=$(systemctl show -p MainPID --value chartd) && tr "\0" "\n" < /proc/$pid/environ | grep -qx LISTEN_FDNAMES=metrics'
+    printf '%s' "$PROM_CFG" | ct sh -c 'cat > /etc/prometheus/prometheus.yml'
+    check "deb: Debian prometheus scrapes chartd: up{job=\"chartd\"} == 1 and a chartd_ series queryable" \
+        'systemctl restart prometheus || exit 1
+         for i in $(seq 150); do
+           up=$(httpget 9090 "/api/v1/query?query=up%7Bjob%3D%22chartd%22%7D%3D%3D1" 2>/dev/null)
+           s=$(httpget 9090 "/api/v1/query?query=chartd_managed_files" 2>/dev/null)
+           if echo "$up" | grep -q "\"job\":\"chartd\"" && echo "$s" | grep -q "\"root\":\"/var/lib/chartd/charts\""; then
+             echo "$up" | tail -n1; echo "$s" | tail -n1; exit 0; fi
+           sleep 0.2; done
+         echo "up: $up"; echo "series: $s"; journalctl -u prometheus --no-pager | tail -n 15; exit 1'
+    check "deb: Prometheus loaded the shipped alert rules (ChartdDown among them)" \
+        'httpget 9090 /api/v1/rules | grep -q "\"name\":\"ChartdDown\""'
+    cts 'systemctl stop prometheus'
 
     # -- status: root, a member of group chartd, somebody else
     check "deb: chartd status works as root (shows the default root)" \
@@ -489,6 +536,9 @@ rpm_cycle() {
     check "rpm: user chartd created, service enabled and active" \
         'getent passwd chartd && systemctl is-enabled chartd && systemctl is-active chartd'
     check "rpm: chartd status works as root" 'chartd status | grep /var/lib/chartd/charts'
+    check "rpm: chartd-metrics.socket (disabled) and the alert rules are installed" \
+        'test -s /usr/lib/systemd/system/chartd-metrics.socket && ! systemctl is-enabled chartd-metrics.socket &&
+         test -s /usr/share/chartd/prometheus/chartd-alerts.yml'
     cts 'useradd -m -G chartd alice'
     check "rpm: chartd status works as a member of group chartd" \
         'runuser -u alice -- chartd status | grep /var/lib/chartd/charts'
