@@ -96,3 +96,76 @@ pub struct Snapshot {
     pub critical_percent: f64,
     pub roots: Vec<RootStats>,
 }
+
+/// What keeps files that a limit would delete (filled by the owner; counted from its held set).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Holding {
+    pub writing_files: u64,
+    pub writing_bytes: u64,
+    pub locked_files: u64,
+    pub locked_bytes: u64,
+    /// Deletion failed (EACCES, EROFS...), retried with backoff.
+    pub failing_files: u64,
+    pub failing_bytes: u64,
+    pub protected_files: u64,
+    pub protected_bytes: u64,
+    /// A limit is crossed and nothing more may be deleted right now.
+    pub blocked: Option<Blocked>,
+}
+
+/// A crossed limit that nothing may be deleted for right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocked {
+    /// `"max_size"` or `"min_free"`.
+    pub limit: &'static str,
+    /// Bytes over max_size, or missing to reach min_free.
+    pub excess_bytes: u64,
+    /// `"grace"` | `"writing"` | `"locked"` | `"protected"` | `"failing"` | `"nothing_left"`.
+    pub cause: &'static str,
+    /// When the limit was first found crossed and blocked (continuous).
+    pub since: SystemTime,
+    /// When the next file leaves grace.
+    pub next_eligible: Option<SystemTime>,
+    /// Files/bytes inside grace right now (when known).
+    pub grace_files: u64,
+    pub grace_bytes: u64,
+}
+
+/// Nothing held: what [`RootStats::holding`] answers until the owner fills it in.
+pub const NO_HOLDING: Holding = Holding {
+    writing_files: 0,
+    writing_bytes: 0,
+    locked_files: 0,
+    locked_bytes: 0,
+    failing_files: 0,
+    failing_bytes: 0,
+    protected_files: 0,
+    protected_bytes: 0,
+    blocked: None,
+};
+
+impl RootStats {
+    /// What the owner's held set keeps (contract 1 with the index owner). Integrator: add the
+    /// field `pub holding: Holding` to `RootStats`, fill it in `RootState::stats`, and return
+    /// `&self.holding` here; until then nothing is reported as held. (An accessor rather than
+    /// the field only because the struct literal in `root.rs` is not this branch's to edit.)
+    pub fn holding(&self) -> &Holding {
+        &NO_HOLDING
+    }
+
+    /// Age of the most recent file evicted for size or free-space pressure (contract 1).
+    /// Integrator: add the field `pub pressure_evicted_age: Option<Duration>` and return it.
+    pub fn pressure_evicted_age(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The root itself is missing or cannot be opened (not merely some directories unwatched).
+    /// `root.rs` words those reasons "root ... is missing" / "root ... cannot be opened".
+    pub fn root_missing(&self) -> bool {
+        self.degraded
+            && self
+                .degraded_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("root "))
+    }
+}

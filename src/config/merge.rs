@@ -17,9 +17,10 @@ pub const BUILTIN_ROOT: &str = "./output/charts";
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
 pub const DEFAULT_LOW_WATERMARK: f64 = 0.9;
-pub const DEFAULT_INCLUDE: &[&str] = &[
-    "*.png", "*.jpg", "*.jpeg", "*.svg", "*.webp", "*.gif", "*.pdf", "*.html", "*.json",
-];
+/// Images only, like the packaged config: the replaced system promised to remove "only chart
+/// files, not analysis data", and its analysis results are JSON (and HTML/PDF reports) next to
+/// the charts. Other kinds must be asked for with `include:`.
+pub const DEFAULT_INCLUDE: &[&str] = &["*.png", "*.jpg", "*.jpeg", "*.svg", "*.webp", "*.gif"];
 /// Temporary files of writers in progress and hidden files are never charts.
 pub const DEFAULT_EXCLUDE: &[&str] = &["*.tmp", "*.part", ".*"];
 
@@ -102,6 +103,9 @@ fn apply_env(file: &mut FileConfig, env: &EnvOverrides, prov: &mut Provenance) {
         }
         if let Some(b) = env.max_size {
             r.max_size = Some(Size(b));
+        }
+        if let Some(d) = env.grace {
+            r.grace = Some(Dur(d));
         }
     }
     if let Some(d) = env.resync_interval {
@@ -188,6 +192,7 @@ pub fn merge(
 
     let config = Config {
         source: None,
+        warnings: env.warnings.clone(),
         environment: selected.unwrap_or(Environment::Development),
         cleanup_enabled,
         resync_interval,

@@ -52,12 +52,14 @@ impl Server {
         let seen = Arc::new(Mutex::new(Vec::new()));
         tokio::spawn(owner(cmd_rx, seen.clone()));
         tokio::spawn(supervisor(reload_rx));
-        let ctx = Arc::new(Context {
-            snapshot: snap_rx,
-            commands: cmd_tx,
-            reload: reload_tx,
-            control: RwLock::new(c),
-        });
+        let ctx = Arc::new(Context::new(
+            snap_rx,
+            cmd_tx,
+            reload_tx,
+            c,
+            Vec::new(),
+            Arc::new(crate::root::Progress::default()),
+        ));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, ctx.clone(), stop_rx));
         Server {
