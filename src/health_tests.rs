@@ -21,7 +21,11 @@ fn a_root_held_at_its_limit_is_ok() {
     let mut r = full_root();
     for bytes in [0, 800, 900, 950, 1000] {
         r.total_bytes = bytes;
-        assert_eq!(verdict(&r, &History::default()).level, AlertLevel::Ok, "{bytes}");
+        assert_eq!(
+            verdict(&r, &History::default()).level,
+            AlertLevel::Ok,
+            "{bytes}"
+        );
     }
     // Over the limit, but for less than grace (+ slack): a burst inside the designed bound.
     r.total_bytes = 8000;
@@ -43,7 +47,10 @@ fn a_limit_that_outlasts_grace_warns_then_turns_critical() {
     let v = verdict(&r, &since(71));
     assert_eq!(v.level, AlertLevel::Warning);
     assert_eq!(v.reasons, vec!["limit_not_holding"]);
-    assert_eq!(verdict(&r, &since(60 + 10 + 300)).level, AlertLevel::Warning);
+    assert_eq!(
+        verdict(&r, &since(60 + 10 + 300)).level,
+        AlertLevel::Warning
+    );
     let v = verdict(&r, &since(60 + 10 + 301));
     assert_eq!(v.level, AlertLevel::Critical);
     assert_eq!(v.reasons, vec!["limit_not_holding"]);
@@ -86,10 +93,16 @@ fn missing_degraded_and_failing() {
     r.degraded = true;
     r.degraded_reason = Some("root /r is missing (No such file or directory)".into());
     let v = verdict(&r, &History::default());
-    assert_eq!((v.level, v.reasons), (AlertLevel::Critical, vec!["root_missing"]));
+    assert_eq!(
+        (v.level, v.reasons),
+        (AlertLevel::Critical, vec!["root_missing"])
+    );
     r.degraded_reason = Some("3 directories are not watched".into());
     let v = verdict(&r, &History::default());
-    assert_eq!((v.level, v.reasons), (AlertLevel::Warning, vec!["degraded"]));
+    assert_eq!(
+        (v.level, v.reasons),
+        (AlertLevel::Warning, vec!["degraded"])
+    );
     let r = root("/r");
     let failed = |s| History {
         last_error_at: Some(at(s)),
@@ -113,7 +126,10 @@ fn the_tracker_measures_from_the_first_snapshot_over_the_limit() {
     let mut under = r.clone();
     under.total_bytes = 900;
     t.observe(&snapshot(vec![under.clone()]), at(50));
-    assert_eq!(t.assess(&under, &[], 80.0, 95.0, at(0)).level, AlertLevel::Ok);
+    assert_eq!(
+        t.assess(&under, &[], 80.0, 95.0, at(0)).level,
+        AlertLevel::Ok
+    );
     t.observe(&snap, at(40));
     assert_eq!(t.assess(&r, &[], 80.0, 95.0, at(0)).level, AlertLevel::Ok);
     // An error count that grows is a failing deletion.

@@ -14,8 +14,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The locks this process holds, by (device, inode) of the root.
-static HELD: Mutex<Option<HashMap<(u64, u64), (PathBuf, File)>>> = Mutex::new(None);
+/// The locked roots: (device, inode) → (configured path, the open directory holding the lock).
+type Held = HashMap<(u64, u64), (PathBuf, File)>;
+
+/// The locks this process holds.
+static HELD: Mutex<Option<Held>> = Mutex::new(None);
 
 /// Locks `root` for this process (idempotent). A root that does not exist yet is not locked
 /// (`Ok(false)`); call again once it exists (the owner does when it reopens a root). Returns
@@ -27,7 +30,12 @@ pub fn lock_root(root: &Path) -> Result<bool, String> {
     let dir = match File::open(root) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(format!("cannot open root {} to lock it: {e}", root.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot open root {} to lock it: {e}",
+                root.display()
+            ))
+        }
     };
     let meta = dir
         .metadata()

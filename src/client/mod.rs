@@ -11,8 +11,8 @@ mod render;
 
 use crate::cli::{Command, Target};
 use crate::control::messages::{
-    decode_reply, ClientRequest, DeletionReply, GroupsReply, ListReply, MetricsReply,
-    ReloadReply, ReplyError, StatusReply,
+    decode_reply, ClientRequest, DeletionReply, GroupsReply, ListReply, MetricsReply, ReloadReply,
+    ReplyError, StatusReply,
 };
 use crate::control::{accounts, protocol};
 use std::io::{self, BufRead, BufReader, Write};
@@ -261,9 +261,7 @@ fn build(cmd: &Command) -> Result<Plan<'_>, String> {
             pick(*json, Format::Reload),
             Duration::from_secs(60),
         ),
-        Command::Metrics { target } => {
-            plan(ClientRequest::Metrics, target, Format::Metrics, QUICK)
-        }
+        Command::Metrics { target } => plan(ClientRequest::Metrics, target, Format::Metrics, QUICK),
         _ => {
             return Err(
                 "not a client command (status, groups, list, cleanup, purge, reload, metrics)"
@@ -346,7 +344,10 @@ fn discover(default: PathBuf, system: &Path, note: &str) -> Socket {
     } else {
         Socket {
             path: system.to_path_buf(),
-            origin: format!("the system socket{note}; {} was tried too", default.display()),
+            origin: format!(
+                "the system socket{note}; {} was tried too",
+                default.display()
+            ),
             others: vec![default],
         }
     }

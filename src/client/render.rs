@@ -263,10 +263,7 @@ pub fn status(answer: &StatusReply, style: &Style) -> String {
                     hours_or_dash(root.max_age_hours)
                 )),
                 r(format!("{free} / {floor}")),
-                colored(
-                    root.alert.as_str().to_uppercase(),
-                    alert_color(root.alert),
-                ),
+                colored(root.alert.as_str().to_uppercase(), alert_color(root.alert)),
             ]
         })
         .collect();
@@ -358,7 +355,10 @@ fn notes(root: &RootStatus, style: &Style) -> String {
     if !root.alert_reasons.is_empty() {
         out += &format!(
             "\n{} {path}: {}\n",
-            style.paint(alert_color(root.alert), &format!("{}:", root.alert.as_str())),
+            style.paint(
+                alert_color(root.alert),
+                &format!("{}:", root.alert.as_str())
+            ),
             root.alert_reasons.join(", ")
         );
     }
@@ -476,12 +476,18 @@ pub fn deletion(answer: &DeletionReply) -> String {
     }
     let (n, b) = (answer.count(), bytes(answer.bytes() as f64));
     out += &if answer.dry_run {
-        format!("dry run: would remove {}, {b}; nothing was deleted\n", files(n))
+        format!(
+            "dry run: would remove {}, {b}; nothing was deleted\n",
+            files(n)
+        )
     } else {
         format!("removed {}, freed {b}\n", files(n))
     };
     if (answer.files.len() as u64) < n {
-        out += &format!("  (the first {} are listed)\n", count(answer.files.len() as u64));
+        out += &format!(
+            "  (the first {} are listed)\n",
+            count(answer.files.len() as u64)
+        );
     }
     if answer.skipped > 0 {
         let grace = match answer.skipped_in_grace {

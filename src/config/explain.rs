@@ -16,7 +16,11 @@ fn env_name(e: Environment) -> &'static str {
 
 /// The text `--explain` prints: one `key = value  (source)` line per setting.
 pub fn explain(c: &Config, env: &dyn Fn(&str) -> Option<String>) -> String {
-    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty()).map(|_| name.to_string());
+    let set = |name: &str| {
+        env(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(|_| name.to_string())
+    };
     let doc: Value = c
         .source
         .as_ref()
@@ -26,7 +30,9 @@ pub fn explain(c: &Config, env: &dyn Fn(&str) -> Option<String>) -> String {
     let file = c
         .source
         .as_ref()
-        .map_or("built-in defaults".to_string(), |p| format!("file {}", p.display()));
+        .map_or("built-in defaults".to_string(), |p| {
+            format!("file {}", p.display())
+        });
     let in_file = |path: &[&str]| {
         let mut v = &doc;
         for k in path {
@@ -95,17 +101,29 @@ pub fn explain(c: &Config, env: &dyn Fn(&str) -> Option<String>) -> String {
         line(
             k("max_age"),
             r.max_age.map_or("0 (no limit)".into(), format_duration),
-            source(first("CHART_MAX_AGE_HOURS"), &["roots", &idx, "max_age"], true),
+            source(
+                first("CHART_MAX_AGE_HOURS"),
+                &["roots", &idx, "max_age"],
+                true,
+            ),
         );
         line(
             k("max_size"),
             r.max_size.map_or("0 (no limit)".into(), format_size),
-            source(first("CHART_MAX_SIZE_MB"), &["roots", &idx, "max_size"], true),
+            source(
+                first("CHART_MAX_SIZE_MB"),
+                &["roots", &idx, "max_size"],
+                true,
+            ),
         );
         line(
             k("grace"),
             format_duration(r.grace),
-            source(first("CHART_GRACE_SECONDS"), &["roots", &idx, "grace"], false),
+            source(
+                first("CHART_GRACE_SECONDS"),
+                &["roots", &idx, "grace"],
+                false,
+            ),
         );
         line(
             k("low_watermark"),

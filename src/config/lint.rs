@@ -20,7 +20,10 @@ const SIZE_KEYS: [&str; 2] = ["max_size", "min_free"];
 /// defaults) at `origin`.
 pub fn lint(config: &Config, text: Option<&str>, origin: Option<&Path>) -> Vec<String> {
     let mut out = Vec::new();
-    let file = origin.map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+    let file = origin.map_or_else(
+        || "built-in defaults".to_string(),
+        |p| p.display().to_string(),
+    );
     for (i, root) in config.roots.iter().enumerate() {
         let key = format!("roots[{i}].path");
         match std::fs::metadata(&root.path) {
@@ -130,7 +133,10 @@ fn line_of(text: &str, key: &str, from: &mut usize) -> usize {
     let needle = format!("{key}:");
     for (n, line) in text.lines().enumerate().skip(*from) {
         let l = line.trim_start().trim_start_matches("- ").trim_start();
-        if l.starts_with(&needle) || line.contains(&format!(" {needle}")) || line.contains(&format!("{{{needle}")) {
+        if l.starts_with(&needle)
+            || line.contains(&format!(" {needle}"))
+            || line.contains(&format!("{{{needle}"))
+        {
             *from = n + 1;
             return n + 1;
         }

@@ -115,8 +115,8 @@ pub struct CliOverrides {
 }
 
 mod env;
-mod file;
 mod explain;
+mod file;
 mod lint;
 mod merge;
 pub mod presets;
@@ -278,7 +278,9 @@ pub fn load_from_str(
 ) -> Result<Config, ConfigError> {
     let parsed = parse_file(origin, text)?;
     let mut config = finish(parsed, Some(origin.to_path_buf()), cli, env)?;
-    config.warnings.extend(lint::lint(&config, Some(text), Some(origin)));
+    config
+        .warnings
+        .extend(lint::lint(&config, Some(text), Some(origin)));
     Ok(config)
 }
 
@@ -362,7 +364,10 @@ pub fn check_config_main(path: Option<&Path>, explain: bool) -> i32 {
     match load(path, &CliOverrides::default()) {
         Ok(config) => {
             if explain {
-                print!("{}", explain::explain(&config, &|name| std::env::var(name).ok()));
+                print!(
+                    "{}",
+                    explain::explain(&config, &|name| std::env::var(name).ok())
+                );
             } else {
                 print!("{}", config.to_yaml());
             }

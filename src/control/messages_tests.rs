@@ -48,16 +48,32 @@ fn every_client_request_is_accepted_by_the_decoder() {
             (Ok(Incoming::Status), ClientRequest::Status)
             | (Ok(Incoming::Metrics), ClientRequest::Metrics)
             | (Ok(Incoming::Reload), ClientRequest::Reload) => {}
-            (Ok(Incoming::Owner(Request::Groups { top, .. })), ClientRequest::Groups { top: t, .. }) => {
+            (
+                Ok(Incoming::Owner(Request::Groups { top, .. })),
+                ClientRequest::Groups { top: t, .. },
+            ) => {
                 assert_eq!(top.map(|n| n as u64), *t)
             }
-            (Ok(Incoming::Owner(Request::List { group, .. })), ClientRequest::List { group: g, .. }) => {
+            (
+                Ok(Incoming::Owner(Request::List { group, .. })),
+                ClientRequest::List { group: g, .. },
+            ) => {
                 assert_eq!(&group, g)
             }
-            (Ok(Incoming::Owner(Request::Cleanup { dry_run })), ClientRequest::Cleanup { dry_run: d }) => {
+            (
+                Ok(Incoming::Owner(Request::Cleanup { dry_run })),
+                ClientRequest::Cleanup { dry_run: d },
+            ) => {
                 assert_eq!(dry_run, *d)
             }
-            (Ok(Incoming::Owner(Request::Purge { dry_run, group, .. })), ClientRequest::Purge { dry_run: d, group: g, .. }) => {
+            (
+                Ok(Incoming::Owner(Request::Purge { dry_run, group, .. })),
+                ClientRequest::Purge {
+                    dry_run: d,
+                    group: g,
+                    ..
+                },
+            ) => {
                 assert_eq!((&group, dry_run), (g, *d))
             }
             (other, _) => panic!("{line} decoded as {other:?}"),
@@ -92,7 +108,10 @@ fn dry_run_figures_come_from_the_would_fields() {
     assert_eq!((d.count(), d.bytes()), (3, 1_085_691));
     let line = r#"{"ok":true,"files_removed":2,"bytes_freed":10,"skipped":1,"files":[{"path":"/r/a.png","bytes":5,"age_hours":1.5,"reason":"purge"}],"dry_run":false}"#;
     let d: DeletionReply = decode_reply(line).unwrap();
-    assert_eq!((d.count(), d.bytes(), d.files[0].reason.as_str()), (2, 10, "purge"));
+    assert_eq!(
+        (d.count(), d.bytes(), d.files[0].reason.as_str()),
+        (2, 10, "purge")
+    );
     let m = fields(&d);
     assert!(!m.contains_key("would_remove") && m.contains_key("files_removed"));
 }
@@ -102,5 +121,8 @@ fn alert_levels_are_nagios_codes() {
     assert_eq!(AlertLevel::Ok.code(), 0);
     assert_eq!(AlertLevel::Warning.code(), 1);
     assert_eq!(AlertLevel::Critical.code(), 2);
-    assert_eq!(serde_json::to_string(&AlertLevel::Warning).unwrap(), "\"warning\"");
+    assert_eq!(
+        serde_json::to_string(&AlertLevel::Warning).unwrap(),
+        "\"warning\""
+    );
 }

@@ -465,7 +465,6 @@ pub fn reason_names() -> &'static [&'static str] {
     &REASONS
 }
 
-
 #[cfg(test)]
 #[path = "report_tests.rs"]
 pub(crate) mod tests;

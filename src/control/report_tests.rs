@@ -199,7 +199,6 @@ fn metrics_exposition() {
     );
 }
 
-
 #[test]
 fn staleness_needs_a_busy_owner() {
     let snap = snapshot(vec![root("/srv/a")]);
@@ -251,11 +250,14 @@ fn alert_metrics_follow_the_health_rule() {
     missing.degraded = true;
     missing.degraded_reason = Some("root /srv/gone is missing (No such file)".into());
     let text = metrics_text(&snapshot(vec![root("/srv/a"), missing]), now());
-    assert!(text.contains("chartd_root_alert_level{root=\"/srv/a\"} 0\n"), "{text}");
+    assert!(
+        text.contains("chartd_root_alert_level{root=\"/srv/a\"} 0\n"),
+        "{text}"
+    );
     assert!(text.contains("chartd_root_alert_level{root=\"/srv/gone\"} 2\n"));
-    assert!(text.contains(
-        "chartd_root_alert_reason{root=\"/srv/gone\",reason=\"root_missing\"} 1\n"
-    ));
+    assert!(
+        text.contains("chartd_root_alert_reason{root=\"/srv/gone\",reason=\"root_missing\"} 1\n")
+    );
     assert!(!text.contains("chartd_root_alert_reason{root=\"/srv/a\""));
     assert!(text.contains("# TYPE chartd_root_alert_level gauge\n"));
     assert!(text.contains("chartd_held_bytes{root=\"/srv/a\",cause=\"writing\"} 0\n"));
