@@ -132,8 +132,23 @@ fn listening_socket(pid: u32) -> Option<PathBuf> {
         let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
         let (inode, path) = (f.get(6)?, f.get(7)?);
         (flags & 0x10000 != 0 && inodes.iter().any(|i| i == inode) && path.starts_with('/'))
-            .then(|| PathBuf::from(path))
+            .then(|| published_name(Path::new(path), pid))
     })
+}
+
+/// The kernel keeps the name a socket was bound to; `control::socket` binds
+/// `.NAME.PID.tmp` and then links it to `NAME`, so name what clients connect to.
+fn published_name(bound: &Path, pid: u32) -> PathBuf {
+    let name = bound.file_name().map(|n| n.to_string_lossy().into_owned());
+    let suffix = format!(".{pid}.tmp");
+    match name
+        .as_deref()
+        .and_then(|n| n.strip_prefix('.'))
+        .and_then(|n| n.strip_suffix(suffix.as_str()))
+    {
+        Some(real) => bound.with_file_name(real),
+        None => bound.to_path_buf(),
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +170,14 @@ mod tests {
         let meta = other.metadata().unwrap();
         assert_eq!(holder_pid(meta.dev(), meta.ino()), Some(std::process::id()));
         release_except(&[]);
+        assert_eq!(
+            published_name(Path::new("/run/chartd/.chartd.sock.42.tmp"), 42),
+            Path::new("/run/chartd/chartd.sock")
+        );
+        assert_eq!(
+            published_name(Path::new("/run/x.sock"), 42),
+            Path::new("/run/x.sock")
+        );
         rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
     }
 }
