@@ -61,13 +61,18 @@ fn builtin_defaults_manage_images_only() {
     let o = chartd(&["clean", "--once", "--dry-run"], cwd.path(), &[]);
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
-    assert!(out.contains("would remove") && out.contains("chart.png"), "{out}");
+    assert!(
+        out.contains("would remove") && out.contains("chart.png"),
+        "{out}"
+    );
     for data in ["result.json", "report.html", "report.pdf"] {
         assert!(!out.contains(data), "{data} is analysis data:\n{out}");
     }
     // Item 6: what would go is not said to "remain".
     assert!(
-        out.contains("would remove 1 files, 4096 bytes; 0 files (0 bytes) would remain; nothing was deleted"),
+        out.contains(
+            "would remove 1 files, 4096 bytes; 0 files (0 bytes) would remain; nothing was deleted"
+        ),
         "{out}"
     );
     assert!(charts.join("chart.png").exists() && charts.join("result.json").exists());
@@ -83,7 +88,11 @@ fn unknown_environment_variable_warns_and_selects_development() {
     let cfg = dir.path().join("c.yaml");
     fs::write(&cfg, format!("roots:\n  - path: {}\n", root.display())).unwrap();
     let c = cfg.to_str().unwrap();
-    let o = chartd(&["check-config", "--config", c], dir.path(), &[("ENVIRONMENT", "test")]);
+    let o = chartd(
+        &["check-config", "--config", c],
+        dir.path(),
+        &[("ENVIRONMENT", "test")],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert!(
@@ -91,7 +100,10 @@ fn unknown_environment_variable_warns_and_selects_development() {
         "{err}"
     );
     let out = text(&o.stdout);
-    assert!(out.contains("max_age: 1d") || out.contains("max_age: 24h"), "{out}");
+    assert!(
+        out.contains("max_age: 1d") || out.contains("max_age: 24h"),
+        "{out}"
+    );
     assert!(out.contains("max_size: 1000MiB"), "{out}");
     fs::write(
         &cfg,
@@ -100,11 +112,19 @@ fn unknown_environment_variable_warns_and_selects_development() {
     .unwrap();
     let o = chartd(&["check-config", "--config", c], dir.path(), &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
-    assert!(text(&o.stderr).contains("environment"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("environment"),
+        "{}",
+        text(&o.stderr)
+    );
     // The daemon starts on it too, and says so in its log.
     let d = Daemon::start_with("", &[("ENVIRONMENT", "test")], |_| {});
     assert_eq!(d.status_root()["max_age_hours"], 24.0);
-    assert!(d.log_text().contains("unknown environment \"test\""), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("unknown environment \"test\""),
+        "{}",
+        d.log_text()
+    );
 }
 
 /// Item 6: a dry run's figures are its own (`would_free_bytes`), not the 0 of `bytes_freed`.
@@ -163,7 +183,10 @@ fn a_second_daemon_on_the_same_tree_is_refused() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("is already governed by"), "{err}");
     assert!(err.contains(first.socket.to_str().unwrap()), "{err}");
-    assert!(!socket.exists(), "the refused daemon never bound its socket");
+    assert!(
+        !socket.exists(),
+        "the refused daemon never bound its socket"
+    );
     // The first one is untouched.
     assert_eq!(first.status_root()["total_files"], 9);
     assert_eq!(walk_png(&first.root).0, 9);
@@ -205,7 +228,11 @@ fn a_missing_root_is_critical_and_check_exits_2() {
     let _ = child.wait();
     assert!(up, "chartd did not answer with a missing root");
     assert_eq!(r["alert"], "critical", "{v}");
-    assert_eq!(r["alert_reasons"], serde_json::json!(["root_missing"]), "{v}");
+    assert_eq!(
+        r["alert_reasons"],
+        serde_json::json!(["root_missing"]),
+        "{v}"
+    );
     assert_eq!(o2.status.code(), Some(2), "{human}");
     assert!(human.contains("ROOT MISSING"), "{human}");
     // Not "FREE 0 B": the free space of a missing root is unknown.
@@ -235,7 +262,8 @@ fn alerts_mean_a_limit_is_not_holding() {
     for i in 0..8 {
         write_file(&d.root.join(format!("keep/k{i}.png")), 100 * 1024);
     }
-    assert!(wait_until(Duration::from_secs(10), || d.status_root()["total_bytes"]
+    assert!(wait_until(Duration::from_secs(10), || d.status_root()
+        ["total_bytes"]
         .as_u64()
         > Some(500 * KIB)));
     // Within grace + slack it is still the designed bound...
@@ -279,15 +307,27 @@ fn the_client_in_the_first_hour() {
     assert!(v["snapshot_age_seconds"].as_f64().is_some(), "{v}");
     // `root` relative to the working directory (the temp dir holding root/).
     let sock = d.socket.to_str().unwrap();
-    let o = chartd(&["groups", "--root", "root", "--socket", sock], d.dir.path(), &[]);
+    let o = chartd(
+        &["groups", "--root", "root", "--socket", sock],
+        d.dir.path(),
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("AAPL_1d"), "{}", text(&o.stdout));
-    let o = chartd(&["list", "MSFT_1h", "--root", "./root/", "--socket", sock], d.dir.path(), &[]);
+    let o = chartd(
+        &["list", "MSFT_1h", "--root", "./root/", "--socket", sock],
+        d.dir.path(),
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     // A directory is not a socket.
     let o = chartd(&["status", "--socket", "/tmp"], d.dir.path(), &[]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(text(&o.stderr).contains("/tmp is a directory, not a socket"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("/tmp is a directory, not a socket"),
+        "{}",
+        text(&o.stderr)
+    );
     // Unreachable, with --json: still JSON on stdout.
     let missing = d.dir.path().join("missing.sock");
     let o = chartd(
