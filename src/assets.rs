@@ -328,4 +328,21 @@ mod tests {
         }
         assert!(page.contains("\\-\\-check"), "status --check is documented");
     }
+
+    /// Issue #14, item 12: the .deb synopsis (the description's first line) is whole, and the
+    /// .rpm honours presets the way %systemd_post / %systemd_preun do.
+    #[test]
+    fn package_metadata() {
+        let synopsis = env!("CARGO_PKG_DESCRIPTION");
+        assert!(
+            synopsis.len() < 80 && !synopsis.ends_with('.'),
+            "{synopsis}"
+        );
+        assert!(!synopsis.contains('\n'));
+        let post = include_str!("../packaging/rpm/post_install.sh");
+        assert!(post.contains("systemctl --no-reload preset chartd.service"));
+        assert!(!post.contains("enable --now chartd.service"), "{post}");
+        let preun = include_str!("../packaging/rpm/pre_uninstall.sh");
+        assert!(preun.contains("disable --now chartd.service"));
+    }
 }
