@@ -171,7 +171,7 @@ once max_size is crossed, evict down to this share of it (default 90%).
 keep this much of the filesystem free (\fB5%\fR or a size).
 .TP
 \fBroots[].grace\fR
-never delete a file modified less than this long ago (default 60s). The effective size bound is
+never delete a file modified less than this long ago (default 10s). The effective size bound is
 max_size plus what writers add within grace.
 .TP
 \fBroots[].include\fR, \fBroots[].exclude\fR, \fBroots[].protect\fR

@@ -48,7 +48,7 @@ const ESCALATE: Duration = Duration::from_secs(300);
 /// How recent a failed deletion must be to count as "deletions keep failing".
 const FAILING_WINDOW: Duration = Duration::from_secs(600);
 /// The grace assumed for a root the tracker has no config for (the built-in default).
-const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+const DEFAULT_GRACE: Duration = crate::config::DEFAULT_GRACE;
 
 /// A root's verdict.
 #[derive(Debug, Clone, PartialEq)]

@@ -96,7 +96,7 @@ fn check_config_warns_about_traps_with_the_fix() {
         "Fix: create it (mkdir -p ",
         "roots[1]: max_age (30s) is below grace (2m)",
         // max_age: 6 is below the default grace of 60 s too.
-        "roots[0]: max_age (6s) is below grace (1m)",
+        "roots[0]: max_age (6s) is below grace (10s)",
     ] {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }

@@ -119,6 +119,8 @@ mod explain;
 mod file;
 mod lint;
 mod merge;
+/// The default `grace` (why 10 s: see its definition).
+pub use merge::DEFAULT_GRACE;
 pub mod presets;
 pub mod units;
 mod validate;

@@ -69,7 +69,7 @@ fn defaults_without_environment_mean_no_limits() {
     assert!(!r.create);
     assert_eq!(r.low_watermark, 0.9);
     assert_eq!(r.min_free, None);
-    assert_eq!(r.grace, Duration::from_secs(60));
+    assert_eq!(r.grace, Duration::from_secs(10));
     // Images only (issue #14, item 3): analysis data (JSON, HTML, PDF) is never managed by
     // default.
     assert_eq!(
