@@ -130,8 +130,14 @@ fn the_tracker_measures_from_the_first_snapshot_over_the_limit() {
         t.assess(&under, &[], 80.0, 95.0, at(0)).level,
         AlertLevel::Ok
     );
-    t.observe(&snap, at(40));
+    // Over again, for less than the default grace (10 s) + slack: not yet.
+    t.observe(&snap, at(15));
     assert_eq!(t.assess(&r, &[], 80.0, 95.0, at(0)).level, AlertLevel::Ok);
+    assert_eq!(
+        t.assess(&r, &[], 80.0, 95.0, at(0) + Duration::from_secs(6))
+            .level,
+        AlertLevel::Warning
+    );
     // An error count that grows is a failing deletion.
     let mut e = under.clone();
     e.errors = 3;
