@@ -341,3 +341,37 @@ fn the_client_in_the_first_hour() {
     assert_eq!(v["exit_code"], 3);
     assert!(v["error"].as_str().unwrap().contains("missing.sock"), "{v}");
 }
+
+/// The README's migration snippet works as written against the real daemon: stats, cleanup,
+/// a group purge and a purge of everything, through the socket.
+#[test]
+fn the_readme_migration_snippet_works() {
+    let d = Daemon::start("max_size: 10MiB\ngrace: 0s", |root| {
+        tree(root);
+        file(&root.join("AAPL_1d/c0.png"), 100 * KIB, hours(2));
+        file(&root.join("AAPL_1d/result.json"), 100 * KIB, hours(2));
+    });
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("## Migration")
+        .expect("README has a migration section");
+    let start = readme[at..].find("```python\n").expect("a python snippet") + at + 10;
+    let code = &readme[start..start + readme[start..].find("```").unwrap()];
+    let code = code.replace("/run/chartd/chartd.sock", d.socket.to_str().unwrap());
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(&code)
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    // 9 charts (c0 rewritten with a JSON next to it), status then cleanup (nothing over the limits),
+    // then AAPL_1d's 4 charts, then the other 5.
+    assert_eq!(lines, ["9 0.88 ok", "0", "4", "5"], "{out}");
+    assert_eq!(walk_png(&d.root).0, 0);
+    assert!(
+        d.root.join("AAPL_1d/result.json").exists(),
+        "analysis data is never purged"
+    );
+}
