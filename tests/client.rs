@@ -107,10 +107,7 @@ fn help_describes_every_option() {
             vec!["purge", "-h"],
             vec!["--dry-run", "delete nothing", "--yes"],
         ),
-        (
-            vec!["cleanup", "-h"],
-            vec!["--dry-run", "delete nothing"],
-        ),
+        (vec!["cleanup", "-h"], vec!["--dry-run", "delete nothing"]),
         (
             vec!["check-config", "-h"],
             vec!["--config", "--explain", "where it came from"],
