@@ -375,3 +375,35 @@ fn the_readme_migration_snippet_works() {
         "analysis data is never purged"
     );
 }
+
+/// The socket check still stands behind the root lock: another tree on a socket in use is
+/// refused too (lifecycle.rs's same-config case now meets the root lock first).
+#[test]
+fn another_tree_on_a_socket_in_use_is_refused() {
+    let first = Daemon::start("max_size: 10MiB", tree);
+    let other = first.dir.path().join("other-root");
+    fs::create_dir(&other).unwrap();
+    let config = first.dir.path().join("other.yaml");
+    fs::write(
+        &config,
+        config_text(&other, &first.socket, "max_size: 1MiB"),
+    )
+    .unwrap();
+    let o = chartd(
+        &["run", "--config", config.to_str().unwrap()],
+        first.dir.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("already"), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("already governed"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        first.status_root()["total_files"],
+        9,
+        "the first one still answers"
+    );
+}
