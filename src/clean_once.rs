@@ -56,13 +56,22 @@ pub fn run(config_path: Option<&Path>, dry_run: bool) -> i32 {
         }
         files += pass.files;
         bytes += pass.bytes;
+        // A dry run leaves the index as it is, so what would remain is the total minus what
+        // would go; after a real pass the index already holds only what remains.
+        let (left_files, left_bytes, left) = if dry_run {
+            (
+                root.index.total_files.saturating_sub(pass.files),
+                root.index.total_bytes.saturating_sub(pass.bytes),
+                "would remain; nothing was deleted",
+            )
+        } else {
+            (root.index.total_files, root.index.total_bytes, "remain")
+        };
         println!(
-            "{}: {verb} {} files, {} bytes; {} files ({} bytes) remain",
+            "{}: {verb} {} files, {} bytes; {left_files} files ({left_bytes} bytes) {left}",
             rc.path.display(),
             pass.files,
             pass.bytes,
-            root.index.total_files,
-            root.index.total_bytes
         );
     }
     if cfg.roots.len() > 1 {

@@ -16,7 +16,9 @@ use crate::index::{DirId, FileId, HoldReason, ROOT};
 use crate::root::{now_ns, ns_to_time, RootState};
 use crate::stats::Reason;
 use crate::watcher::Watcher;
-use serde_json::{json, Map, Value};
+use crate::control::messages::{
+    fields, DeletionReply, GroupRow, GroupsReply, ListReply, ListedFile, RemovedFile,
+};
 use std::ffi::OsStr;
 use std::path::Path;
 
@@ -119,23 +121,21 @@ fn groups(
     if let Some(n) = top {
         rows.truncate(n);
     }
-    let groups: Vec<Value> = rows
+    let groups = rows
         .into_iter()
-        .map(|(name, root, files, bytes, oldest, newest)| {
-            json!({
-                "name": name,
-                "root": root,
-                "files": files,
-                "bytes": bytes,
-                "oldest_file_age_hours": oldest.map(hours_since),
-                "newest_file_age_hours": newest.map(hours_since),
-            })
+        .map(|(name, root, files, bytes, oldest, newest)| GroupRow {
+            name,
+            root,
+            files: u64::from(files),
+            bytes,
+            oldest_file_age_hours: oldest.map(hours_since),
+            newest_file_age_hours: newest.map(hours_since),
         })
         .collect();
-    let mut m = Map::new();
-    m.insert("groups".into(), Value::Array(groups));
-    m.insert("total_groups".into(), json!(total));
-    Ok(m)
+    Ok(fields(&GroupsReply {
+        groups,
+        total_groups: total as u64,
+    }))
 }
 
 fn find_group(r: &RootState, group: &str) -> Option<DirId> {
@@ -154,48 +154,42 @@ fn list(roots: &mut [RootState], root: Option<&Path>, group: &str) -> Reply {
                 std::cmp::Reverse(r.index.file(f).size),
             )
         });
-        let rows: Vec<Value> = files
+        let rows = files
             .iter()
             .map(|&f| {
                 let s = r.index.file(f);
                 let path = r.abs_path(&r.index.file_components(f));
-                let mtime = humantime::format_rfc3339_seconds(ns_to_time(s.mtime_ns)).to_string();
-                let size = s.size;
-                json!({
-                    "path": path.display().to_string(),
-                    "bytes": size,
-                    "mtime": mtime,
-                    "mtime_unix": s.mtime_ns as f64 / 1e9,
-                    "age_hours": hours_since(s.mtime_ns),
-                    "protected": s.protected(),
-                })
+                ListedFile {
+                    path: path.display().to_string(),
+                    bytes: s.size,
+                    mtime: humantime::format_rfc3339_seconds(ns_to_time(s.mtime_ns)).to_string(),
+                    mtime_unix: s.mtime_ns as f64 / 1e9,
+                    age_hours: hours_since(s.mtime_ns),
+                    protected: s.protected(),
+                }
             })
             .collect();
-        let mut m = Map::new();
-        m.insert("root".into(), json!(r.cfg.path.display().to_string()));
-        m.insert("group".into(), json!(group));
-        m.insert("files".into(), Value::Array(rows));
-        return Ok(m);
+        return Ok(fields(&ListReply {
+            root: r.cfg.path.display().to_string(),
+            group: group.to_string(),
+            files: rows,
+        }));
     }
     Err(format!(
         "no group {group:?} (see `chartd groups` for the existing ones)"
     ))
 }
 
-fn removal_json(list: &[Removal]) -> Value {
-    Value::Array(
-        list.iter()
-            .take(MAX_LISTED)
-            .map(|x| {
-                json!({
-                    "path": x.path.display().to_string(),
-                    "bytes": x.bytes,
-                    "age_hours": (x.age.as_secs_f64() / 36.0).round() / 100.0,
-                    "reason": x.reason.as_str(),
-                })
-            })
-            .collect(),
-    )
+fn removed_files(list: &[Removal]) -> Vec<RemovedFile> {
+    list.iter()
+        .take(MAX_LISTED)
+        .map(|x| RemovedFile {
+            path: x.path.display().to_string(),
+            bytes: x.bytes,
+            age_hours: (x.age.as_secs_f64() / 36.0).round() / 100.0,
+            reason: x.reason.as_str().to_string(),
+        })
+        .collect()
 }
 
 /// The figures of several roots' passes, added up.
@@ -218,19 +212,22 @@ impl Totals {
     }
 }
 
-fn answer(t: &Totals, dry_run: bool) -> Map<String, Value> {
-    let mut m = Map::new();
-    if dry_run {
-        m.insert("would_remove".into(), json!(t.files));
-        m.insert("would_free_bytes".into(), json!(t.bytes));
+fn answer(t: &Totals, dry_run: bool, skipped_in_grace: Option<u64>) -> DeletionReply {
+    let (real, rehearsal) = if dry_run {
+        (None, Some(()))
     } else {
-        m.insert("files_removed".into(), json!(t.files));
-        m.insert("bytes_freed".into(), json!(t.bytes));
+        (Some(()), None)
+    };
+    DeletionReply {
+        files_removed: real.map(|()| t.files),
+        bytes_freed: real.map(|()| t.bytes),
+        would_remove: rehearsal.map(|()| t.files),
+        would_free_bytes: rehearsal.map(|()| t.bytes),
+        skipped: t.skipped,
+        files: removed_files(&t.removals),
+        dry_run,
+        skipped_in_grace,
     }
-    m.insert("skipped".into(), json!(t.skipped));
-    m.insert("files".into(), removal_json(&t.removals));
-    m.insert("dry_run".into(), json!(dry_run));
-    m
 }
 
 fn refuse_if_observing(cleanup_enabled: bool, dry_run: bool) -> Result<(), String> {
@@ -263,7 +260,7 @@ fn cleanup(scope: Scope<'_>, dry_run: bool) -> Reply {
         r.enforce(scope.watcher, &mut pass);
         totals.add(&mut pass);
     }
-    Ok(answer(&totals, dry_run))
+    Ok(fields(&answer(&totals, dry_run, None)))
 }
 
 /// A file chosen by `purge`, as it was when it was chosen.
@@ -362,9 +359,7 @@ fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bo
             group.unwrap_or_default()
         ));
     }
-    let mut m = answer(&totals, dry_run);
-    m.insert("skipped_in_grace".into(), json!(grace_skipped));
-    Ok(m)
+    Ok(fields(&answer(&totals, dry_run, Some(grace_skipped))))
 }
 
 /// Whether the slot of a chosen file still holds that file, managed, in the purged group.

@@ -29,6 +29,14 @@ pub fn run(config_path: Option<PathBuf>, overrides: CliOverrides) -> i32 {
         }
     };
     let log = logging::init(&cfg.log);
+    for w in &cfg.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let roots: Vec<PathBuf> = cfg.roots.iter().map(|r| r.path.clone()).collect();
+    if let Err(e) = crate::rootlock::lock_all(&roots) {
+        tracing::error!("{e}");
+        return 1;
+    }
     raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -216,6 +224,9 @@ impl Supervisor {
                     self.cfg.socket.display()
                 );
             }
+            if let Ok(mut r) = self.ctx.roots.write() {
+                *r = d.cfg.roots.clone();
+            }
             if let Ok(mut c) = self.ctx.control.write() {
                 *c = d.cfg.control.clone();
             }
@@ -336,12 +347,14 @@ async fn supervise(
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Arc::new(control::Context {
-        snapshot: snap_rx.clone(),
-        commands: cmd_tx,
-        reload: reload_tx,
-        control: std::sync::RwLock::new(cfg.control.clone()),
-    });
+    let ctx = Arc::new(control::Context::new(
+        snap_rx.clone(),
+        cmd_tx,
+        reload_tx,
+        cfg.control.clone(),
+        cfg.roots.clone(),
+        progress.clone(),
+    ));
     let server = match tokio::net::UnixListener::from_std(listener) {
         Ok(l) => tokio::spawn(control::serve(l, ctx.clone(), stop_rx.clone())),
         Err(e) => {
@@ -353,7 +366,7 @@ async fn supervise(
     if let Some(l) = metrics_listener {
         drop(tokio::spawn(crate::metrics_http::serve(
             l,
-            snap_rx.clone(),
+            ctx.clone(),
             stop_rx.clone(),
         )));
     }

@@ -18,7 +18,9 @@ fn main() {
                 socket: socket.clone(),
             },
         ),
-        Command::CheckConfig { config } => config::check_config_main(config.as_deref()),
+        Command::CheckConfig { config, explain } => {
+            config::check_config_main(config.as_deref(), *explain)
+        }
         Command::Clean {
             once: _,
             dry_run,

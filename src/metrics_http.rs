@@ -17,8 +17,6 @@
 //! ```
 
 use crate::config::metrics::MetricsConfig;
-use crate::control::report;
-use crate::stats::Snapshot;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -26,7 +24,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -139,7 +137,7 @@ fn adopt(fd: i32) -> Result<StdListener, String> {
 /// Serves scrapes until `shutdown` turns true (or its sender is dropped).
 pub async fn serve(
     listener: StdListener,
-    snapshot: watch::Receiver<Arc<Snapshot>>,
+    ctx: Arc<crate::control::Context>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -165,9 +163,9 @@ pub async fn serve(
                         tracing::warn!("metrics endpoint: {MAX_CONNECTIONS} connections open; refused one");
                         continue;
                     };
-                    let snapshot = snapshot.clone();
+                    let ctx = ctx.clone();
                     tasks.spawn(async move {
-                        connection(stream, snapshot).await;
+                        connection(stream, ctx).await;
                         drop(slot);
                     });
                 }
@@ -186,10 +184,10 @@ pub async fn serve(
 const BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-async fn connection(stream: tokio::net::TcpStream, snapshot: watch::Receiver<Arc<Snapshot>>) {
+async fn connection(stream: tokio::net::TcpStream, ctx: Arc<crate::control::Context>) {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let snap = snapshot.borrow().clone();
-        async move { Ok::<_, std::convert::Infallible>(respond(&req, &snap, SystemTime::now())) }
+        let r = respond(&req, || ctx.metrics_text());
+        async move { Ok::<_, std::convert::Infallible>(r) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -202,15 +200,16 @@ async fn connection(stream: tokio::net::TcpStream, snapshot: watch::Receiver<Arc
     }
 }
 
-/// The answer to one request: a pure function of its method and path, the snapshot and now.
-pub fn respond<B>(req: &Request<B>, snap: &Snapshot, now: SystemTime) -> Response<Full<Bytes>> {
+/// The answer to one request: a function of its method and path and of the metrics text
+/// (`chartd metrics`, from the latest snapshot), which is built only for a `GET`/`HEAD`.
+pub fn respond<B>(req: &Request<B>, metrics: impl FnOnce() -> String) -> Response<Full<Bytes>> {
     let (status, body) = if req.uri().path() != "/metrics" {
         (
             StatusCode::NOT_FOUND,
             "not found: chartd serves /metrics\n".to_string(),
         )
     } else if req.method() == Method::GET || req.method() == Method::HEAD {
-        (StatusCode::OK, report::metrics(snap, now))
+        (StatusCode::OK, metrics())
     } else {
         (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -275,10 +274,6 @@ mod tests {
         );
     }
 
-    fn snap() -> Snapshot {
-        crate::control::report::tests::snapshot(vec![crate::control::report::tests::root("/srv/a")])
-    }
-
     fn req(method: Method, path: &str) -> Request<()> {
         let mut r = Request::new(());
         *r.method_mut() = method;
@@ -288,22 +283,21 @@ mod tests {
 
     #[test]
     fn routes() {
-        let s = snap();
-        let now = crate::control::report::tests::at(0);
-        let r = respond(&req(Method::GET, "/metrics?x=1"), &s, now);
+        let s = || "chartd_up 1\n".to_string();
+        let r = respond(&req(Method::GET, "/metrics?x=1"), s);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_TYPE], CONTENT_TYPE_TEXT);
-        let r = respond(&req(Method::HEAD, "/metrics"), &s, now);
+        let r = respond(&req(Method::HEAD, "/metrics"), s);
         assert_eq!(r.status(), StatusCode::OK);
-        let r = respond(&req(Method::POST, "/metrics"), &s, now);
+        let r = respond(&req(Method::POST, "/metrics"), s);
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[ALLOW], "GET, HEAD");
         assert_eq!(
-            respond(&req(Method::GET, "/"), &s, now).status(),
+            respond(&req(Method::GET, "/"), s).status(),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            respond(&req(Method::DELETE, "/metrics/x"), &s, now).status(),
+            respond(&req(Method::DELETE, "/metrics/x"), s).status(),
             StatusCode::NOT_FOUND
         );
     }

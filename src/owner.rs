@@ -64,12 +64,14 @@ pub fn build_roots(cfg: &Config, progress: &Arc<Progress>) -> Result<Vec<RootSta
     cfg.roots
         .iter()
         .map(|r| {
-            RootState::new(
+            let mut root = RootState::new(
                 r.clone(),
                 cfg.cleanup_enabled,
                 cfg.resync_interval,
                 progress.clone(),
-            )
+            )?;
+            root.take_lock = true;
+            Ok(root)
         })
         .collect()
 }
@@ -450,13 +452,17 @@ impl Owner {
                 fresh.push(None);
                 continue;
             }
-            match RootState::new(
-                rc.clone(),
-                cfg.cleanup_enabled,
-                cfg.resync_interval,
-                self.progress.clone(),
-            ) {
+            let made = crate::rootlock::lock_root(&rc.path).and_then(|_| {
+                RootState::new(
+                    rc.clone(),
+                    cfg.cleanup_enabled,
+                    cfg.resync_interval,
+                    self.progress.clone(),
+                )
+            });
+            match made {
                 Ok(mut r) => {
+                    r.take_lock = true;
                     r.resync_all(&mut self.watcher);
                     r.ready = true;
                     fresh.push(Some(r));
@@ -495,6 +501,11 @@ impl Owner {
         for mut gone in old {
             gone.unwatch_all(&mut self.watcher);
         }
+        let kept: Vec<PathBuf> = next
+            .iter()
+            .flat_map(|r| [r.cfg.path.clone(), r.real_path.clone()])
+            .collect();
+        crate::rootlock::release_except(&kept);
         self.roots = next;
         self.cfg = cfg;
         self.check_watches();

@@ -83,6 +83,9 @@ pub struct RootState {
     pub blocked_size: Option<Blocked>,
     pub blocked_free: Option<Blocked>,
     pub pressure_evicted_age: Option<Duration>,
+    /// Take the one-daemon-per-tree lock when the root is opened (the daemon does; a one-shot
+    /// `clean --once` does not).
+    pub take_lock: bool,
     /// Paths the last eviction pass found different from the index (see `enforce`).
     pub stale: Vec<crate::evict::Stale>,
     /// Leftover private names a walk found (removed after it, see `fsops/delete.rs`).
@@ -161,6 +164,7 @@ impl RootState {
             pressure_evicted_age: None,
             leftovers: Vec::new(),
             stale: Vec::new(),
+            take_lock: false,
             kernel_watches: None,
             watch_repairs: 0,
             grace_count: None,
@@ -191,6 +195,13 @@ impl RootState {
         };
         match RootDir::open_nofollow(&real) {
             Ok(d) => {
+                if self.take_lock {
+                    // A root that appeared (or was replaced) since start is locked now; one
+                    // another daemon governs is left alone, and said so.
+                    if let Err(e) = crate::rootlock::lock_root(&real) {
+                        return self.root_unusable(e);
+                    }
+                }
                 if self
                     .dir
                     .as_ref()

@@ -52,40 +52,6 @@ impl Histogram {
     }
 }
 
-/// What keeps files that a limit would delete (filled by the owner; counted from its held set).
-#[derive(Debug, Clone, Default)]
-pub struct Holding {
-    pub writing_files: u64,
-    pub writing_bytes: u64,
-    pub locked_files: u64,
-    pub locked_bytes: u64,
-    /// Deletion failed (EACCES, EROFS...) or the file cannot be opened: retried with a backoff.
-    pub failing_files: u64,
-    pub failing_bytes: u64,
-    pub protected_files: u64,
-    pub protected_bytes: u64,
-    /// A limit is crossed and nothing more may be deleted right now.
-    pub blocked: Option<Blocked>,
-}
-
-/// A crossed limit that eviction cannot restore right now, and why.
-#[derive(Debug, Clone)]
-pub struct Blocked {
-    /// "max_size" | "min_free"
-    pub limit: &'static str,
-    /// Bytes over max_size, or missing to reach min_free.
-    pub excess_bytes: u64,
-    /// "grace" | "writing" | "locked" | "protected" | "failing" | "nothing_left"
-    pub cause: &'static str,
-    /// When the limit was first found crossed and blocked (continuously since).
-    pub since: SystemTime,
-    /// When the next file leaves grace (or a held file is retried).
-    pub next_eligible: Option<SystemTime>,
-    /// Files and bytes inside grace right now (when known).
-    pub grace_files: u64,
-    pub grace_bytes: u64,
-}
-
 /// One root's figures.
 #[derive(Debug, Clone)]
 pub struct RootStats {
@@ -139,4 +105,60 @@ pub struct Snapshot {
     pub roots: Vec<RootStats>,
     /// When the owner published this snapshot.
     pub published: SystemTime,
+}
+
+/// What keeps files that a limit would delete (filled by the owner; counted from its held set).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Holding {
+    pub writing_files: u64,
+    pub writing_bytes: u64,
+    pub locked_files: u64,
+    pub locked_bytes: u64,
+    /// Deletion failed (EACCES, EROFS...), retried with backoff.
+    pub failing_files: u64,
+    pub failing_bytes: u64,
+    pub protected_files: u64,
+    pub protected_bytes: u64,
+    /// A limit is crossed and nothing more may be deleted right now.
+    pub blocked: Option<Blocked>,
+}
+
+/// A crossed limit that nothing may be deleted for right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocked {
+    /// `"max_size"` or `"min_free"`.
+    pub limit: &'static str,
+    /// Bytes over max_size, or missing to reach min_free.
+    pub excess_bytes: u64,
+    /// `"grace"` | `"writing"` | `"locked"` | `"protected"` | `"failing"` | `"nothing_left"`.
+    pub cause: &'static str,
+    /// When the limit was first found crossed and blocked (continuous).
+    pub since: SystemTime,
+    /// When the next file leaves grace.
+    pub next_eligible: Option<SystemTime>,
+    /// Files/bytes inside grace right now (when known).
+    pub grace_files: u64,
+    pub grace_bytes: u64,
+}
+
+impl RootStats {
+    /// What holds back files a limit would delete.
+    pub fn holding(&self) -> &Holding {
+        &self.holding
+    }
+
+    /// Age of the most recent file evicted for size or free-space pressure.
+    pub fn pressure_evicted_age(&self) -> Option<Duration> {
+        self.pressure_evicted_age
+    }
+
+    /// The root itself is missing or cannot be opened (not merely some directories unwatched).
+    /// `root.rs` words those reasons "root ... is missing" / "root ... cannot be opened".
+    pub fn root_missing(&self) -> bool {
+        self.degraded
+            && self
+                .degraded_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("root "))
+    }
 }

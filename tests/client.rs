@@ -60,7 +60,12 @@ fn usage_errors_are_exit_2() {
     assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
     let o = chartd(&["groups", "--sort", "size", "--socket", "/nonexistent.sock"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("valid: bytes, files, age, name"));
+    // --sort is a closed set (shells complete its values, not file names).
+    assert!(
+        stderr(&o).contains("[possible values: bytes, files, age, name]"),
+        "{}",
+        stderr(&o)
+    );
     let o = chartd(&["list", "../etc", "--socket", "/nonexistent.sock"]);
     assert_eq!(o.status.code(), Some(2));
     let o = chartd(&["purge", "g", "--all", "--yes"]); // clap: conflicting arguments
@@ -72,4 +77,57 @@ fn usage_errors_are_exit_2() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Issue #14, item 11: every option and argument has help text; `--sort` lists its values.
+#[test]
+fn help_describes_every_option() {
+    for (cmd, wants) in [
+        (
+            vec!["status", "-h"],
+            vec![
+                "--json",
+                "Print the daemon's JSON reply",
+                "--check",
+                "Nagios",
+            ],
+        ),
+        (
+            vec!["groups", "-h"],
+            vec![
+                "[possible values: bytes, files, age, name]",
+                "resolved against the working directory",
+            ],
+        ),
+        (
+            vec!["list", "-h"],
+            vec!["<GROUP>", "a directory directly under a root"],
+        ),
+        (
+            vec!["purge", "-h"],
+            vec!["--dry-run", "delete nothing", "--yes"],
+        ),
+        (vec!["cleanup", "-h"], vec!["--dry-run", "delete nothing"]),
+        (
+            vec!["check-config", "-h"],
+            vec!["--config", "--explain", "where it came from"],
+        ),
+        (vec!["clean", "-h"], vec!["--config", "built-in"]),
+    ] {
+        let o = chartd(&cmd);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{cmd:?}");
+        for want in wants {
+            assert!(out.contains(want), "{cmd:?}: missing {want:?} in\n{out}");
+        }
+        // No option is left without a description (the short help puts it on the same line).
+        for line in out.lines() {
+            let t = line.trim();
+            if t.starts_with("--") && !t.contains("  ") {
+                panic!("{cmd:?}: {t:?} has no help text\n{out}");
+            }
+        }
+    }
+    let top = chartd(&["--help"]);
+    assert!(!String::from_utf8_lossy(&top.stdout).contains("generate-assets"));
 }

@@ -10,6 +10,7 @@ const VARS: &[&str] = &[
     "CHART_MAX_SIZE_MB",
     "CHART_CLEANUP_INTERVAL_MINUTES",
     "CHART_ENABLE_CLEANUP",
+    "CHART_GRACE_SECONDS",
     "ENVIRONMENT",
 ];
 
@@ -60,7 +61,95 @@ fn valid_config_prints_effective_yaml() {
     ] {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
-    assert!(stderr(&o).is_empty());
+    // /srv/charts does not exist on a test host: the only remark is that warning.
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("chartd: warning: ") && err.contains("does not exist and create is false"),
+        "{err}"
+    );
+}
+
+/// Issue #14, item 8: traps are accepted (exit 0) but each gets a warning on stderr that
+/// names the key (and line) and says how to fix it; stdout stays the effective YAML.
+#[test]
+fn check_config_warns_about_traps_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("charts");
+    std::fs::create_dir(&present).unwrap();
+    let missing = dir.path().join("missing");
+    let text = format!(
+        "roots:\n  - path: {}\n    max_age: 6\n    max_size: 200MB\n  - path: {}\n    max_age: 30s\n    grace: 2m\n",
+        present.display(),
+        missing.display()
+    );
+    let (o, f) = check_config(&text, &[("CHART_MAX_SIZE_MB", "")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let file = f.path().display().to_string();
+    for want in [
+        "roots[0].max_age: 6 at line 3 is 6 seconds (a bare number is seconds). Fix: write the unit, e.g. 6h",
+        "roots[0].max_size: \"200MB\" at line 4 uses the decimal unit MB",
+        "Fix: write 200MiB",
+        "roots[1].path: ",
+        "does not exist and create is false",
+        "Fix: create it (mkdir -p ",
+        "roots[1]: max_age (30s) is below grace (2m)",
+        // max_age: 6 is below the default grace of 60 s too.
+        "roots[0]: max_age (6s) is below grace (10s)",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    for line in err.lines() {
+        assert!(
+            line.starts_with(&format!("chartd: warning: {file}: ")),
+            "{line}"
+        );
+    }
+    assert!(stdout(&o).contains("max_size: 200MB") || stdout(&o).contains("max_size: 200000000"));
+    // A clean config has no warnings.
+    let clean = format!(
+        "roots:\n  - path: {}\n    max_age: 6h\n    max_size: 200MiB\n",
+        present.display()
+    );
+    let (o, _f) = check_config(&clean, &[]);
+    assert_eq!(stderr(&o), "");
+}
+
+/// Issue #14, item 8: `--explain` says where each effective value came from.
+#[test]
+fn explain_names_the_source_of_each_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("charts");
+    std::fs::create_dir(&root).unwrap();
+    let f = config_file(&format!(
+        "environment: production\nroots:\n  - path: {}\n    max_age: 2h\n",
+        root.display()
+    ));
+    let o = Command::new(env!("CARGO_BIN_EXE_chartd"))
+        .args(["check-config", "--explain", "--config"])
+        .arg(f.path())
+        .env_remove("ENVIRONMENT")
+        .env_remove("CHART_MAX_AGE_HOURS")
+        .env_remove("CHART_OUTPUT_DIR")
+        .env("CHART_MAX_SIZE_MB", "50")
+        .env("CHART_GRACE_SECONDS", "5")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let file = format!("(file {})", f.path().display());
+    for want in [
+        format!("environment = production  {file}"),
+        format!("roots[0].max_age = 2h  {file}"),
+        "roots[0].max_size = 50MiB  (variable CHART_MAX_SIZE_MB)".to_string(),
+        "roots[0].grace = 5s  (variable CHART_GRACE_SECONDS)".to_string(),
+        "resync_interval = 15m  (preset production)".to_string(),
+        "roots[0].low_watermark = 90%  (default)".to_string(),
+        "roots[0].include = *.png, *.jpg, *.jpeg, *.svg, *.webp, *.gif  (default)".to_string(),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in\n{out}");
+    }
 }
 
 #[test]

@@ -11,8 +11,11 @@ mod render;
 pub mod top;
 
 use crate::cli::{Command, Target};
+use crate::control::messages::{
+    decode_reply, ClientRequest, DeletionReply, GroupsReply, ListReply, MetricsReply, ReloadReply,
+    ReplyError, StatusReply,
+};
 use crate::control::{accounts, protocol};
-use serde_json::{json, Map, Value};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -34,69 +37,91 @@ const DELETION: Duration = Duration::from_secs(30 * 60);
 /// Runs a client subcommand and returns the process exit code. Other subcommands (`run`,
 /// `check-config`, ...) are not the client's: they return 2 with a message.
 pub fn main(cmd: &Command) -> i32 {
-    let (request, target, format, wait) = match build(cmd) {
+    let plan = match build(cmd) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("chartd: {e}");
             return EXIT_USAGE;
         }
     };
-    let socket = match resolve_socket(target) {
+    let json = plan.format == Format::Json;
+    let mut socket = match resolve_socket(plan.target) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("chartd: {e}");
-            return EXIT_USAGE;
-        }
+        Err(e) => return fail(json, EXIT_USAGE, &e),
     };
-    let line = match exchange(&socket.path, &request, wait) {
+    let line = match exchange_any(&mut socket, &plan.request, plan.wait) {
         Ok(line) => line,
-        Err(e) => {
-            eprintln!("chartd: {}", unreachable_message(&socket, &e));
-            return EXIT_UNREACHABLE;
-        }
+        Err(e) => return fail(json, EXIT_UNREACHABLE, &unreachable_message(&socket, &e)),
     };
-    let answer: Map<String, Value> = match serde_json::from_str(&line) {
-        Ok(Value::Object(m)) => m,
-        _ => {
-            eprintln!(
-                "chartd: {} answered something that is not a chartd reply ({:?}); is --socket pointing at chartd?",
+    let text = match render_reply(plan.format, &line) {
+        Ok(text) => text,
+        Err(ReplyError::Daemon(e)) => {
+            if json {
+                println!("{}", line.trim_end());
+            }
+            eprintln!("chartd: {e}");
+            return EXIT_DAEMON_ERROR;
+        }
+        Err(ReplyError::NotChartd(e)) => {
+            let msg = format!(
+                "{} answered something that is not a chartd reply ({e}: {:?}); is --socket pointing at chartd?",
                 socket.path.display(),
                 line.chars().take(80).collect::<String>()
             );
-            return EXIT_UNREACHABLE;
+            return fail(json, EXIT_UNREACHABLE, &msg);
         }
-    };
-    let ok = answer.get("ok") == Some(&Value::Bool(true));
-    if format == Format::Json {
-        println!("{}", line.trim_end());
-        return if ok { EXIT_OK } else { EXIT_DAEMON_ERROR };
-    }
-    if !ok {
-        let error = answer
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("(no message)");
-        eprintln!("chartd: {error}");
-        return EXIT_DAEMON_ERROR;
-    }
-    let style = render::Style::detect();
-    let text = match format {
-        Format::Status => render::status(&answer, &style),
-        Format::Groups => render::groups(&answer, &style),
-        Format::List => render::list(&answer, &style),
-        Format::Deletion => render::deletion(&answer),
-        Format::Reload => render::reload(&answer),
-        Format::Metrics => answer
-            .get("text")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        Format::Json => String::new(), // printed raw above
+        Err(ReplyError::Mismatch(e)) => {
+            let msg = format!(
+                "the daemon at {} sent a reply this client does not understand ({e}); are the daemon and the client the same chartd version (`chartd --version`, `systemctl restart chartd` after an upgrade)?",
+                socket.path.display()
+            );
+            return fail(json, EXIT_UNREACHABLE, &msg);
+        }
     };
     let mut out = io::stdout().lock();
     // A closed pipe (`chartd list g | head`) is not an error worth a message.
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if plan.check {
+        // Nagios style: 0 ok, 1 warning, 2 critical (the worst root).
+        return decode_reply::<StatusReply>(&line)
+            .map(|s| {
+                s.roots
+                    .iter()
+                    .map(|r| i32::from(r.alert.code()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(EXIT_UNREACHABLE);
+    }
     EXIT_OK
+}
+
+/// Prints a client-side failure; with `--json` also as a JSON error object on stdout, so that
+/// a script reading stdout gets an answer whatever happened.
+fn fail(json: bool, code: i32, message: &str) -> i32 {
+    if json {
+        let reply = serde_json::json!({"ok": false, "error": message, "exit_code": code});
+        println!("{reply}");
+    }
+    eprintln!("chartd: {message}");
+    code
+}
+
+/// Decodes the reply into its type and renders it (raw JSON for `--json`, once it decoded).
+fn render_reply(format: Format, line: &str) -> Result<String, ReplyError> {
+    let style = render::Style::detect();
+    Ok(match format {
+        Format::Json => {
+            decode_reply::<serde_json::Value>(line)?;
+            format!("{}\n", line.trim_end())
+        }
+        Format::Status => render::status(&decode_reply(line)?, &style),
+        Format::Groups => render::groups(&decode_reply::<GroupsReply>(line)?, &style),
+        Format::List => render::list(&decode_reply::<ListReply>(line)?, &style),
+        Format::Deletion => render::deletion(&decode_reply::<DeletionReply>(line)?),
+        Format::Reload => render::reload(&decode_reply::<ReloadReply>(line)?),
+        Format::Metrics => decode_reply::<MetricsReply>(line)?.text,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,57 +135,88 @@ enum Format {
     Metrics,
 }
 
-/// The request line, where to send it, how to print the answer, and how long to wait.
-fn build(cmd: &Command) -> Result<(Value, &Target, Format, Duration), String> {
+/// One client command, ready to send.
+#[derive(Debug)]
+struct Plan<'a> {
+    request: ClientRequest,
+    target: &'a Target,
+    format: Format,
+    wait: Duration,
+    /// `status --check`: exit 1 / 2 on warning / critical.
+    check: bool,
+}
+
+/// A `--root` as the daemon knows it: absolute, resolved against the working directory (the
+/// daemon resolves relative config paths the same way), without following symlinks.
+fn absolute_root(r: &Option<PathBuf>) -> Result<Option<String>, String> {
+    let Some(p) = r else { return Ok(None) };
+    let abs = std::path::absolute(p)
+        .map_err(|e| format!("--root {}: cannot resolve it: {e}", p.display()))?;
+    // Make `./output/charts/` and `output/charts` name the same root.
+    let abs: PathBuf = abs.components().collect();
+    Ok(Some(abs.to_string_lossy().into_owned()))
+}
+
+/// The request, where to send it, how to print the answer, and how long to wait.
+fn build(cmd: &Command) -> Result<Plan<'_>, String> {
     let pick = |json: bool, f: Format| if json { Format::Json } else { f };
-    let root = |r: &Option<PathBuf>| {
-        r.as_ref()
-            .map(|p| Value::String(p.to_string_lossy().into_owned()))
+    let plan = |request, target, format, wait| Plan {
+        request,
+        target,
+        format,
+        wait,
+        check: false,
     };
     Ok(match cmd {
-        Command::Status { json, target } => (
-            json!({"cmd": "status"}),
+        Command::Status {
+            json,
+            check,
             target,
-            pick(*json, Format::Status),
-            QUICK,
-        ),
+        } => Plan {
+            check: *check,
+            ..plan(
+                ClientRequest::Status,
+                target,
+                pick(*json, Format::Status),
+                QUICK,
+            )
+        },
         Command::Groups {
             top,
             sort,
-            root: r,
+            root,
             json,
             target,
         } => {
-            if !["bytes", "files", "age", "name"].contains(&sort.as_str()) {
-                return Err(format!(
-                    "invalid --sort {sort:?}; valid: bytes, files, age, name"
-                ));
-            }
             if *top == Some(0) {
                 return Err("--top must be at least 1".to_string());
             }
-            let mut req = json!({"cmd": "groups", "sort": sort});
-            set(&mut req, "top", top.map(Value::from));
-            set(&mut req, "root", root(r));
-            (req, target, pick(*json, Format::Groups), OWNER)
+            let req = ClientRequest::Groups {
+                root: absolute_root(root)?,
+                top: top.map(|n| n as u64),
+                sort: *sort,
+            };
+            plan(req, target, pick(*json, Format::Groups), OWNER)
         }
         Command::List {
             group,
-            root: r,
+            root,
             json,
             target,
         } => {
             protocol::validate_group(group)?;
-            let mut req = json!({"cmd": "list", "group": group});
-            set(&mut req, "root", root(r));
-            (req, target, pick(*json, Format::List), OWNER)
+            let req = ClientRequest::List {
+                group: group.clone(),
+                root: absolute_root(root)?,
+            };
+            plan(req, target, pick(*json, Format::List), OWNER)
         }
         Command::Cleanup {
             dry_run,
             json,
             target,
-        } => (
-            json!({"cmd": "cleanup", "dry_run": dry_run}),
+        } => plan(
+            ClientRequest::Cleanup { dry_run: *dry_run },
             target,
             pick(*json, Format::Deletion),
             DELETION,
@@ -170,15 +226,14 @@ fn build(cmd: &Command) -> Result<(Value, &Target, Format, Duration), String> {
             all,
             yes,
             dry_run,
-            root: r,
+            root,
             json,
             target,
         } => {
-            let mut req = json!({"cmd": "purge", "dry_run": dry_run});
-            match (group, all) {
+            let group = match (group, all) {
                 (Some(g), false) => {
                     protocol::validate_group(g)?;
-                    set(&mut req, "group", Some(g.as_str().into()));
+                    Some(g.clone())
                 }
                 (None, true) => {
                     // A rehearsal deletes nothing, so it needs no confirmation.
@@ -188,21 +243,26 @@ fn build(cmd: &Command) -> Result<(Value, &Target, Format, Duration), String> {
                                 .to_string(),
                         );
                     }
-                    set(&mut req, "all", Some(true.into()));
-                    set(&mut req, "confirm", Some(true.into()));
+                    None
                 }
                 _ => return Err("purge takes a GROUP or --all, not both".to_string()),
-            }
-            set(&mut req, "root", root(r));
-            (req, target, pick(*json, Format::Deletion), DELETION)
+            };
+            let req = ClientRequest::Purge {
+                all: group.is_none(),
+                confirm: group.is_none(),
+                group,
+                dry_run: *dry_run,
+                root: absolute_root(root)?,
+            };
+            plan(req, target, pick(*json, Format::Deletion), DELETION)
         }
-        Command::Reload { json, target } => (
-            json!({"cmd": "reload"}),
+        Command::Reload { json, target } => plan(
+            ClientRequest::Reload,
             target,
             pick(*json, Format::Reload),
             Duration::from_secs(60),
         ),
-        Command::Metrics { target } => (json!({"cmd": "metrics"}), target, Format::Metrics, QUICK),
+        Command::Metrics { target } => plan(ClientRequest::Metrics, target, Format::Metrics, QUICK),
         _ => {
             return Err(
                 "not a client command (status, groups, list, cleanup, purge, reload, metrics)"
@@ -212,28 +272,28 @@ fn build(cmd: &Command) -> Result<(Value, &Target, Format, Duration), String> {
     })
 }
 
-fn set(req: &mut Value, key: &str, value: Option<Value>) {
-    if let (Value::Object(m), Some(v)) = (req, value) {
-        m.insert(key.to_string(), v);
-    }
-}
-
-/// The socket path, and how it was chosen (for the "not reachable" message).
+/// The socket path, how it was chosen (for the "not reachable" message), and where else a
+/// daemon may listen when the path came from the built-in rule rather than from the operator.
 #[derive(Debug)]
 struct Socket {
     path: PathBuf,
     origin: String,
+    others: Vec<PathBuf>,
 }
 
+/// The packaged daemon's socket.
+const SYSTEM_SOCKET: &str = "/run/chartd/chartd.sock";
+
 /// `--socket`; else the `socket:` of `--config FILE`; else that of the system config when it is
-/// readable (the daemon started without `--config` reads it too); else the built-in rule, except
-/// that an existing system socket wins over the unprivileged fallback, since a non-root operator
-/// usually wants the system daemon.
+/// readable (the daemon started without `--config` reads it too); else the built-in rule, with
+/// the system socket as a second try: a non-root operator without the system config usually
+/// wants the packaged daemon, and may not even be able to see `/run/chartd` (mode 0750).
 fn resolve_socket(target: &Target) -> Result<Socket, String> {
     if let Some(path) = &target.socket {
         return Ok(Socket {
             path: path.clone(),
             origin: "--socket".into(),
+            others: Vec::new(),
         });
     }
     if let Some(file) = &target.config {
@@ -241,6 +301,7 @@ fn resolve_socket(target: &Target) -> Result<Socket, String> {
             .map(|c| Socket {
                 path: c.socket,
                 origin: format!("socket: in {}", file.display()),
+                others: Vec::new(),
             })
             .map_err(|e| format!("cannot take the socket path from --config: {e}"));
     }
@@ -252,31 +313,82 @@ fn resolve_socket(target: &Target) -> Result<Socket, String> {
                 return Ok(Socket {
                     path: c.socket,
                     origin: format!("socket: in {}", system_config.display()),
+                    others: Vec::new(),
                 })
             }
             Err(e) => note = format!("; {} was not usable: {e}", system_config.display()),
         }
     }
-    let default = crate::config::default_socket_path();
-    let system = Path::new("/run/chartd/chartd.sock");
-    if !default.exists() && default != system && system.exists() {
-        return Ok(Socket {
-            path: system.to_path_buf(),
-            origin: format!("the system socket{note}"),
-        });
+    Ok(discover(
+        crate::config::default_socket_path(),
+        Path::new(SYSTEM_SOCKET),
+        &note,
+    ))
+}
+
+/// The built-in rule's path first when a daemon is there, else the system socket first; the
+/// other one is tried next (see [`connect_any`]).
+fn discover(default: PathBuf, system: &Path, note: &str) -> Socket {
+    if default == system {
+        return Socket {
+            path: default,
+            origin: format!("the default path{note}"),
+            others: Vec::new(),
+        };
     }
-    Ok(Socket {
-        path: default,
-        origin: format!("the default path{note}"),
-    })
+    if default.exists() {
+        Socket {
+            path: default,
+            origin: format!("the default path for your user{note}"),
+            others: vec![system.to_path_buf()],
+        }
+    } else {
+        Socket {
+            path: system.to_path_buf(),
+            origin: format!(
+                "the system socket{note}; {} was tried too",
+                default.display()
+            ),
+            others: vec![default],
+        }
+    }
+}
+
+/// Sends the request to the socket, then to its alternatives while nothing is there at all.
+/// The error kept is the most telling one: "permission denied" on the system socket says more
+/// than "no such file" for a per-user path.
+fn exchange_any(
+    socket: &mut Socket,
+    request: &ClientRequest,
+    wait: Duration,
+) -> io::Result<String> {
+    let first = match exchange(&socket.path, request, wait) {
+        Ok(line) => return Ok(line),
+        Err(e) => e,
+    };
+    if first.kind() != io::ErrorKind::NotFound {
+        return Err(first);
+    }
+    for other in std::mem::take(&mut socket.others) {
+        match exchange(&other, request, wait) {
+            Ok(line) => return Ok(line),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                socket.origin = format!("{}; tried after {}", socket.origin, socket.path.display());
+                socket.path = other;
+                return Err(e);
+            }
+        }
+    }
+    Err(first)
 }
 
 /// Sends one request and reads one answer line.
-fn exchange(path: &Path, request: &Value, wait: Duration) -> io::Result<String> {
+fn exchange(path: &Path, request: &ClientRequest, wait: Duration) -> io::Result<String> {
     let mut stream = UnixStream::connect(path)?;
     stream.set_write_timeout(Some(QUICK))?;
     stream.set_read_timeout(Some(wait))?;
-    let mut line = request.to_string();
+    let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
     line.push('\n');
     stream.write_all(line.as_bytes())?;
     let mut answer = String::new();
@@ -296,6 +408,21 @@ fn unreachable_message(socket: &Socket, e: &io::Error) -> String {
         "cannot reach the chartd daemon at {path} ({}): {e}",
         socket.origin
     );
+    let kind = std::fs::metadata(&socket.path).map(|m| m.file_type());
+    if let Ok(t) = &kind {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_dir() {
+            return format!(
+                "{head}\n  {path} is a directory, not a socket: pass the socket file itself, e.g. --socket {}",
+                socket.path.join("chartd.sock").display()
+            );
+        }
+        if !t.is_socket() {
+            return format!(
+                "{head}\n  {path} is not a socket (a regular file or device): pass the socket: path of the daemon's config"
+            );
+        }
+    }
     let hint = match e.kind() {
         io::ErrorKind::NotFound => {
             "no socket there. Is chartd running? Check `systemctl status chartd`. If its config sets another socket:, pass --socket PATH or --config FILE".to_string()

@@ -1,9 +1,11 @@
 //! Human output of the client: compact aligned tables an operator reads at a glance.
 //!
-//! Pure functions from the daemon's JSON answer to text, tolerant of missing fields (an older
-//! or newer daemon may send fewer or more): what is absent prints as `-`, never a panic.
+//! Pure functions from the daemon's typed reply (`control::messages`) to text; a limit that
+//! is not configured (`None`) prints as `-`.
 
-use serde_json::{Map, Value};
+use crate::control::messages::{
+    AlertLevel, DeletionReply, GroupsReply, ListReply, ReloadReply, RootStatus, StatusReply,
+};
 use std::time::{Duration, SystemTime};
 
 const BAR_WIDTH: usize = 20;
@@ -36,13 +38,12 @@ const YELLOW: &str = "33";
 const RED: &str = "1;31";
 const BOLD: &str = "1";
 
-fn alert_color(alert: &str) -> Option<&'static str> {
-    match alert {
-        "ok" => Some(GREEN),
-        "warning" => Some(YELLOW),
-        "critical" => Some(RED),
-        _ => None,
-    }
+fn alert_color(alert: AlertLevel) -> Option<&'static str> {
+    Some(match alert {
+        AlertLevel::Ok => GREEN,
+        AlertLevel::Warning => YELLOW,
+        AlertLevel::Critical => RED,
+    })
 }
 
 /// One table cell: text, optional colour, alignment.
@@ -126,22 +127,6 @@ fn table(head: &[&str], rows: Vec<Vec<Cell>>, style: &Style) -> String {
     out
 }
 
-fn get_u64(m: &Map<String, Value>, k: &str) -> Option<u64> {
-    m.get(k).and_then(Value::as_u64)
-}
-
-fn get_f64(m: &Map<String, Value>, k: &str) -> Option<f64> {
-    m.get(k).and_then(Value::as_f64)
-}
-
-fn get_str<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    m.get(k).and_then(Value::as_str)
-}
-
-fn get_bool(m: &Map<String, Value>, k: &str) -> bool {
-    m.get(k).and_then(Value::as_bool).unwrap_or(false)
-}
-
 /// `1,234,567`
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -158,10 +143,6 @@ pub fn count(n: u64) -> String {
 /// `1 file`, `2,001 files`
 fn files(n: u64) -> String {
     format!("{} file{}", count(n), if n == 1 { "" } else { "s" })
-}
-
-fn count_or_dash(n: Option<u64>) -> String {
-    n.map_or_else(|| "-".to_string(), count)
 }
 
 /// `1.5 MiB` (binary units, like the `_mb` fields of the daemon).
@@ -216,9 +197,9 @@ fn bar(percent: f64) -> String {
     )
 }
 
-/// "5m ago" for an RFC 3339 time, "never" for null.
-fn ago(v: Option<&Value>) -> String {
-    match v.and_then(Value::as_str) {
+/// "5m ago" for an RFC 3339 time, "never" for none.
+fn ago(v: Option<&str>) -> String {
+    match v {
         None => "never".to_string(),
         Some(s) => match humantime::parse_rfc3339(s) {
             Ok(t) => {
@@ -233,55 +214,56 @@ fn ago(v: Option<&Value>) -> String {
     }
 }
 
-fn roots(answer: &Map<String, Value>) -> Vec<&Map<String, Value>> {
-    answer
-        .get("roots")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_object).collect())
-        .unwrap_or_default()
-}
-
-pub fn status(answer: &Map<String, Value>, style: &Style) -> String {
-    let roots = roots(answer);
+pub fn status(answer: &StatusReply, style: &Style) -> String {
+    let roots = &answer.roots;
     let mut out = format!(
-        "chartd {}, up {}: {} root{}, {} files, {}\n\n",
-        get_str(answer, "version").unwrap_or("?"),
-        duration(get_u64(answer, "uptime_seconds").unwrap_or(0)),
+        "chartd {}, up {}: {} root{}, {} files, {}\n",
+        answer.version,
+        duration(answer.uptime_seconds),
         roots.len(),
         if roots.len() == 1 { "" } else { "s" },
-        count_or_dash(get_u64(answer, "total_files")),
-        bytes(get_u64(answer, "total_bytes").unwrap_or(0) as f64),
+        count(answer.total_files),
+        bytes(answer.total_bytes as f64),
     );
+    if answer.stale {
+        out += &style.paint(
+            Some(YELLOW),
+            &format!(
+                "figures are {:.0}s old: the daemon is busy (crawl, large cleanup or a stuck filesystem call)\n",
+                answer.snapshot_age_seconds
+            ),
+        );
+    }
+    out.push('\n');
     let mib = |v: Option<f64>| v.map(|mb| mb * 1024.0 * 1024.0);
     let rows = roots
         .iter()
         .map(|root| {
-            let alert = get_str(root, "alert").unwrap_or("?");
-            let usage = match get_f64(root, "usage_percent") {
-                Some(p) => colored(bar(p), alert_color(alert)),
+            let usage = match root.usage_percent {
+                Some(p) => colored(bar(p), alert_color(root.alert)),
                 None => l("no size limit"),
             };
-            let max = mib(get_f64(root, "max_size_mb")).map_or("-".to_string(), bytes);
-            let floor =
-                get_u64(root, "min_free_bytes").map_or("-".to_string(), |b| bytes(b as f64));
+            let max = mib(root.max_size_mb).map_or("-".to_string(), bytes);
+            let floor = root
+                .min_free_bytes
+                .map_or("-".to_string(), |b| bytes(b as f64));
+            let free = if root.root_missing() {
+                "-".to_string()
+            } else {
+                bytes(root.fs_free_bytes as f64)
+            };
             vec![
-                l(get_str(root, "path").unwrap_or("?")),
+                l(root.path.clone()),
                 usage,
-                r(count_or_dash(get_u64(root, "total_files"))),
-                r(format!(
-                    "{} / {max}",
-                    bytes(get_u64(root, "total_bytes").unwrap_or(0) as f64)
-                )),
+                r(count(root.total_files)),
+                r(format!("{} / {max}", bytes(root.total_bytes as f64))),
                 r(format!(
                     "{} / {}",
-                    hours_or_dash(get_f64(root, "oldest_file_age_hours")),
-                    hours_or_dash(get_f64(root, "max_age_hours"))
+                    hours_or_dash(root.oldest_file_age_hours),
+                    hours_or_dash(root.max_age_hours)
                 )),
-                r(format!(
-                    "{} / {floor}",
-                    bytes(get_u64(root, "fs_free_bytes").unwrap_or(0) as f64)
-                )),
-                colored(alert.to_uppercase(), alert_color(alert)),
+                r(format!("{free} / {floor}")),
+                colored(root.alert.as_str().to_uppercase(), alert_color(root.alert)),
             ]
         })
         .collect();
@@ -303,16 +285,21 @@ pub fn status(answer: &Map<String, Value>, style: &Style) -> String {
         .iter()
         .map(|root| {
             let mut state = Vec::new();
-            if get_bool(root, "degraded") {
+            if root.root_missing() {
+                state.push("ROOT MISSING");
+            } else if root.degraded {
                 state.push("DEGRADED");
             }
-            if !get_bool(root, "ready") {
+            if !root.ready {
                 state.push("crawling");
             }
-            if root.get("cleanup_enabled") == Some(&Value::Bool(false)) {
+            if !root.cleanup_enabled {
                 state.push("observe only");
             }
-            let color = if get_bool(root, "degraded") {
+            if root.holding.blocked.is_some() {
+                state.push("held");
+            }
+            let color = if root.degraded {
                 Some(RED)
             } else if state.is_empty() {
                 Some(GREEN)
@@ -324,19 +311,18 @@ pub fn status(answer: &Map<String, Value>, style: &Style) -> String {
             } else {
                 state.join(", ")
             };
-            let errors = get_u64(root, "errors");
             vec![
-                l(get_str(root, "path").unwrap_or("?")),
-                r(count_or_dash(get_u64(root, "files_removed"))),
-                r(bytes(get_u64(root, "bytes_freed").unwrap_or(0) as f64)),
+                l(root.path.clone()),
+                r(count(root.files_removed)),
+                r(bytes(root.bytes_freed as f64)),
                 Cell {
-                    color: (errors.unwrap_or(0) > 0).then_some(YELLOW),
-                    ..r(count_or_dash(errors))
+                    color: (root.errors > 0).then_some(YELLOW),
+                    ..r(count(root.errors))
                 },
-                r(count_or_dash(get_u64(root, "watches"))),
-                r(count_or_dash(get_u64(root, "overflows"))),
-                r(count_or_dash(get_u64(root, "resyncs"))),
-                r(ago(root.get("last_eviction"))),
+                r(count(root.watches)),
+                r(count(root.overflows)),
+                r(count(root.resyncs)),
+                r(ago(root.last_eviction.as_deref())),
                 colored(state, color),
             ]
         })
@@ -356,40 +342,82 @@ pub fn status(answer: &Map<String, Value>, style: &Style) -> String {
         rows,
         style,
     );
-    for root in &roots {
-        if let Some(reason) = get_str(root, "degraded_reason") {
-            let path = get_str(root, "path").unwrap_or("?");
-            out += &format!(
-                "\n{} {path}: {reason}\n",
-                style.paint(Some(RED), "degraded:")
-            );
-        }
+    for root in roots {
+        out += &notes(root, style);
     }
     out
 }
 
-pub fn groups(answer: &Map<String, Value>, style: &Style) -> String {
-    let groups: Vec<&Map<String, Value>> = answer
-        .get("groups")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_object).collect())
-        .unwrap_or_default();
-    if groups.is_empty() {
+/// What a root's alert, degradation and held files mean, in a sentence each.
+fn notes(root: &RootStatus, style: &Style) -> String {
+    let mut out = String::new();
+    let path = &root.path;
+    if !root.alert_reasons.is_empty() {
+        out += &format!(
+            "\n{} {path}: {}\n",
+            style.paint(
+                alert_color(root.alert),
+                &format!("{}:", root.alert.as_str())
+            ),
+            root.alert_reasons.join(", ")
+        );
+    }
+    if let Some(reason) = &root.degraded_reason {
+        out += &format!("{} {path}: {reason}\n", style.paint(Some(RED), "degraded:"));
+    }
+    let h = &root.holding;
+    if let Some(b) = &h.blocked {
+        let next = match b.next_eligible_in_seconds {
+            Some(s) => format!("; the next file becomes eligible in {s:.0}s"),
+            None => String::new(),
+        };
+        out += &format!(
+            "{} {path}: {} is crossed by {} and nothing may be deleted now (cause: {}, for {:.0}s); in grace: {}, {}{next}\n",
+            style.paint(Some(YELLOW), "held:"),
+            b.limit,
+            bytes(b.excess_bytes as f64),
+            b.cause,
+            b.blocked_seconds,
+            files(b.grace_files),
+            bytes(b.grace_bytes as f64),
+        );
+    }
+    let held: Vec<String> = [
+        ("being written", h.writing_files, h.writing_bytes),
+        ("locked", h.locked_files, h.locked_bytes),
+        ("failing to delete", h.failing_files, h.failing_bytes),
+        ("protected", h.protected_files, h.protected_bytes),
+    ]
+    .iter()
+    .filter(|(_, n, _)| *n > 0)
+    .map(|(what, n, b)| format!("{} {what} ({})", files(*n), bytes(*b as f64)))
+    .collect();
+    if !held.is_empty() {
+        out += &format!("  {path}: kept: {}\n", held.join(", "));
+    }
+    out
+}
+
+pub fn groups(answer: &GroupsReply, style: &Style) -> String {
+    if answer.groups.is_empty() {
         return "no groups\n".to_string();
     }
-    let with_root = groups.iter().any(|g| g.contains_key("root"));
-    let rows = groups
+    let roots: std::collections::BTreeSet<&str> =
+        answer.groups.iter().map(|g| g.root.as_str()).collect();
+    let with_root = roots.len() > 1;
+    let rows = answer
+        .groups
         .iter()
         .map(|g| {
             let mut row = vec![
-                l(get_str(g, "name").unwrap_or("?")),
-                r(count_or_dash(get_u64(g, "files"))),
-                r(bytes(get_u64(g, "bytes").unwrap_or(0) as f64)),
-                r(hours_or_dash(get_f64(g, "oldest_file_age_hours"))),
-                r(hours_or_dash(get_f64(g, "newest_file_age_hours"))),
+                l(g.name.clone()),
+                r(count(g.files)),
+                r(bytes(g.bytes as f64)),
+                r(hours_or_dash(g.oldest_file_age_hours)),
+                r(hours_or_dash(g.newest_file_age_hours)),
             ];
             if with_root {
-                row.push(l(get_str(g, "root").unwrap_or("")));
+                row.push(l(g.root.clone()));
             }
             row
         })
@@ -398,96 +426,82 @@ pub fn groups(answer: &Map<String, Value>, style: &Style) -> String {
     if with_root {
         head.push("ROOT");
     }
-    table(&head, rows, style)
+    let mut out = table(&head, rows, style);
+    if (answer.groups.len() as u64) < answer.total_groups {
+        out += &format!(
+            "{} of {} groups\n",
+            count(answer.groups.len() as u64),
+            count(answer.total_groups)
+        );
+    }
+    out
 }
 
-pub fn list(answer: &Map<String, Value>, style: &Style) -> String {
-    let files_list: Vec<&Map<String, Value>> = answer
-        .get("files")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_object).collect())
-        .unwrap_or_default();
-    if files_list.is_empty() {
+pub fn list(answer: &ListReply, style: &Style) -> String {
+    if answer.files.is_empty() {
         return "no files\n".to_string();
     }
-    let total: u64 = files_list.iter().filter_map(|f| get_u64(f, "bytes")).sum();
-    let rows = files_list
+    let total: u64 = answer.files.iter().map(|f| f.bytes).sum();
+    let rows = answer
+        .files
         .iter()
         .map(|f| {
-            let mtime = match f.get("mtime") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n
-                    .as_u64()
-                    .map(|s| {
-                        humantime::format_rfc3339_seconds(
-                            SystemTime::UNIX_EPOCH + Duration::from_secs(s),
-                        )
-                        .to_string()
-                    })
-                    .unwrap_or_else(|| n.to_string()),
-                _ => "-".to_string(),
-            };
             vec![
-                r(hours_or_dash(get_f64(f, "age_hours"))),
-                r(bytes(get_u64(f, "bytes").unwrap_or(0) as f64)),
-                l(mtime),
-                l(get_str(f, "path").unwrap_or("?")),
+                r(hours(f.age_hours)),
+                r(bytes(f.bytes as f64)),
+                l(f.mtime.clone()),
+                l(if f.protected {
+                    format!("{} (protected)", f.path)
+                } else {
+                    f.path.clone()
+                }),
             ]
         })
         .collect();
     let mut out = table(&["AGE", "SIZE", "MTIME", "PATH"], rows, style);
     out += &format!(
         "{}, {}\n",
-        files(files_list.len() as u64),
+        files(answer.files.len() as u64),
         bytes(total as f64)
     );
     out
 }
 
-/// `cleanup` and `purge` answers.
-pub fn deletion(answer: &Map<String, Value>) -> String {
-    let freed = bytes(get_u64(answer, "bytes_freed").unwrap_or(0) as f64);
-    let mut out = match answer.get("would_remove") {
-        Some(Value::Array(items)) => {
-            let mut s = String::new();
-            for item in items {
-                match item {
-                    Value::String(p) => s += &format!("{p}\n"),
-                    Value::Object(o) => s += &format!("{}\n", get_str(o, "path").unwrap_or("?")),
-                    other => s += &format!("{other}\n"),
-                }
-            }
-            s + &format!(
-                "dry run: would remove {}, {freed}\n",
-                files(items.len() as u64)
-            )
-        }
-        Some(v) => match v.as_u64() {
-            Some(n) => format!("dry run: would remove {}, {freed}\n", files(n)),
-            None => format!("dry run: would remove {v}, {freed}\n"),
-        },
-        None => format!(
-            "removed {}, freed {freed}\n",
-            get_u64(answer, "files_removed").map_or_else(|| "- files".to_string(), files)
-        ),
+/// `cleanup` and `purge` answers: the files, then one summary line whose figures are the
+/// dry run's own (`would_remove` / `would_free_bytes`) in a rehearsal.
+pub fn deletion(answer: &DeletionReply) -> String {
+    let mut out = String::new();
+    for f in &answer.files {
+        out += &format!("{}  {}  {}\n", f.path, bytes(f.bytes as f64), f.reason);
+    }
+    let (n, b) = (answer.count(), bytes(answer.bytes() as f64));
+    out += &if answer.dry_run {
+        format!(
+            "dry run: would remove {}, {b}; nothing was deleted\n",
+            files(n)
+        )
+    } else {
+        format!("removed {}, freed {b}\n", files(n))
     };
-    // Whatever else the owner reports (per-root figures, skipped protected files, ...).
-    for (k, v) in answer {
-        if ["ok", "would_remove", "files_removed", "bytes_freed"].contains(&k.as_str()) {
-            continue;
-        }
-        match v {
-            Value::String(s) => out += &format!("  {k}: {s}\n"),
-            Value::Number(_) | Value::Bool(_) => out += &format!("  {k}: {v}\n"),
-            _ => {}
-        }
+    if (answer.files.len() as u64) < n {
+        out += &format!(
+            "  (the first {} are listed)\n",
+            count(answer.files.len() as u64)
+        );
+    }
+    if answer.skipped > 0 {
+        let grace = match answer.skipped_in_grace {
+            Some(g) if g > 0 => format!(", {} of them modified within grace", count(g)),
+            _ => String::new(),
+        };
+        out += &format!(
+            "  skipped {} (protected, in grace, being written or locked{grace})\n",
+            files(answer.skipped)
+        );
     }
     out
 }
 
-pub fn reload(answer: &Map<String, Value>) -> String {
-    format!(
-        "{}\n",
-        get_str(answer, "message").unwrap_or("config reloaded")
-    )
+pub fn reload(answer: &ReloadReply) -> String {
+    format!("{}\n", answer.message)
 }

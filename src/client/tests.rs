@@ -1,5 +1,6 @@
 use super::render::{self, Style};
 use super::*;
+use crate::control::messages::*;
 use crate::control::report::tests::{at, root, snapshot};
 use crate::control::tests::{control, Server};
 use std::time::SystemTime;
@@ -25,39 +26,50 @@ fn purge(group: Option<&str>, all: bool, yes: bool, dry_run: bool) -> Command {
 
 #[test]
 fn purge_all_needs_yes_unless_dry_run() {
+    let wire = |c: &Command| serde_json::to_value(build(c).unwrap().request).unwrap();
     let e = build(&purge(None, true, false, false)).unwrap_err();
     assert!(e.contains("add --yes"), "{e}");
-    let (req, ..) = build(&purge(None, true, true, false)).unwrap();
     assert_eq!(
-        req,
-        json!({"cmd": "purge", "all": true, "confirm": true, "dry_run": false})
+        wire(&purge(None, true, true, false)),
+        serde_json::json!({"cmd": "purge", "all": true, "confirm": true, "dry_run": false})
     );
-    let (req, ..) = build(&purge(None, true, false, true)).unwrap();
-    assert_eq!(req["dry_run"], true);
-    let (req, ..) = build(&purge(Some("g"), false, false, false)).unwrap();
-    assert_eq!(req, json!({"cmd": "purge", "group": "g", "dry_run": false}));
+    assert_eq!(wire(&purge(None, true, false, true))["dry_run"], true);
+    assert_eq!(
+        wire(&purge(Some("g"), false, false, false)),
+        serde_json::json!({"cmd": "purge", "group": "g", "dry_run": false})
+    );
     assert!(build(&purge(Some("../etc"), false, false, false)).is_err());
 }
 
 #[test]
 fn groups_and_list_flags_are_checked_locally() {
-    let groups = |top: Option<usize>, sort: &str| Command::Groups {
+    let groups = |top: Option<usize>, sort: SortKey, root: &str| Command::Groups {
         top,
-        sort: sort.to_string(),
-        root: Some(PathBuf::from("/srv/charts")),
+        sort,
+        root: Some(PathBuf::from(root)),
         json: true,
         target: Target::default(),
     };
-    let (req, _, format, _) = build(&groups(Some(5), "age")).unwrap();
+    let cmd = groups(Some(5), SortKey::Age, "/srv/charts");
+    let plan = build(&cmd).unwrap();
     assert_eq!(
-        req,
-        json!({"cmd": "groups", "top": 5, "sort": "age", "root": "/srv/charts"})
+        serde_json::to_value(&plan.request).unwrap(),
+        serde_json::json!({"cmd": "groups", "top": 5, "sort": "age", "root": "/srv/charts"})
     );
-    assert_eq!(format, Format::Json);
-    assert!(build(&groups(None, "size"))
-        .unwrap_err()
-        .contains("valid: bytes, files, age, name"));
-    assert!(build(&groups(Some(0), "bytes")).is_err());
+    assert_eq!(plan.format, Format::Json);
+    assert!(build(&groups(Some(0), SortKey::Bytes, "/r")).is_err());
+    // A relative --root is resolved against the working directory, as the daemon resolves
+    // relative roots of its config.
+    let cwd = std::env::current_dir().unwrap();
+    match build(&groups(None, SortKey::Bytes, "output/charts/"))
+        .unwrap()
+        .request
+    {
+        ClientRequest::Groups { root, .. } => {
+            assert_eq!(root, Some(cwd.join("output/charts").display().to_string()))
+        }
+        other => panic!("{other:?}"),
+    }
     let list = |g: &str| Command::List {
         group: g.into(),
         root: None,
@@ -66,8 +78,8 @@ fn groups_and_list_flags_are_checked_locally() {
     };
     assert!(build(&list("..")).is_err());
     assert_eq!(
-        build(&list("EURUSD_1h")).unwrap().0,
-        json!({"cmd": "list", "group": "EURUSD_1h"})
+        serde_json::to_value(build(&list("EURUSD_1h")).unwrap().request).unwrap(),
+        serde_json::json!({"cmd": "list", "group": "EURUSD_1h"})
     );
 }
 
@@ -88,6 +100,7 @@ fn socket_flag_wins_and_a_bad_config_is_a_usage_error() {
     assert!(resolve_socket(&t).unwrap_err().contains("missing.yaml"));
     let cmd = Command::Status {
         json: false,
+        check: false,
         target: t,
     };
     assert_eq!(main(&cmd), EXIT_USAGE);
@@ -127,6 +140,7 @@ fn unreachable_daemon_is_exit_3_with_what_to_check() {
     assert_eq!(
         main(&Command::Status {
             json: false,
+            check: false,
             target: target(&path)
         }),
         EXIT_UNREACHABLE
@@ -135,6 +149,7 @@ fn unreachable_daemon_is_exit_3_with_what_to_check() {
     let socket = Socket {
         path: path.clone(),
         origin: "--socket".into(),
+        others: Vec::new(),
     };
     let msg = unreachable_message(&socket, &e);
     assert!(
@@ -143,7 +158,7 @@ fn unreachable_daemon_is_exit_3_with_what_to_check() {
     );
     // A stale socket: nothing listens.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-    let err = exchange(&path, &json!({"cmd": "status"}), QUICK).unwrap_err();
+    let err = exchange(&path, &ClientRequest::Status, QUICK).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
     assert!(unreachable_message(&socket, &err).contains("nothing listens"));
     let denied = unreachable_message(&socket, &io::Error::from(io::ErrorKind::PermissionDenied));
@@ -159,6 +174,7 @@ async fn against_a_real_socket() {
     assert_eq!(
         run(Command::Status {
             json: false,
+            check: false,
             target: t()
         })
         .await
@@ -168,6 +184,7 @@ async fn against_a_real_socket() {
     assert_eq!(
         run(Command::Status {
             json: true,
+            check: true,
             target: t()
         })
         .await
@@ -200,17 +217,52 @@ async fn against_a_real_socket() {
         EXIT_OK
     );
     let p = path.clone();
-    let answer =
-        tokio::task::spawn_blocking(move || exchange(&p, &json!({"cmd": "groups"}), QUICK))
-            .await
-            .unwrap()
-            .unwrap();
+    let req = ClientRequest::Groups {
+        root: None,
+        top: None,
+        sort: SortKey::Bytes,
+    };
+    let answer = tokio::task::spawn_blocking(move || exchange(&p, &req, QUICK))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(answer.ends_with('\n'));
-    let v: Value = serde_json::from_str(&answer).unwrap();
-    assert_eq!(v["groups"][0]["name"], "EURUSD_1h");
+    let g: GroupsReply = decode_reply(&answer).unwrap();
+    assert_eq!(g.groups[0].name, "EURUSD_1h");
+    // Every reply the stand-in owner builds decodes into the client's types.
+    for cmd in [
+        Command::Groups {
+            top: None,
+            sort: SortKey::Name,
+            root: None,
+            json: false,
+            target: t(),
+        },
+        Command::List {
+            group: "g".into(),
+            root: None,
+            json: false,
+            target: t(),
+        },
+        Command::Purge {
+            group: Some("g".into()),
+            all: false,
+            yes: false,
+            dry_run: true,
+            root: None,
+            json: false,
+            target: t(),
+        },
+        Command::Reload {
+            json: false,
+            target: t(),
+        },
+    ] {
+        assert_eq!(run(cmd).await.unwrap(), EXIT_OK);
+    }
 }
 
-fn sample_status() -> Map<String, Value> {
+fn sample_status() -> StatusReply {
     let mut a = root("/srv/charts/output");
     a.total_files = 12_001;
     a.total_bytes = 671_088_640; // 640 MiB
@@ -234,7 +286,11 @@ fn sample_status() -> Map<String, Value> {
         Some("inotify watch limit reached; raise fs.inotify.max_user_watches".into());
     b.ready = false;
     b.errors = 2;
-    crate::control::report::status(&snapshot(vec![a, b]), at(0))
+    serde_json::from_value(crate::control::report::tests::status_json(
+        &snapshot(vec![a, b]),
+        at(0),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -259,6 +315,7 @@ fn status_table() {
         row.contains("20.1h / 24.0h") && row.contains("40.0 GiB / 10.0 GiB"),
         "{row}"
     );
+    // 64 % of max_size, free space well above the floor: held as designed, ok.
     assert!(row.ends_with("OK"), "{row}");
     // Columns line up: the ALERT column starts at the same offset in the header and rows.
     let col = head.find("ALERT").unwrap();
@@ -267,6 +324,10 @@ fn status_table() {
     assert!(text.contains("5m ago"));
     assert!(text.contains("never"));
     assert!(text.contains("DEGRADED, crawling"));
+    assert!(
+        text.contains("warning: /srv/charts/sessions: degraded"),
+        "{text}"
+    );
     assert!(text.contains("degraded: /srv/charts/sessions: inotify watch limit reached"));
     assert!(!text.contains('\x1b'));
     let colored = render::status(&sample_status(), &Style { color: true });
@@ -275,15 +336,23 @@ fn status_table() {
 
 #[test]
 fn other_renderings() {
-    let answer = |v: Value| match v {
-        Value::Object(m) => m,
-        _ => unreachable!(),
-    };
     let plain = Style { color: false };
+    let row = |name: &str, files, bytes, oldest, newest| GroupRow {
+        name: name.into(),
+        root: "/srv/charts".into(),
+        files,
+        bytes,
+        oldest_file_age_hours: oldest,
+        newest_file_age_hours: newest,
+    };
     let g = render::groups(
-        &answer(json!({"ok": true, "groups": [
-            {"name": "EURUSD_1h", "files": 2001, "bytes": 671_088_640u64, "oldest_file_age_hours": 20.1, "newest_file_age_hours": 0.02},
-            {"name": "s-1", "files": 1, "bytes": 10, "oldest_file_age_hours": 50.0, "newest_file_age_hours": null}]})),
+        &GroupsReply {
+            groups: vec![
+                row("EURUSD_1h", 2001, 671_088_640, Some(20.1), Some(0.02)),
+                row("s-1", 1, 10, Some(50.0), None),
+            ],
+            total_groups: 5,
+        },
         &plain,
     );
     println!("{g}");
@@ -292,14 +361,25 @@ fn other_renderings() {
         "{g}"
     );
     assert!(g.contains("10 B    2.1d       -"), "{g}");
-    assert_eq!(
-        render::groups(&answer(json!({"ok": true, "groups": []})), &plain),
-        "no groups\n"
-    );
+    assert!(g.ends_with("2 of 5 groups\n"), "{g}");
+    let none = GroupsReply {
+        groups: vec![],
+        total_groups: 0,
+    };
+    assert_eq!(render::groups(&none, &plain), "no groups\n");
     let l = render::list(
-        &answer(
-            json!({"ok": true, "files": [{"path": "g/a.png", "bytes": 2048, "mtime": 1_700_000_000, "age_hours": 1.5}]}),
-        ),
+        &ListReply {
+            root: "/srv/charts".into(),
+            group: "g".into(),
+            files: vec![ListedFile {
+                path: "g/a.png".into(),
+                bytes: 2048,
+                mtime: "2023-11-14T22:13:20Z".into(),
+                mtime_unix: 1.7e9,
+                age_hours: 1.5,
+                protected: false,
+            }],
+        },
         &plain,
     );
     assert!(
@@ -307,27 +387,87 @@ fn other_renderings() {
         "{l}"
     );
     assert!(l.ends_with("1 file, 2.0 KiB\n"));
-    assert_eq!(
-        render::deletion(&answer(
-            json!({"ok": true, "files_removed": 1200, "bytes_freed": 1024})
-        )),
-        "removed 1,200 files, freed 1.0 KiB\n"
+    let real = DeletionReply {
+        files_removed: Some(1200),
+        bytes_freed: Some(1024),
+        would_remove: None,
+        would_free_bytes: None,
+        skipped: 0,
+        files: vec![],
+        dry_run: false,
+        skipped_in_grace: None,
+    };
+    assert!(render::deletion(&real).starts_with("removed 1,200 files, freed 1.0 KiB\n"));
+    // The dry run's own figures (issue #14, item 6: it said "0 B" while would_free_bytes
+    // was 1085691).
+    let dry = DeletionReply {
+        files_removed: None,
+        bytes_freed: None,
+        would_remove: Some(3),
+        would_free_bytes: Some(1_085_691),
+        skipped: 2,
+        files: vec![RemovedFile {
+            path: "/r/g/a.png".into(),
+            bytes: 361_897,
+            age_hours: 3.0,
+            reason: "purge".into(),
+        }],
+        dry_run: true,
+        skipped_in_grace: Some(2),
+    };
+    let text = render::deletion(&dry);
+    assert!(
+        text.contains("dry run: would remove 3 files, 1.0 MiB; nothing was deleted\n"),
+        "{text}"
     );
+    assert!(text.starts_with("/r/g/a.png  353.4 KiB  purge\n"), "{text}");
+    assert!(text.contains("skipped 2 files"), "{text}");
+    assert!(text.contains("2 of them modified within grace"), "{text}");
     assert_eq!(
-        render::deletion(&answer(
-            json!({"ok": true, "would_remove": ["a", {"path": "b"}], "bytes_freed": 0})
-        )),
-        "a\nb\ndry run: would remove 2 files, 0 B\n"
-    );
-    assert_eq!(
-        render::reload(&answer(
-            json!({"ok": true, "reloaded": true, "message": "m"})
-        )),
+        render::reload(&ReloadReply {
+            reloaded: true,
+            message: "m".into()
+        }),
         "m\n"
     );
-    // Missing fields never panic.
-    let empty = answer(json!({"ok": true, "roots": [{}]}));
-    assert!(render::status(&empty, &plain).contains("?"));
+}
+
+#[test]
+fn discovery_tries_the_system_socket_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user.sock");
+    let system = dir.path().join("system.sock");
+    // Nothing at the per-user path: the system socket first, the per-user one next.
+    let s = discover(user.clone(), &system, "");
+    assert_eq!(
+        (s.path.clone(), s.others.clone()),
+        (system.clone(), vec![user.clone()])
+    );
+    assert!(
+        s.origin.contains(&user.display().to_string()),
+        "{}",
+        s.origin
+    );
+    // A per-user daemon is running: it comes first.
+    drop(std::os::unix::net::UnixListener::bind(&user).unwrap());
+    let s = discover(user.clone(), &system, "");
+    assert_eq!((s.path, s.others), (user, vec![system.clone()]));
+    // Root: one path.
+    assert!(discover(system.clone(), &system, "").others.is_empty());
+}
+
+#[test]
+fn a_directory_given_as_socket_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = Socket {
+        path: dir.path().to_path_buf(),
+        origin: "--socket".into(),
+        others: Vec::new(),
+    };
+    let err = exchange(dir.path(), &ClientRequest::Status, QUICK).unwrap_err();
+    let msg = unreachable_message(&socket, &err);
+    assert!(msg.contains("is a directory, not a socket"), "{msg}");
+    assert!(!msg.contains("nothing listens"), "{msg}");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 use super::render::{bytes, count, hours};
 use super::{exchange, resolve_socket, unreachable_message, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::cli::Target;
+use crate::control::messages::{ClientRequest, SortKey};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::backend::CrosstermBackend;
@@ -18,7 +19,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, LineGauge, Paragraph, Row, Sparkline, Table};
 use ratatui::{Frame, Terminal};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::io::{self, Stdout};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +53,7 @@ pub fn run(target: &Target) -> i32 {
         }
     };
     // Unreachable at start: say so on the normal screen, like `chartd status`.
-    if let Err(e) = exchange(&socket.path, &json!({"cmd": "status"}), STATUS_WAIT) {
+    if let Err(e) = exchange(&socket.path, &ClientRequest::Status, STATUS_WAIT) {
         eprintln!("chartd: {}", unreachable_message(&socket, &e));
         return EXIT_UNREACHABLE;
     }
@@ -155,7 +156,7 @@ fn event_loop(
     }
 }
 
-fn ask(socket: &Path, req: &Value, wait: Duration) -> Result<Map<String, Value>, String> {
+fn ask(socket: &Path, req: &ClientRequest, wait: Duration) -> Result<Map<String, Value>, String> {
     let line = exchange(socket, req, wait).map_err(|e| e.to_string())?;
     match serde_json::from_str(&line) {
         Ok(Value::Object(m)) if m.get("ok") == Some(&Value::Bool(true)) => Ok(m),
@@ -169,7 +170,7 @@ fn ask(socket: &Path, req: &Value, wait: Duration) -> Result<Map<String, Value>,
 }
 
 fn refresh(view: &mut View, socket: &Path) {
-    match ask(socket, &json!({"cmd": "status"}), STATUS_WAIT) {
+    match ask(socket, &ClientRequest::Status, STATUS_WAIT) {
         Ok(s) => {
             view.status = Some(s);
             view.error = None;
@@ -177,7 +178,11 @@ fn refresh(view: &mut View, socket: &Path) {
         Err(e) => view.error = Some(format!("cannot reach chartd: {e}")),
     }
     // Groups are best effort: a busy owner keeps the previous list.
-    let req = json!({"cmd": "groups", "sort": "bytes", "top": TOP_GROUPS});
+    let req = ClientRequest::Groups {
+        root: None,
+        top: Some(TOP_GROUPS),
+        sort: SortKey::Bytes,
+    };
     if let Ok(g) = ask(socket, &req, GROUPS_WAIT) {
         view.groups = g
             .get("groups")
@@ -384,6 +389,7 @@ fn draw_groups(f: &mut Frame, area: Rect, groups: &[Map<String, Value>]) {
 mod tests_support {
     use super::*;
     use ratatui::backend::TestBackend;
+    use serde_json::json;
 
     pub(super) fn screen(view: &View) -> String {
         let mut t = Terminal::new(TestBackend::new(100, 24)).unwrap();
@@ -422,7 +428,7 @@ mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::tests_support::{screen, view};
-    use super::*;
+    use serde_json::json;
 
     #[test]
     fn rates_and_sparklines_when_reported() {

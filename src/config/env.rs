@@ -22,6 +22,11 @@ pub struct EnvOverrides {
     pub cleanup_enabled: Option<bool>,
     /// `ENVIRONMENT` → preset selection.
     pub environment: Option<Environment>,
+    /// `CHART_GRACE_SECONDS` (float seconds) → `roots[0].grace`.
+    pub grace: Option<Duration>,
+    /// Values that were not usable but not worth refusing to start over (printed by
+    /// `check-config`, logged by the daemon).
+    pub warnings: Vec<String>,
 }
 
 fn bad(var: &str, what: &str, value: &str, expected: &str) -> ConfigError {
@@ -111,15 +116,27 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>) -> Result<EnvOverrides, Config
             }
         });
     }
+    if let Some(v) = get("CHART_GRACE_SECONDS") {
+        o.grace = Some(duration(
+            "CHART_GRACE_SECONDS",
+            &v,
+            1.0,
+            "a number of seconds, e.g. 30",
+        )?);
+    }
     if let Some(v) = get("ENVIRONMENT") {
-        o.environment = Some(parse_environment(&v).ok_or_else(|| {
-            bad(
-                "ENVIRONMENT",
-                "environment",
-                &v,
-                "development, staging or production",
-            )
-        })?);
+        // ENVIRONMENT belongs to the application chartd sits next to (`test`, `ci`, `qa`...);
+        // the replaced system fell back to its development settings, and so does chartd.
+        // (`environment:` in a config file is chartd's own and stays an error.)
+        o.environment = Some(parse_environment(&v).unwrap_or_else(|| {
+            let shown: String = v.chars().take(64).collect();
+            o.warnings.push(format!(
+                "ENVIRONMENT: unknown environment {shown:?}; using the development preset (24h / 1000 MiB). \
+                 Fix: set ENVIRONMENT to development, staging or production for chartd, or set \
+                 environment: in the config file (it wins over nothing but the variable)"
+            ));
+            Environment::Development
+        }));
     }
     Ok(o)
 }
@@ -134,6 +151,16 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         read(&move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn unknown_environment_warns_and_selects_development() {
+        let o = with(&[("ENVIRONMENT", "test")]).unwrap();
+        assert_eq!(o.environment, Some(Environment::Development));
+        assert_eq!(o.warnings.len(), 1);
+        assert!(o.warnings[0].starts_with("ENVIRONMENT: unknown environment \"test\""));
+        let o = with(&[("CHART_GRACE_SECONDS", "2.5")]).unwrap();
+        assert_eq!(o.grace, Some(Duration::from_millis(2500)));
     }
 
     #[test]
@@ -196,7 +223,7 @@ mod tests {
             ("CHART_CLEANUP_INTERVAL_MINUTES", "0"),
             ("CHART_CLEANUP_INTERVAL_MINUTES", "x"),
             ("CHART_ENABLE_CLEANUP", "maybe"),
-            ("ENVIRONMENT", "qa"),
+            ("CHART_GRACE_SECONDS", "-5"),
         ] {
             let e = with(&[(var, value)]).unwrap_err().to_string();
             assert!(e.starts_with(&format!("{var}: ")), "{e}");

@@ -27,6 +27,9 @@ pub struct Config {
     pub metrics: metrics::MetricsConfig,
     /// One or more; never empty after validation.
     pub roots: Vec<RootConfig>,
+    /// Traps that are valid but probably not meant (see `lint.rs`), each with its fix:
+    /// `check-config` prints them on stderr, the daemon logs them at start.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +117,13 @@ pub struct CliOverrides {
 }
 
 mod env;
+mod explain;
 mod file;
+mod lint;
 mod merge;
 pub mod metrics;
+/// The default `grace` (why 10 s: see its definition).
+pub use merge::DEFAULT_GRACE;
 pub mod presets;
 pub mod units;
 mod validate;
@@ -256,7 +263,11 @@ fn load_from(
     };
     match read_file(file_path, required).map_err(unreadable)? {
         Some(text) => load_from_str(&text, file_path, cli, env),
-        None => finish(merge::builtin_file(), None, cli, env),
+        None => {
+            let mut config = finish(merge::builtin_file(), None, cli, env)?;
+            config.warnings.extend(lint::lint(&config, None, None));
+            Ok(config)
+        }
     }
 }
 
@@ -271,7 +282,11 @@ pub fn load_from_str(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let parsed = parse_file(origin, text)?;
-    finish(parsed, Some(origin.to_path_buf()), cli, env)
+    let mut config = finish(parsed, Some(origin.to_path_buf()), cli, env)?;
+    config
+        .warnings
+        .extend(lint::lint(&config, Some(text), Some(origin)));
+    Ok(config)
 }
 
 /// Applies the environment and the CLI to the parsed file (or the built-in defaults when
@@ -350,10 +365,20 @@ impl Config {
 /// `chartd check-config [--config FILE]`: prints the effective configuration as YAML on
 /// stdout and returns 0, or prints `chartd: <error>` on stderr and returns 1. Kept here so
 /// that any `main.rs` can dispatch to it.
-pub fn check_config_main(path: Option<&Path>) -> i32 {
+pub fn check_config_main(path: Option<&Path>, explain: bool) -> i32 {
     match load(path, &CliOverrides::default()) {
         Ok(config) => {
-            print!("{}", config.to_yaml());
+            if explain {
+                print!(
+                    "{}",
+                    explain::explain(&config, &|name| std::env::var(name).ok())
+                );
+            } else {
+                print!("{}", config.to_yaml());
+            }
+            for w in &config.warnings {
+                eprintln!("chartd: warning: {w}");
+            }
             0
         }
         Err(e) => {

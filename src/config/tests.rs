@@ -69,8 +69,13 @@ fn defaults_without_environment_mean_no_limits() {
     assert!(!r.create);
     assert_eq!(r.low_watermark, 0.9);
     assert_eq!(r.min_free, None);
-    assert_eq!(r.grace, Duration::from_secs(60));
-    assert_eq!(r.include.len(), 9);
+    assert_eq!(r.grace, Duration::from_secs(10));
+    // Images only (issue #14, item 3): analysis data (JSON, HTML, PDF) is never managed by
+    // default.
+    assert_eq!(
+        r.include,
+        vec!["*.png", "*.jpg", "*.jpeg", "*.svg", "*.webp", "*.gif"]
+    );
     assert_eq!(r.exclude, vec!["*.tmp", "*.part", ".*"]);
     assert!(r.protect.is_empty());
     assert!(r.prune_empty_dirs);
@@ -388,6 +393,8 @@ fn round_trip(c: &Config, vars: &[(&str, &str)]) {
     let mut back = load_with_env(Some(f.path()), &CliOverrides::default(), &env_of(vars))
         .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     back.source = c.source.clone();
+    // Warnings name the file they came from.
+    back.warnings = c.warnings.clone();
     if vars.iter().any(|(k, _)| *k == "ENVIRONMENT") {
         // The variable beats `environment:` in the file by design; every limit is explicit
         // in the YAML, so nothing else may change.
@@ -476,6 +483,7 @@ fn load_from_str_is_load_without_the_file() {
     assert_eq!(
         Config {
             source: from_file.source.clone(),
+            warnings: from_file.warnings.clone(),
             ..c
         },
         from_file

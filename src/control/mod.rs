@@ -30,6 +30,7 @@
 //! [`accounts`] (`/etc/group`, `/etc/passwd` lookups).
 
 pub mod accounts;
+pub mod messages;
 pub mod protocol;
 pub mod report;
 mod request;

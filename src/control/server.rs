@@ -7,13 +7,16 @@
 //! delays other clients. `control` is re-read for every connection and every request, so a
 //! reload changes limits and admin lists without restarting the listener.
 
+use super::messages::{fields, MetricsReply, ReloadReply};
 use super::protocol::{self, Incoming, MAX_LINE};
 use super::{accounts, report, CommandMsg, ReloadMsg, Request};
-use crate::config::ControlConfig;
+use crate::config::{ControlConfig, RootConfig};
+use crate::health::Tracker;
+use crate::root::Progress;
 use crate::stats::Snapshot;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -37,9 +40,61 @@ pub struct Context {
     pub reload: mpsc::Sender<ReloadMsg>,
     /// The `control:` section; the supervisor replaces it on reload.
     pub control: RwLock<ControlConfig>,
+    /// The configured roots (grace, for the alert rule); the supervisor replaces them on reload.
+    pub roots: RwLock<Vec<RootConfig>>,
+    /// The owner's liveness: a busy owner with an old snapshot makes `status` say `stale`.
+    pub progress: Arc<Progress>,
+    /// Alert state across snapshots, fed by [`serve`] with every published snapshot.
+    pub health: Mutex<Tracker>,
 }
 
 impl Context {
+    /// A context with an empty alert history.
+    pub fn new(
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        commands: mpsc::Sender<CommandMsg>,
+        reload: mpsc::Sender<ReloadMsg>,
+        control: ControlConfig,
+        roots: Vec<RootConfig>,
+        progress: Arc<Progress>,
+    ) -> Context {
+        Context {
+            snapshot,
+            commands,
+            reload,
+            control: RwLock::new(control),
+            roots: RwLock::new(roots),
+            progress,
+            health: Mutex::new(Tracker::default()),
+        }
+    }
+
+    /// The `status` reply from the latest snapshot.
+    fn status(&self) -> super::messages::StatusReply {
+        let snap = self.snapshot.borrow().clone();
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        let tracker = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let view = report::View {
+            tracker: &tracker,
+            roots: &roots,
+            busy: !self.progress.idle.load(Ordering::Acquire),
+        };
+        report::status(&snap, &view, SystemTime::now())
+    }
+
+    /// The Prometheus text (also what the HTTP endpoint serves).
+    pub fn metrics_text(&self) -> String {
+        let snap = self.snapshot.borrow().clone();
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        let tracker = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let view = report::View {
+            tracker: &tracker,
+            roots: &roots,
+            busy: !self.progress.idle.load(Ordering::Acquire),
+        };
+        report::metrics(&snap, &view, SystemTime::now())
+    }
+
     /// A copy of the current control settings (a poisoned lock still holds valid data: the
     /// writer only assigns a whole value).
     fn control(&self) -> ControlConfig {
@@ -60,6 +115,7 @@ pub struct Peer {
 /// Serves connections until `shutdown` turns true (or its sender is dropped), then gives open
 /// connections [`DRAIN_TIMEOUT`] to finish the request they are on.
 pub async fn serve(listener: UnixListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let tracking = tokio::spawn(track(ctx.clone()));
     let active = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     loop {
@@ -93,9 +149,24 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Context>, mut shutdown: watc
         }
     }
     drop(listener);
+    tracking.abort();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tasks.abort_all();
+    }
+}
+
+/// Feeds every snapshot the owner publishes to the alert tracker, at the time it arrives, so
+/// that "over the limit for longer than grace" is measured on the owner's publications rather
+/// than on when someone asked.
+async fn track(ctx: Arc<Context>) {
+    let mut rx = ctx.snapshot.clone();
+    while rx.changed().await.is_ok() {
+        let snap = rx.borrow_and_update().clone();
+        ctx.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(&snap, SystemTime::now());
     }
 }
 
@@ -244,31 +315,20 @@ async fn handle(line: &[u8], ctx: &Context, peer: Option<Peer>) -> Vec<u8> {
         );
     }
     match incoming {
-        Incoming::Status => {
-            let snap = ctx.snapshot.borrow().clone();
-            protocol::encode_ok(report::status(&snap, SystemTime::now()))
-        }
-        Incoming::Metrics => {
-            let snap = ctx.snapshot.borrow().clone();
-            let mut m = serde_json::Map::new();
-            m.insert(
-                "text".into(),
-                report::metrics(&snap, SystemTime::now()).into(),
-            );
-            protocol::encode_ok(m)
-        }
+        Incoming::Status => protocol::encode_ok(fields(&ctx.status())),
+        Incoming::Metrics => protocol::encode_ok(fields(&MetricsReply {
+            text: ctx.metrics_text(),
+        })),
         Incoming::Reload => {
             let (reply, rx) = oneshot::channel();
             if ctx.reload.send(ReloadMsg { reply }).await.is_err() {
                 return protocol::encode_error("config not reloaded: the daemon is shutting down");
             }
             match rx.await {
-                Ok(Ok(message)) => {
-                    let mut m = serde_json::Map::new();
-                    m.insert("reloaded".into(), true.into());
-                    m.insert("message".into(), message.into());
-                    protocol::encode_ok(m)
-                }
+                Ok(Ok(message)) => protocol::encode_ok(fields(&ReloadReply {
+                    reloaded: true,
+                    message,
+                })),
                 Ok(Err(why)) => protocol::encode_error(&format!("config not reloaded: {why}")),
                 Err(_) => protocol::encode_error(
                     "config not reloaded: the supervisor dropped the request (see the daemon's log)",

@@ -7,7 +7,7 @@ use crate::config::ControlConfig;
 use serde_json::{json, Value};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -52,12 +52,14 @@ impl Server {
         let seen = Arc::new(Mutex::new(Vec::new()));
         tokio::spawn(owner(cmd_rx, seen.clone()));
         tokio::spawn(supervisor(reload_rx));
-        let ctx = Arc::new(Context {
-            snapshot: snap_rx,
-            commands: cmd_tx,
-            reload: reload_tx,
-            control: RwLock::new(c),
-        });
+        let ctx = Arc::new(Context::new(
+            snap_rx,
+            cmd_tx,
+            reload_tx,
+            c,
+            Vec::new(),
+            Arc::new(crate::root::Progress::default()),
+        ));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, ctx.clone(), stop_rx));
         Server {
@@ -75,29 +77,62 @@ impl Server {
     }
 }
 
-/// Answers like the index owner would, with fixed figures.
+/// Answers like the index owner would, with fixed figures, built from the typed replies
+/// (as `commands.rs` is to build them).
 async fn owner(mut rx: mpsc::Receiver<CommandMsg>, seen: Arc<Mutex<Vec<Request>>>) {
+    use super::messages::*;
     while let Some(msg) = rx.recv().await {
         seen.lock().unwrap().push(msg.request.clone());
-        let v = match &msg.request {
-            Request::Groups { .. } => {
-                json!({"groups": [{"name": "EURUSD_1h", "files": 2, "bytes": 2048,
-                "oldest_file_age_hours": 1.5, "newest_file_age_hours": 0.1}]})
-            }
+        let deletion = |dry_run: bool, n: u64, b: u64| DeletionReply {
+            files_removed: (!dry_run).then_some(n),
+            bytes_freed: (!dry_run).then_some(b),
+            would_remove: dry_run.then_some(n),
+            would_free_bytes: dry_run.then_some(b),
+            skipped: 0,
+            files: vec![RemovedFile {
+                path: "/srv/charts/g/a.png".into(),
+                bytes: b,
+                age_hours: 2.0,
+                reason: "age".into(),
+            }],
+            dry_run,
+            skipped_in_grace: None,
+        };
+        let fields_of = match &msg.request {
+            Request::Groups { .. } => fields(&GroupsReply {
+                groups: vec![GroupRow {
+                    name: "EURUSD_1h".into(),
+                    root: "/srv/charts".into(),
+                    files: 2,
+                    bytes: 2048,
+                    oldest_file_age_hours: Some(1.5),
+                    newest_file_age_hours: Some(0.1),
+                }],
+                total_groups: 1,
+            }),
             Request::List { group, .. } if group == "missing" => {
                 let _ = msg.reply.send(Err("no group \"missing\"".into()));
                 continue;
             }
-            Request::List { group, .. } => json!({"files": [{"path": format!("{group}/a.png"),
-                "bytes": 1024, "mtime": "2023-11-14T22:13:20Z", "age_hours": 1.5}]}),
-            Request::Cleanup { dry_run: true } => json!({"would_remove": 1, "bytes_freed": 1024}),
-            Request::Cleanup { dry_run: false } => json!({"files_removed": 1, "bytes_freed": 1024}),
-            Request::Purge { group, .. } => json!({"files_removed": 2, "group": group}),
+            Request::List { group, .. } => fields(&ListReply {
+                root: "/srv/charts".into(),
+                group: group.clone(),
+                files: vec![ListedFile {
+                    path: format!("{group}/a.png"),
+                    bytes: 1024,
+                    mtime: "2023-11-14T22:13:20Z".into(),
+                    mtime_unix: 1_700_000_000.0,
+                    age_hours: 1.5,
+                    protected: false,
+                }],
+            }),
+            Request::Cleanup { dry_run } => fields(&deletion(*dry_run, 1, 1024)),
+            Request::Purge { dry_run, .. } => fields(&DeletionReply {
+                skipped_in_grace: Some(0),
+                ..deletion(*dry_run, 2, 2048)
+            }),
         };
-        let Value::Object(fields) = v else {
-            unreachable!()
-        };
-        let _ = msg.reply.send(Ok(fields));
+        let _ = msg.reply.send(Ok(fields_of));
     }
 }
 
@@ -188,10 +223,9 @@ async fn several_requests_per_connection() {
         .contains("chartd_managed_files{root=\"/srv/charts\"} 2\n"));
     // The tests run as the daemon's uid, which is an admin.
     let cl = c.ask(r#"{"cmd":"cleanup","dry_run":true}"#).await;
-    assert_eq!(
-        cl,
-        json!({"ok": true, "would_remove": 1, "bytes_freed": 1024})
-    );
+    assert_eq!(cl["would_remove"], 1);
+    assert_eq!(cl["would_free_bytes"], 1024);
+    assert_eq!(cl["dry_run"], true);
     let r = c.ask(r#"{"cmd":"reload"}"#).await;
     assert_eq!(
         r,
@@ -204,7 +238,7 @@ async fn several_requests_per_connection() {
         .await;
     assert_eq!(c.recv().await["ok"], true);
     assert!(error(&c.recv().await).starts_with("unknown cmd"));
-    assert_eq!(c.recv().await["group"], "g");
+    assert_eq!(c.recv().await["files_removed"], 2);
     let seen = s.seen.lock().unwrap().len();
     assert_eq!(seen, 5);
 }

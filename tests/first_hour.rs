@@ -1,0 +1,409 @@
+//! Issue #14, "The first hour with chartd", item by item against the real binary: safe
+//! defaults, an unknown ENVIRONMENT, alert levels and `status --check`, dry-run figures, the
+//! root lock, and the client's handling of paths and unreachable daemons.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KIB: u64 = 1024;
+
+/// Runs the binary with the replaced system's variables cleared, in `cwd`.
+fn chartd(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(cwd).env("NO_COLOR", "1");
+    for v in CHART_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env_remove("CHART_GRACE_SECONDS");
+    cmd.envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn cli(d: &Daemon, args: &[&str]) -> Output {
+    let mut a: Vec<&str> = args.to_vec();
+    let sock = d.socket.to_str().unwrap().to_string();
+    a.extend(["--socket", &sock]);
+    chartd(&a, d.dir.path(), &[])
+}
+
+fn tree(root: &Path) {
+    for (g, n) in [("AAPL_1d", 4), ("MSFT_1h", 3), ("sess-42", 2)] {
+        for i in 0..n {
+            file(&root.join(format!("{g}/c{i}.png")), 100 * KIB, hours(1 + i));
+        }
+    }
+}
+
+/// Item 3: without a config file the defaults manage images only; the analysis results
+/// (JSON) next to the charts are never candidates, even in a dry run.
+#[test]
+fn builtin_defaults_manage_images_only() {
+    if Path::new("/etc/chartd/chartd.yaml").exists() {
+        // The built-in defaults apply only without the system config; this host has one.
+        println!("SKIP: /etc/chartd/chartd.yaml exists, the built-in defaults are not in use");
+        return;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    let charts = cwd.path().join("output/charts/AAPL_1d");
+    for name in ["chart.png", "result.json", "report.html", "report.pdf"] {
+        file(&charts.join(name), 4096, hours(48)); // older than the preset's 24h
+    }
+    let o = chartd(&["clean", "--once", "--dry-run"], cwd.path(), &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(
+        out.contains("would remove") && out.contains("chart.png"),
+        "{out}"
+    );
+    for data in ["result.json", "report.html", "report.pdf"] {
+        assert!(!out.contains(data), "{data} is analysis data:\n{out}");
+    }
+    // Item 6: what would go is not said to "remain".
+    assert!(
+        out.contains(
+            "would remove 1 files, 4096 bytes; 0 files (0 bytes) would remain; nothing was deleted"
+        ),
+        "{out}"
+    );
+    assert!(charts.join("chart.png").exists() && charts.join("result.json").exists());
+}
+
+/// Item 4: `ENVIRONMENT` belongs to the application; an unknown value warns and selects the
+/// development preset. In the config file `environment:` is chartd's own and stays an error.
+#[test]
+fn unknown_environment_variable_warns_and_selects_development() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("charts");
+    fs::create_dir(&root).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    fs::write(&cfg, format!("roots:\n  - path: {}\n", root.display())).unwrap();
+    let c = cfg.to_str().unwrap();
+    let o = chartd(
+        &["check-config", "--config", c],
+        dir.path(),
+        &[("ENVIRONMENT", "test")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("ENVIRONMENT: unknown environment \"test\"; using the development preset"),
+        "{err}"
+    );
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("max_age: 1d") || out.contains("max_age: 24h"),
+        "{out}"
+    );
+    assert!(out.contains("max_size: 1000MiB"), "{out}");
+    fs::write(
+        &cfg,
+        format!("environment: test\nroots:\n  - path: {}\n", root.display()),
+    )
+    .unwrap();
+    let o = chartd(&["check-config", "--config", c], dir.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("environment"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The daemon starts on it too, and says so in its log.
+    let d = Daemon::start_with("", &[("ENVIRONMENT", "test")], |_| {});
+    assert_eq!(d.status_root()["max_age_hours"], 24.0);
+    assert!(
+        d.log_text().contains("unknown environment \"test\""),
+        "{}",
+        d.log_text()
+    );
+}
+
+/// Item 6: a dry run's figures are its own (`would_free_bytes`), not the 0 of `bytes_freed`.
+#[test]
+fn dry_run_figures_match_the_json() {
+    let d = Daemon::start("grace: 0s", tree);
+    let o = cli(&d, &["purge", "--all", "--yes", "--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    assert_eq!(v["would_remove"], 9, "{v}");
+    assert_eq!(v["would_free_bytes"], 900 * KIB, "{v}");
+    let o = cli(&d, &["purge", "--all", "--yes", "--dry-run"]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("dry run: would remove 9 files, 900.0 KiB; nothing was deleted"),
+        "{out}"
+    );
+    assert_eq!(walk_png(&d.root).0, 9, "a dry run deletes nothing");
+}
+
+/// Item 9: a second daemon on the same tree (another config, another socket) is refused,
+/// and the refusal names the first one's socket.
+#[test]
+fn a_second_daemon_on_the_same_tree_is_refused() {
+    let first = Daemon::start("max_size: 10MiB", tree);
+    let socket = first.dir.path().join("second.sock");
+    let config = first.dir.path().join("second.yaml");
+    // The same tree, spelled differently.
+    let spelled = first.root.join("AAPL_1d/..");
+    fs::write(&config, config_text(&spelled, &socket, "max_size: 1MiB")).unwrap();
+    let mut cmd = Command::new(BIN);
+    for v in CHART_VARS {
+        cmd.env_remove(v);
+    }
+    let mut second = cmd
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(st) = second.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("the second daemon kept running on a governed tree");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is already governed by"), "{err}");
+    assert!(err.contains(first.socket.to_str().unwrap()), "{err}");
+    assert!(
+        !socket.exists(),
+        "the refused daemon never bound its socket"
+    );
+    // The first one is untouched.
+    assert_eq!(first.status_root()["total_files"], 9);
+    assert_eq!(walk_png(&first.root).0, 9);
+}
+
+/// Item 5: a missing root is critical (not OK with FREE 0 B), and `status --check` exits 2.
+#[test]
+fn a_missing_root_is_critical_and_check_exits_2() {
+    let (dir, root) = workspace();
+    let missing = root.join("not-yet");
+    let socket = dir.path().join("chartd.sock");
+    let config = dir.path().join("chartd.yaml");
+    fs::write(&config, config_text(&missing, &socket, "max_size: 1MiB")).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("--config").arg(&config);
+    let mut child = {
+        for v in CHART_VARS {
+            cmd.env_remove(v);
+        }
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let up = wait_until(Duration::from_secs(20), || {
+        request_at(&socket, r#"{"cmd":"status"}"#).is_some()
+    });
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--socket", socket.to_str().unwrap()]);
+        chartd(&a, dir.path(), &[])
+    };
+    let o = run(&["status", "--json"]);
+    let v: Value = serde_json::from_str(&text(&o.stdout)).unwrap_or_default();
+    let r = &v["roots"][0];
+    let o2 = run(&["status", "--check"]);
+    let human = text(&o2.stdout);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "chartd did not answer with a missing root");
+    assert_eq!(r["alert"], "critical", "{v}");
+    assert_eq!(
+        r["alert_reasons"],
+        serde_json::json!(["root_missing"]),
+        "{v}"
+    );
+    assert_eq!(o2.status.code(), Some(2), "{human}");
+    assert!(human.contains("ROOT MISSING"), "{human}");
+    // Not "FREE 0 B": the free space of a missing root is unknown.
+    assert!(!human.contains("0 B / -"), "{human}");
+}
+
+/// Item 5: a root held at its limit, as designed, is ok; a limit that does not hold for
+/// longer than grace (here: protected files over max_size) is a warning, and `--check`
+/// exits 1.
+#[test]
+fn alerts_mean_a_limit_is_not_holding() {
+    let d = Daemon::start(
+        "max_size: 500KiB\ngrace: 1s\nprotect: [\"keep/*\"]",
+        |root| {
+            for i in 0..4 {
+                file(&root.join(format!("g/c{i}.png")), 100 * KIB, hours(1));
+            }
+        },
+    );
+    // 400 KiB of 500: held as designed.
+    let o = cli(&d, &["status", "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let r = d.status_root();
+    assert_eq!(r["alert"], "ok", "{r}");
+    assert_eq!(r["usage_percent"], 80.0, "{r}");
+    // Protected files that chartd may never delete push the root over its limit.
+    for i in 0..8 {
+        write_file(&d.root.join(format!("keep/k{i}.png")), 100 * 1024);
+    }
+    assert!(wait_until(Duration::from_secs(10), || d.status_root()
+        ["total_bytes"]
+        .as_u64()
+        > Some(500 * KIB)));
+    // Within grace + slack it is still the designed bound...
+    let r = d.status_root();
+    assert_eq!(r["alert"], "ok", "{r}");
+    // ... beyond it, a human must act.
+    let ok = wait_until(Duration::from_secs(40), || {
+        d.status_root()["alert_reasons"] == serde_json::json!(["limit_not_holding"])
+    });
+    assert!(ok, "{}", d.status_root());
+    assert_eq!(d.status_root()["alert"], "warning");
+    let o = cli(&d, &["status", "--check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("limit_not_holding"));
+    let m = d.request(r#"{"cmd":"metrics"}"#);
+    let m = m["text"].as_str().unwrap();
+    let label = format!("root=\"{}\"", d.root.display());
+    assert!(
+        m.contains(&format!("chartd_root_alert_level{{{label}}} 1\n")),
+        "{m}"
+    );
+    assert!(m.contains(&format!(
+        "chartd_root_alert_reason{{{label},reason=\"limit_not_holding\"}} 1\n"
+    )));
+}
+
+/// Item 10: every documented key is in `status --json` (degraded_reason too), a relative
+/// `--root` is resolved against the working directory, `--socket DIR` is named a directory,
+/// and `--json` prints JSON when the daemon cannot be reached.
+#[test]
+fn the_client_in_the_first_hour() {
+    let d = Daemon::start("max_size: 10MiB", tree);
+    let o = cli(&d, &["status", "--json"]);
+    let v: Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    let r = v["roots"][0].as_object().unwrap();
+    for key in ["degraded_reason", "alert_reasons", "holding"] {
+        assert!(r.contains_key(key), "{key} missing: {v}");
+    }
+    assert!(r["degraded_reason"].is_null());
+    assert_eq!(v["stale"], false, "{v}");
+    assert!(v["snapshot_age_seconds"].as_f64().is_some(), "{v}");
+    // `root` relative to the working directory (the temp dir holding root/).
+    let sock = d.socket.to_str().unwrap();
+    let o = chartd(
+        &["groups", "--root", "root", "--socket", sock],
+        d.dir.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("AAPL_1d"), "{}", text(&o.stdout));
+    let o = chartd(
+        &["list", "MSFT_1h", "--root", "./root/", "--socket", sock],
+        d.dir.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // A directory is not a socket.
+    let o = chartd(&["status", "--socket", "/tmp"], d.dir.path(), &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o.stderr).contains("/tmp is a directory, not a socket"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Unreachable, with --json: still JSON on stdout.
+    let missing = d.dir.path().join("missing.sock");
+    let o = chartd(
+        &["status", "--json", "--socket", missing.to_str().unwrap()],
+        d.dir.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3));
+    let v: Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["exit_code"], 3);
+    assert!(v["error"].as_str().unwrap().contains("missing.sock"), "{v}");
+}
+
+/// The README's migration snippet works as written against the real daemon: stats, cleanup,
+/// a group purge and a purge of everything, through the socket.
+#[test]
+fn the_readme_migration_snippet_works() {
+    let d = Daemon::start("max_size: 10MiB\ngrace: 0s", |root| {
+        tree(root);
+        file(&root.join("AAPL_1d/c0.png"), 100 * KIB, hours(2));
+        file(&root.join("AAPL_1d/result.json"), 100 * KIB, hours(2));
+    });
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("## Migration")
+        .expect("README has a migration section");
+    let start = readme[at..].find("```python\n").expect("a python snippet") + at + 10;
+    let code = &readme[start..start + readme[start..].find("```").unwrap()];
+    let code = code.replace("/run/chartd/chartd.sock", d.socket.to_str().unwrap());
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(&code)
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    // 9 charts (c0 rewritten with a JSON next to it), status then cleanup (nothing over the limits),
+    // then AAPL_1d's 4 charts, then the other 5.
+    assert_eq!(lines, ["9 0.88 ok", "0", "4", "5"], "{out}");
+    assert_eq!(walk_png(&d.root).0, 0);
+    assert!(
+        d.root.join("AAPL_1d/result.json").exists(),
+        "analysis data is never purged"
+    );
+}
+
+/// The socket check still stands behind the root lock: another tree on a socket in use is
+/// refused too (lifecycle.rs's same-config case now meets the root lock first).
+#[test]
+fn another_tree_on_a_socket_in_use_is_refused() {
+    let first = Daemon::start("max_size: 10MiB", tree);
+    let other = first.dir.path().join("other-root");
+    fs::create_dir(&other).unwrap();
+    let config = first.dir.path().join("other.yaml");
+    fs::write(
+        &config,
+        config_text(&other, &first.socket, "max_size: 1MiB"),
+    )
+    .unwrap();
+    let o = chartd(
+        &["run", "--config", config.to_str().unwrap()],
+        first.dir.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("already"), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("already governed"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        first.status_root()["total_files"],
+        9,
+        "the first one still answers"
+    );
+}

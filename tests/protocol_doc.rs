@@ -1,0 +1,292 @@
+//! The README's protocol table ("### Protocol") against the typed messages of
+//! `src/control/messages.rs`: every field a reply type serializes is listed in its row, and
+//! every field a row lists is one the type serializes. A renamed or added field fails here
+//! until the README says so.
+
+use chartd::control::messages::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A field tree: name → sub-fields (empty for a leaf).
+#[derive(Debug, Default, PartialEq)]
+struct Tree(BTreeMap<String, Tree>);
+
+/// Fields the README lists as one name although they are JSON objects keyed by data (not by
+/// schema): `removed_by_reason` is keyed by the deletion reasons, listed under the table.
+const MAPS: [&str; 1] = ["removed_by_reason"];
+
+fn tree_of(v: &Value) -> Tree {
+    let mut t = Tree::default();
+    if let Value::Object(m) = v {
+        for (k, v) in m {
+            let sub = match v {
+                Value::Object(_) if !MAPS.contains(&k.as_str()) => tree_of(v),
+                Value::Array(a) => a.first().map(tree_of).unwrap_or_default(),
+                _ => Tree::default(),
+            };
+            t.0.insert(k.clone(), sub);
+        }
+    }
+    t
+}
+
+/// Parses `a, b: [{c, d}], e: {f}` (the backticked parts of a row, joined).
+fn parse(s: &str) -> Tree {
+    fn list(chars: &[char], i: &mut usize) -> Tree {
+        let mut t = Tree::default();
+        loop {
+            while *i < chars.len() && (chars[*i] == ',' || chars[*i].is_whitespace()) {
+                *i += 1;
+            }
+            if *i >= chars.len() || chars[*i] == '}' || chars[*i] == ']' {
+                return t;
+            }
+            let start = *i;
+            while *i < chars.len() && (chars[*i].is_ascii_alphanumeric() || chars[*i] == '_') {
+                *i += 1;
+            }
+            let name: String = chars[start..*i].iter().collect();
+            assert!(!name.is_empty(), "unparsable near {:?}", &chars[start..]);
+            let mut sub = Tree::default();
+            if *i < chars.len() && chars[*i] == ':' {
+                *i += 1;
+                while *i < chars.len() && (chars[*i] == ' ' || chars[*i] == '[') {
+                    *i += 1;
+                }
+                if *i < chars.len() && chars[*i] == '{' {
+                    *i += 1;
+                    sub = list(chars, i);
+                    // Exactly this group's `}` (and the `]` of a list of objects).
+                    if *i < chars.len() && chars[*i] == '}' {
+                        *i += 1;
+                    }
+                    if *i < chars.len() && chars[*i] == ']' {
+                        *i += 1;
+                    }
+                }
+            }
+            t.0.insert(name, sub);
+        }
+    }
+    let chars: Vec<char> = s.chars().collect();
+    list(&chars, &mut 0)
+}
+
+/// The rows of the README's protocol table: cmd → the fields its answer column lists.
+fn readme_rows() -> BTreeMap<String, Tree> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let at = readme
+        .find("### Protocol")
+        .expect("README has ### Protocol");
+    let mut rows = BTreeMap::new();
+    for line in readme[at..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| request"))
+    {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cols: Vec<&str> = line.split(" | ").collect();
+        if cols.len() < 2 || !cols[0].contains("\"cmd\"") {
+            continue;
+        }
+        let cmd = cols[0]
+            .split("\"cmd\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a cmd in the request column")
+            .to_string();
+        // The backticked parts only; prose between them ("dry run:", "first 1000") is not a field.
+        let code: Vec<&str> = cols[1].split('`').skip(1).step_by(2).collect();
+        rows.insert(cmd, parse(&code.join(", ")));
+    }
+    rows
+}
+
+fn sample_status() -> StatusReply {
+    let blocked = BlockedStatus {
+        limit: "max_size".into(),
+        excess_bytes: 1,
+        cause: "grace".into(),
+        since: "2026-01-01T00:00:00Z".into(),
+        blocked_seconds: 1.0,
+        next_eligible: Some("2026-01-01T00:01:00Z".into()),
+        next_eligible_in_seconds: Some(1.0),
+        grace_files: 1,
+        grace_bytes: 1,
+    };
+    let root = RootStatus {
+        path: "/r".into(),
+        total_files: 1,
+        total_bytes: 1,
+        total_size_mb: 1.0,
+        oldest_file_age_hours: Some(1.0),
+        newest_file_age_hours: Some(1.0),
+        max_age_hours: Some(1.0),
+        max_size_mb: Some(1.0),
+        usage_percent: Some(1.0),
+        floor_usage_percent: Some(1.0),
+        alert: AlertLevel::Ok,
+        alert_reasons: vec!["degraded".into()],
+        fs_free_bytes: 1,
+        fs_total_bytes: 1,
+        min_free_bytes: Some(1),
+        unmanaged_files: 1,
+        files_removed: 1,
+        removed_by_reason: [("age".to_string(), 1)].into_iter().collect(),
+        bytes_freed: 1,
+        errors: 1,
+        last_eviction: Some("2026-01-01T00:00:00Z".into()),
+        cleanup_enabled: true,
+        watches: 1,
+        index_bytes: 1,
+        overflows: 1,
+        resyncs: 1,
+        degraded: true,
+        degraded_reason: Some("x".into()),
+        ready: true,
+        holding: HoldingStatus {
+            blocked: Some(blocked),
+            ..HoldingStatus::default()
+        },
+    };
+    StatusReply {
+        version: "0".into(),
+        uptime_seconds: 1,
+        total_files: 1,
+        total_bytes: 1,
+        warning_percent: 80.0,
+        critical_percent: 95.0,
+        snapshot_age_seconds: 0.0,
+        stale: false,
+        roots: vec![root],
+    }
+}
+
+fn deletion(skipped_in_grace: Option<u64>) -> DeletionReply {
+    DeletionReply {
+        files_removed: Some(1),
+        bytes_freed: Some(1),
+        would_remove: Some(1),
+        would_free_bytes: Some(1),
+        skipped: 1,
+        files: vec![RemovedFile {
+            path: "/r/a.png".into(),
+            bytes: 1,
+            age_hours: 1.0,
+            reason: "age".into(),
+        }],
+        dry_run: true,
+        skipped_in_grace,
+    }
+}
+
+/// Every field of every type, as the wire carries it.
+fn types() -> BTreeMap<String, Tree> {
+    let v = |x: Value| tree_of(&x);
+    let j = |x: &dyn erased::Ser| x.value();
+    BTreeMap::from([
+        ("status".to_string(), v(j(&sample_status()))),
+        (
+            "groups".to_string(),
+            v(j(&GroupsReply {
+                groups: vec![GroupRow {
+                    name: "g".into(),
+                    root: "/r".into(),
+                    files: 1,
+                    bytes: 1,
+                    oldest_file_age_hours: Some(1.0),
+                    newest_file_age_hours: Some(1.0),
+                }],
+                total_groups: 1,
+            })),
+        ),
+        (
+            "list".to_string(),
+            v(j(&ListReply {
+                root: "/r".into(),
+                group: "g".into(),
+                files: vec![ListedFile {
+                    path: "p".into(),
+                    bytes: 1,
+                    mtime: "t".into(),
+                    mtime_unix: 1.0,
+                    age_hours: 1.0,
+                    protected: false,
+                }],
+            })),
+        ),
+        ("cleanup".to_string(), v(j(&deletion(None)))),
+        ("purge".to_string(), v(j(&deletion(Some(1))))),
+        (
+            "reload".to_string(),
+            v(j(&ReloadReply {
+                reloaded: true,
+                message: "m".into(),
+            })),
+        ),
+        (
+            "metrics".to_string(),
+            v(j(&MetricsReply { text: "t".into() })),
+        ),
+    ])
+}
+
+mod erased {
+    /// Serialize behind a trait object, so `types()` can list different reply types.
+    pub trait Ser {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
+
+fn diff(path: &str, doc: &Tree, ty: &Tree, out: &mut Vec<String>) {
+    for (k, sub) in &ty.0 {
+        match doc.0.get(k) {
+            None => out.push(format!("{path}{k}: sent by the daemon, not in the README")),
+            Some(d) => diff(&format!("{path}{k}."), d, sub, out),
+        }
+    }
+    for k in doc.0.keys() {
+        if !ty.0.contains_key(k) {
+            out.push(format!("{path}{k}: in the README, not sent by the daemon"));
+        }
+    }
+}
+
+#[test]
+fn the_readme_protocol_table_matches_the_types() {
+    let doc = readme_rows();
+    let types = types();
+    assert_eq!(
+        doc.keys().collect::<Vec<_>>(),
+        types.keys().collect::<Vec<_>>(),
+        "one README row per command"
+    );
+    let mut problems = Vec::new();
+    for (cmd, ty) in &types {
+        diff(&format!("{cmd}: "), &doc[cmd], ty, &mut problems);
+    }
+    assert!(
+        problems.is_empty(),
+        "README ### Protocol disagrees with src/control/messages.rs:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_parser_reads_nested_lists() {
+    let t = parse("a, b: [{c, d: {e}}], f");
+    assert_eq!(t.0.len(), 3);
+    assert_eq!(t.0["b"].0.len(), 2);
+    assert_eq!(t.0["b"].0["d"].0.len(), 1);
+    // A changed table is caught: the parser is not lenient about what it compares.
+    let mut problems = Vec::new();
+    diff("", &parse("a, x"), &parse("a, b"), &mut problems);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
