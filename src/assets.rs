@@ -154,6 +154,10 @@ concurrent clients (default 1024) and idle time before a connection is closed (d
 how close free space may come to the floor, while chartd has almost nothing left to delete,
 before free_space_near_floor is a warning / critical (default 80% / 95%).
 .TP
+\fBmetrics.listen\fR
+IP:PORT of the HTTP scrape endpoint GET /metrics (off by default). Under systemd enable
+chartd-metrics.socket instead; a socket systemd passes in wins over this key. Read at start.
+.TP
 \fBroots[].path\fR
 the governed directory (relative paths against the working directory). One chartd per tree:
 a second daemon on the same directory is refused.
