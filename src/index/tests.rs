@@ -340,3 +340,30 @@ fn check_queue_invariant(ix: &Index) {
         }
     }
 }
+
+/// Review: with three or more names of one inode, a size change seen through one name resizes
+/// only the counted name; the other names keep the old size, and when the counted name goes
+/// the handover contributes a stale size (status bytes disagree with disk).
+#[test]
+fn review_handover_after_resize_through_another_link_uses_stale_size() {
+    let mut ix = Index::new(1);
+    let l = info(100, 1, 42);
+    let a = ix.upsert_file(ROOT, os("a.png"), l);
+    let b = ix.upsert_file(ROOT, os("b.png"), l);
+    ix.upsert_file(ROOT, os("c.png"), l);
+    ix.upsert_file(ROOT, os("d.png"), l);
+    assert_eq!((ix.total_files, ix.total_bytes), (1, 100));
+    // The inode grows to 150, written through b.png (IN_MODIFY/CLOSE_WRITE name b.png only).
+    ix.upsert_file(ROOT, os("b.png"), info(150, 2, 42));
+    assert_eq!(ix.total_bytes, 150);
+    // a.png and b.png are removed (rm); c.png and d.png are the same 150-byte inode.
+    ix.remove_file(a);
+    if ix.is_live(b) {
+        ix.remove_file(b);
+    }
+    assert_eq!(
+        (ix.total_files, ix.total_bytes),
+        (1, 150),
+        "the inode is 150 bytes on disk"
+    );
+}
