@@ -51,8 +51,9 @@ impl Index {
                     self.contribute(id, true);
                 }
                 Some(c) if self.files[c as usize].size != s.size => {
-                    // Another name of a counted inode, seen with a new size: the inode changed.
-                    self.resize_counted(c, s.size);
+                    // Another name of a counted inode, seen with a new size: the inode changed,
+                    // and so did every name of it (inotify reports a write under one name only).
+                    self.resize_links(s.ino, id, s.size);
                 }
                 Some(_) => {}
             }
@@ -86,17 +87,31 @@ impl Index {
         }
     }
 
-    /// The counted name `c` of an inode takes the inode's new size.
-    fn resize_counted(&mut self, c: FileId, size: u64) {
-        let queued = self.files[c as usize].in_queue();
-        if queued {
-            self.q_remove(c);
-        }
-        self.contribute(c, false);
-        self.files[c as usize].size = size;
-        self.contribute(c, true);
-        if queued {
-            self.q_insert(c);
+    /// Every other name of inode `ino` (not `except`) takes the inode's new size; the counted
+    /// one carries it into the totals.
+    fn resize_links(&mut self, ino: u64, except: FileId, size: u64) {
+        let names: Vec<FileId> = self
+            .by_ino
+            .iter_hash(self.ino_hash(ino))
+            .copied()
+            .filter(|&f| f != except && self.files[f as usize].ino == ino)
+            .collect();
+        for f in names {
+            let queued = self.files[f as usize].in_queue();
+            let counted = self.is_counted(f);
+            if queued {
+                self.q_remove(f);
+            }
+            if counted {
+                self.contribute(f, false);
+            }
+            self.files[f as usize].size = size;
+            if counted {
+                self.contribute(f, true);
+            }
+            if queued {
+                self.q_insert(f);
+            }
         }
     }
 
