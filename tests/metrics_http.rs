@@ -50,7 +50,9 @@ fn get(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
 fn stable(text: &str) -> Vec<&str> {
     text.lines()
         .filter(|l| {
-            !l.starts_with("chartd_uptime_seconds") && !l.starts_with("chartd_oldest_file_age")
+            !l.starts_with("chartd_uptime_seconds")
+                && !l.starts_with("chartd_oldest_file_age")
+                && !l.starts_with("chartd_snapshot_age_seconds")
         })
         .collect()
 }
