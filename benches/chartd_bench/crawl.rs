@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// `find ROOT -type f -printf '%s %T@\n' > /dev/null`, timed.
-pub fn time_find(root: &Path) -> Res<f64> {
+fn time_find(root: &Path) -> Res<f64> {
     let t = Instant::now();
     let st = Command::new("find")
         .arg(root)

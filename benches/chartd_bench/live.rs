@@ -43,7 +43,8 @@ pub fn phase_live(o: &Opts, n: usize, what: Live, base: &Path, out: &mut Value) 
     r
 }
 
-pub fn live_inner(o: &Opts, tree: &Tree, what: Live, out: &mut Value) -> Res<()> {
+/// Starts the live daemon on `tree`, checks it is exactly at its limit, and runs `what`.
+fn live_inner(o: &Opts, tree: &Tree, what: Live, out: &mut Value) -> Res<()> {
     let n = tree.n;
     let total = tree.total_bytes();
     let order = tree.eviction_order();

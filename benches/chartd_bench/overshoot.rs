@@ -18,6 +18,10 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The burst (`--quick`: 10k files, else 30k, at most N/2) at 10k files/s into `burst_dir`,
+/// after the reference burst; then waits for chartd to catch up and accounts every deletion.
+/// `next_victim` advances by what chartd removed.
+#[allow(clippy::too_many_arguments)]
 pub fn overshoot(
     o: &Opts,
     tree: &Tree,
@@ -123,7 +127,7 @@ pub fn overshoot(
 
 /// What a paced burst saw: the excess over the limit (bytes) at every write.
 #[derive(Default)]
-pub struct Burst {
+struct Burst {
     pub worst: i64,
     pub p50: f64,
     pub p99: f64,
@@ -134,14 +138,14 @@ pub struct Burst {
 }
 
 /// Reads the deletions still queued after a burst (accounting only).
-pub fn drain_after(fd: &OwnedFd, victim_size: impl Fn(i32, &[u8]) -> Option<u64>) -> Burst {
+fn drain_after(fd: &OwnedFd, victim_size: impl Fn(i32, &[u8]) -> Option<u64>) -> Burst {
     let mut b = Burst::default();
     read_deletions(fd, &victim_size, &mut 0, &mut b);
     b
 }
 
 /// Drains, non-blocking, the IN_DELETEs queued on `fd`, subtracting each victim's size.
-pub fn read_deletions(
+fn read_deletions(
     fd: &OwnedFd,
     victim_size: &impl Fn(i32, &[u8]) -> Option<u64>,
     excess: &mut i64,
@@ -176,7 +180,7 @@ pub fn read_deletions(
 /// Creates `sizes.len()` files paced at `rate` (four per directory, over `dirs/dNNN/`), and,
 /// right before each write, accounts the deletions queued on `fd` (IN_DELETE watches on the
 /// victims' directories). Returns the excess over the limit seen at each write.
-pub fn burst(
+fn burst(
     fd: &OwnedFd,
     excess0: i64,
     dirs: &Path,
@@ -213,7 +217,7 @@ pub fn burst(
 /// directories, unlinks the next victim, a file of the same size). What it overshoots is what
 /// this machine's scheduling and inotify delivery impose on any deleter: a floor, not a
 /// target chartd can beat.
-pub fn overshoot_reference(dir: &Path, sizes: &[u64], rate: f64) -> Res<Burst> {
+fn overshoot_reference(dir: &Path, sizes: &[u64], rate: f64) -> Res<Burst> {
     use rustix::fs::inotify;
     let _ = fs::remove_dir_all(dir);
     let victims = dir.join("victims");

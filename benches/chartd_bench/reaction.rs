@@ -43,6 +43,9 @@ pub fn start_reactor(dir: &Path) -> Res<(thread::JoinHandle<()>, PathBuf)> {
     Ok((h, dir.join("stop")))
 }
 
+/// `--reaction-n` samples: each writes a file of the next victim's size into `new_dir` and times
+/// its `close()` to the victim's IN_DELETE; then the same against the reference reactor in
+/// `scratch`. `next_victim` advances through `order`, chartd's eviction order.
 #[allow(clippy::too_many_arguments)]
 pub fn reaction(
     o: &Opts,

@@ -23,11 +23,11 @@ pub fn label(n: usize) -> String {
     }
 }
 
-pub fn f(v: &Value, ptr: &str) -> Option<f64> {
+fn f(v: &Value, ptr: &str) -> Option<f64> {
     v.pointer(ptr).and_then(Value::as_f64)
 }
 
-pub fn fmt_ms(v: Option<f64>) -> String {
+fn fmt_ms(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() && x < 1.0 => format!("{:.0} µs", x * 1000.0),
         Some(x) if x.is_finite() => format!("{x:.2} ms"),
@@ -35,7 +35,7 @@ pub fn fmt_ms(v: Option<f64>) -> String {
     }
 }
 
-pub fn fmt_s(v: Option<f64>) -> String {
+fn fmt_s(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() && x < 1.0 => format!("{:.0} ms", x * 1000.0),
         Some(x) if x.is_finite() => format!("{x:.2} s"),
@@ -43,11 +43,11 @@ pub fn fmt_s(v: Option<f64>) -> String {
     }
 }
 
-pub fn fmt_pair(a: String, b: String) -> String {
+fn fmt_pair(a: String, b: String) -> String {
     format!("{a} / {b}")
 }
 
-pub fn fmt_bytes(v: Option<f64>) -> String {
+fn fmt_bytes(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() && x >= 1024.0 * 1024.0 => {
             format!("{:.1} MiB", x / 1024.0 / 1024.0)
@@ -58,7 +58,7 @@ pub fn fmt_bytes(v: Option<f64>) -> String {
     }
 }
 
-pub fn verdict(ok: Option<bool>) -> &'static str {
+fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "met",
         Some(false) => "**missed**",

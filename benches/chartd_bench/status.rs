@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// One `status` round trip as `chartd status` does it: connect, send, read the whole line.
-pub fn status_rtt(socket: &Path, buf: &mut Vec<u8>) -> Res<Duration> {
+fn status_rtt(socket: &Path, buf: &mut Vec<u8>) -> Res<Duration> {
     let t = Instant::now();
     let mut s = UnixStream::connect(socket).map_err(err("connect"))?;
     s.write_all(b"{\"cmd\":\"status\"}\n")
@@ -74,7 +74,7 @@ pub fn phase_status(o: &Opts, d: &Daemon, empty: &Daemon, out: &mut Value) -> Re
     Ok(())
 }
 
-pub fn tree_n(d: &Daemon) -> u64 {
+fn tree_n(d: &Daemon) -> u64 {
     d.status()
         .ok()
         .and_then(|s| s["total_files"].as_u64())

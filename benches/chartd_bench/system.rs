@@ -136,7 +136,7 @@ impl Tmpfs {
     }
 }
 
-pub fn unmount_all() {
+fn unmount_all() {
     if let Ok(mut m) = MOUNTS.lock() {
         for p in m.drain(..) {
             let _ = Command::new("umount").arg(&p).status();

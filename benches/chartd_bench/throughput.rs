@@ -16,13 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Creates `count` files round-robin over `dirs` at `rate` files/s (unpaced when rate is 0).
 /// Returns (files, bytes, seconds).
-pub fn write_files(
-    root: &Path,
-    dirs: usize,
-    count: u64,
-    rate: f64,
-    tag: u64,
-) -> Res<(u64, u64, f64)> {
+fn write_files(root: &Path, dirs: usize, count: u64, rate: f64, tag: u64) -> Res<(u64, u64, f64)> {
     let start = Instant::now();
     let mut bytes = 0;
     for j in 0..count {
@@ -39,7 +33,7 @@ pub fn write_files(
     Ok((count, bytes, start.elapsed().as_secs_f64()))
 }
 
-pub fn make_dirs(root: &Path, dirs: usize) -> Res<()> {
+fn make_dirs(root: &Path, dirs: usize) -> Res<()> {
     let _ = fs::remove_dir_all(root);
     for k in 0..dirs {
         fs::create_dir_all(root.join(format!("d{k:04}"))).map_err(err("tp dir"))?;
