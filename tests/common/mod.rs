@@ -12,7 +12,8 @@
 //! on failure), [`files`] (files, walks and canaries), [`procfs`] (CPU, memory, fds of a
 //! process), [`system`] (root, sysctls, namespaces, stress scale).
 
-// Each test target uses a different part of the harness; the rest is dead code there.
+// Each test target (and the bench) uses a different part of the harness: the rest is dead code
+// there, and the re-exports below that it does not use are unused imports.
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
