@@ -210,6 +210,8 @@ pub fn terminate(child: &mut Child, grace: Duration) -> bool {
     }
 }
 
+/// Polls `f` every 25 ms until it holds (true) or `timeout` passes (false): the tests wait for
+/// what the daemon does asynchronously instead of sleeping a guessed time.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
