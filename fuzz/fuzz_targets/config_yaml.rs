@@ -1,9 +1,11 @@
 //! Arbitrary bytes as the config file: parsing, merging and validation must never panic, and
 //! a config that loads must print (`Config::to_yaml`, what `check-config` shows) as YAML that
 //! loads back to the same config.
+//!
+//! Touches nothing: the loader is given no environment and a made-up origin path.
 #![no_main]
 
-use chartd_fuzz::config::{load_from_str, CliOverrides};
+use chartd::config::{load_from_str, CliOverrides};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

@@ -1,9 +1,11 @@
 //! The unit parsers on arbitrary text: they must never panic, and every value they accept
 //! must survive the formatter the config printer (`check-config`, `to_yaml`) uses:
 //! `parse(format(parse(s))) == parse(s)`.
+//!
+//! Touches nothing: the parsers and formatters are pure.
 #![no_main]
 
-use chartd_fuzz::config::units::{
+use chartd::config::units::{
     format_duration, format_fraction, format_percent_points, format_size, parse_duration,
     parse_percent, parse_percent_points, parse_size, MAX_DURATION,
 };
