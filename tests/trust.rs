@@ -172,7 +172,11 @@ fn item1_purge_racing_a_root_replacement_deletes_nothing_of_the_new_root() {
     fs::rename(away.join("G"), away.join("G.moved")).unwrap();
     let t = Instant::now();
     let answer = purge.join().unwrap();
-    eprintln!("item1: purge answered after the swap in {:.1?}: {answer:?}", t.elapsed());
+    eprintln!(
+        "item1: purge answered {:.1?} after the swap: files_removed {:?}",
+        t.elapsed(),
+        answer.as_ref().map(|a| a["files_removed"].clone())
+    );
     // Let the daemon settle on the new root.
     std::thread::sleep(Duration::from_secs(2));
     let purged = deletions(&d.log_text()).len();
@@ -212,10 +216,10 @@ fn item2_root_replaced_while_stopped_keeps_enforcing_or_exits() {
             file(&root.join(format!("g/old{i:02}.png")), 1000, hours(5));
         }
     });
-    // The daemon deleted everything it could at start; replant 40 old files and lock 30 of
-    // them, so that they are held (retry in 30 s) by the eviction.
+    // The daemon deleted everything it could at start; plant 40 new files and lock 30 of
+    // them; then age them all, so that the eviction holds the 30 locked ones (retry in 30 s).
     for i in 0..40 {
-        file(&d.root.join(format!("g/l{i:02}.png")), 1000, hours(5));
+        file(&d.root.join(format!("g/l{i:02}.png")), 1000, Duration::ZERO);
     }
     let mut locks = Vec::new();
     for i in 0..30 {
@@ -382,8 +386,9 @@ fn item3_overflow_plus_directory_rename_keeps_the_watch() {
         st["overflows"].as_u64().unwrap() > before["overflows"].as_u64().unwrap(),
         "positive control: the queue overflowed: {st}"
     );
-    // Give the daemon a moment to finish whatever it does after the resync.
-    std::thread::sleep(Duration::from_millis(300));
+    // Let any resync still pending after the overflow (backoff, at least 1 s) run first, so
+    // that the new file below can only be found through its watch.
+    std::thread::sleep(Duration::from_millis(2500));
     let st = d.status_root();
     let kernel = kernel_watches(pid);
     let status_w = st["watches"].as_u64().unwrap() as usize;
