@@ -165,6 +165,37 @@ struct Version {
     size: u64,
     /// For symlinks: the target.
     target: Option<PathBuf>,
+    /// (when we changed it, the mtime from then on), oldest first.
+    history: Vec<(i128, i128)>,
+}
+
+impl Version {
+    fn set_mtime(&mut self, m: i128) {
+        self.mtime = m;
+        self.history.push((now_ns(), m));
+    }
+    /// The mtime in effect at `t`.
+    fn mtime_at(&self, t: i128) -> i128 {
+        self.history
+            .iter()
+            .rev()
+            .find(|(w, _)| *w <= t)
+            .or(self.history.first())
+            .map(|x| x.1)
+            .unwrap_or(self.mtime)
+    }
+    /// The oldest and the newest mtime in effect at some time in (from, now].
+    fn mtime_range(&self, from: i128) -> (i128, i128) {
+        let mut lo = self.mtime_at(from);
+        let mut hi = lo;
+        for (w, m) in &self.history {
+            if *w > from {
+                lo = lo.min(*m);
+                hi = hi.max(*m);
+            }
+        }
+        (lo, hi)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -329,7 +360,8 @@ impl World {
         None
     }
 
-    fn new_version(&mut self, v: Version) -> usize {
+    fn new_version(&mut self, mut v: Version) -> usize {
+        v.history.push((now_ns(), v.mtime));
         self.versions.push(v);
         self.versions.len() - 1
     }
@@ -352,33 +384,44 @@ impl World {
             return;
         }
         let grace = GRACE.as_nanos() as i128;
-        if v.mtime + grace > now {
+        let (lo, hi) = v.mtime_range(e.last_ok);
+        if lo + grace > now {
             self.fail(format!(
-                "chartd removed {} while in grace: age {:.3} s at detection (grace {} s), token {:?}",
+                "chartd removed {} while in grace: age at most {:.3} s at detection (grace {} s), \
+                 token {:?}",
                 path.display(),
-                secs(now - v.mtime),
+                secs(now - lo),
                 GRACE.as_secs(),
                 v.token.trim()
             ));
             return;
         }
-        if v.mtime + grace <= e.last_ok {
+        if hi + grace <= e.last_ok {
             return; // old enough whenever it went
         }
-        // Ambiguous: it went between last_ok (younger than grace) and now. The log says when.
-        self.log.update(&self.d.log);
+        // Ambiguous: it went between last_ok and now, and was younger than grace at some point
+        // of that interval. The log says when: judge by the mtime in effect at that moment.
         let key = path.display().to_string();
-        let ts = self
-            .log
-            .by_path
-            .get(&key)
-            .and_then(|v| v.iter().rev().find(|&&t| t >= e.last_ok - 5_000_000).copied());
+        let mut ts = None;
+        for _ in 0..40 {
+            self.log.update(&self.d.log);
+            ts = self
+                .log
+                .by_path
+                .get(&key)
+                .and_then(|v| v.iter().rev().find(|&&t| t >= e.last_ok - 5_000_000).copied());
+            if ts.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         match ts {
-            Some(t) if t - v.mtime >= grace => {}
+            Some(t) if t - v.mtime_at(t) >= grace => {}
             Some(t) => self.fail(format!(
-                "chartd deleted {} at age {:.3} s (log timestamp; grace {} s), token {:?}",
+                "chartd deleted {} at age {:.3} s (log timestamp against the mtime then; grace {} \
+                 s), token {:?}",
                 path.display(),
-                secs(t - v.mtime),
+                secs(t - v.mtime_at(t)),
                 GRACE.as_secs(),
                 v.token.trim()
             )),
@@ -386,8 +429,8 @@ impl World {
             None => self.fail(format!(
                 "{} vanished with no deletion logged, age {:.3}..{:.3} s",
                 path.display(),
-                secs(e.last_ok - v.mtime),
-                secs(now - v.mtime)
+                secs(e.last_ok - hi),
+                secs(now - lo)
             )),
         }
     }
@@ -509,6 +552,7 @@ impl World {
                         mtime: mtime_of(&m),
                         size: m.len(),
                         target: None,
+            history: Vec::new(),
                     });
                     self.entries.insert(
                         path.to_path_buf(),
@@ -584,6 +628,7 @@ impl World {
             mtime: mtime_of(&m),
             size: m.len(),
             target: None,
+            history: Vec::new(),
         });
         self.entries.insert(
             target.to_path_buf(),
@@ -611,7 +656,7 @@ impl World {
         if m.ino() == self.versions[e.vid].ino {
             let v = &mut self.versions[e.vid];
             v.token = token;
-            v.mtime = mtime_of(&m);
+            v.set_mtime(mtime_of(&m));
             v.size = m.len();
             self.entries.get_mut(path).unwrap().last_ok = now_ns();
         } else {
@@ -626,6 +671,7 @@ impl World {
                 mtime: mtime_of(&m),
                 size: m.len(),
                 target: None,
+            history: Vec::new(),
             });
             self.entries.insert(
                 path.to_path_buf(),
@@ -653,7 +699,7 @@ impl World {
         match fs::symlink_metadata(&p) {
             Ok(m) if m.ino() == v.ino => {
                 let v = &mut self.versions[e.vid];
-                v.mtime = mtime_of(&m);
+                v.set_mtime(mtime_of(&m));
                 v.size = m.len();
             }
             _ => self.check(&p),
@@ -738,6 +784,7 @@ impl World {
             mtime: mtime_of(&m),
             size: m.len(),
             target: None,
+            history: Vec::new(),
         });
         self.entries.insert(
             path.clone(),
@@ -769,7 +816,7 @@ impl World {
                 let w = self.writers.swap_remove(i);
                 drop(w.file); // close: IN_CLOSE_WRITE
                 let v = &mut self.versions[vid];
-                v.mtime = mtime_of(&m);
+                v.set_mtime(mtime_of(&m));
                 v.size = m.len();
                 // While it was open, it was sacred: check it right now.
                 let t = now_ns();
@@ -803,7 +850,7 @@ impl World {
                 let m = w.file.metadata().unwrap();
                 let vid = w.vid;
                 let v = &mut self.versions[vid];
-                v.mtime = mtime_of(&m);
+                v.set_mtime(mtime_of(&m));
                 v.size = m.len();
             }
             i += 1;
@@ -893,6 +940,7 @@ impl World {
             mtime: mtime_of(&m),
             size: 0,
             target: Some(target),
+            history: Vec::new(),
         });
         self.entries.insert(
             link,
@@ -1099,7 +1147,7 @@ impl World {
             match r {
                 Ok(m) if self.entries.get(p).is_some_and(|e| self.versions[e.vid].ino == m.ino()) => {
                     let e = self.entries.get(p).unwrap().clone();
-                    self.versions[e.vid].mtime = mtime_of(&m);
+                    self.versions[e.vid].set_mtime(mtime_of(&m));
                     let expiry = UNIX_EPOCH + Duration::from_nanos((mtime_of(&m) + max_age.as_nanos() as i128) as u64);
                     plan.push((p.clone(), expiry));
                 }
@@ -1520,12 +1568,15 @@ pub fn run(seed: u64, prof: &Profile) -> Result<Summary, String> {
         Ok(w.sum.clone())
     } else {
         let log = w.d.log_text();
+        let keep = std::env::temp_dir().join(format!("chartd-model-seed{seed}.log"));
+        let _ = fs::write(&keep, &log);
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
         Err(format!(
             "MODEL SEED={seed} FAILED ({} violations): {}\n  replay: CHARTD_MODEL_SEED={seed} \
-             cargo test --release --test model -- --nocapture\n  chartd log tail:\n{}",
+             cargo test --release --test model -- --nocapture\n  chartd's log: {}; its tail:\n{}",
             errs.len(),
             errs.iter().take(10).cloned().collect::<Vec<_>>().join("\n  "),
+            keep.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ))
     }
