@@ -171,8 +171,13 @@ struct Version {
 
 impl Version {
     fn set_mtime(&mut self, m: i128) {
+        self.set_mtime_at(m, now_ns());
+    }
+    /// A change that made the file older counts from before its syscall, one that made it
+    /// younger from after it: in chartd's favour by the length of the syscall only.
+    fn set_mtime_at(&mut self, m: i128, when: i128) {
         self.mtime = m;
-        self.history.push((now_ns(), m));
+        self.history.push((when, m));
     }
     /// The mtime in effect at `t`.
     fn mtime_at(&self, t: i128) -> i128 {
@@ -417,14 +422,24 @@ impl World {
         }
         match ts {
             Some(t) if t - v.mtime_at(t) >= grace => {}
-            Some(t) => self.fail(format!(
-                "chartd deleted {} at age {:.3} s (log timestamp against the mtime then; grace {} \
-                 s), token {:?}",
-                path.display(),
-                secs(t - v.mtime_at(t)),
-                GRACE.as_secs(),
-                v.token.trim()
-            )),
+            Some(t) => {
+                let hist: Vec<String> = v
+                    .history
+                    .iter()
+                    .map(|(w, m)| format!("at {:+.3}: mtime {:+.3}", secs(w - t), secs(m - t)))
+                    .collect();
+                self.fail(format!(
+                    "chartd deleted {} at age {:.3} s (log timestamp against the mtime then; \
+                     grace {} s), token {:?}, inode {}; its mtimes relative to the deletion: \
+                     {hist:?}; last seen intact {:+.3} s",
+                    path.display(),
+                    secs(t - v.mtime_at(t)),
+                    GRACE.as_secs(),
+                    v.token.trim(),
+                    v.ino,
+                    secs(e.last_ok - t)
+                ))
+            }
             None if self.last_kill >= e.last_ok => {} // killed between unlink and log line
             None => self.fail(format!(
                 "{} vanished with no deletion logged, age {:.3}..{:.3} s",
@@ -1140,6 +1155,7 @@ impl World {
         let mut plan = Vec::new();
         for (i, p) in picks.iter().enumerate() {
             let lead = Duration::from_millis(150 + 40 * i as u64);
+            let before = now_ns();
             let r = fs::File::options().write(true).open(p).and_then(|f| {
                 f.set_modified(SystemTime::now() - max_age + lead)?;
                 f.metadata()
@@ -1147,7 +1163,7 @@ impl World {
             match r {
                 Ok(m) if self.entries.get(p).is_some_and(|e| self.versions[e.vid].ino == m.ino()) => {
                     let e = self.entries.get(p).unwrap().clone();
-                    self.versions[e.vid].set_mtime(mtime_of(&m));
+                    self.versions[e.vid].set_mtime_at(mtime_of(&m), before);
                     let expiry = UNIX_EPOCH + Duration::from_nanos((mtime_of(&m) + max_age.as_nanos() as i128) as u64);
                     plan.push((p.clone(), expiry));
                 }
