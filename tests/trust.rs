@@ -846,3 +846,97 @@ fn item9_reload_with_a_bad_new_root_keeps_the_old_root() {
         "item 9: the old root vanished from status after the reload: {st}"
     );
 }
+
+/// A reload that adds a root crawls it; that must not run inline in the supervisor loop: the
+/// WATCHDOG=1 pings (every 100 ms with WATCHDOG_USEC=200000) keep coming during the crawl of a
+/// 100k-file root added by `reload`, and status keeps answering.
+#[test]
+fn item9_a_reload_that_crawls_keeps_the_watchdog_pinging() {
+    let (ws, _r) = workspace();
+    let nsock = ws.path().join("notify.sock");
+    let rx = UnixDatagram::bind(&nsock).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (pings, stop) = (pings.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = rx.recv(&mut buf) {
+                    if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                        pings.lock().unwrap().push(Instant::now());
+                    }
+                }
+            }
+        })
+    };
+    let nsock_s = nsock.display().to_string();
+    let d = Daemon::start_with(
+        "grace: 0s",
+        &[("NOTIFY_SOCKET", nsock_s.as_str()), ("WATCHDOG_USEC", "200000")],
+        |_| {},
+    );
+    let big = d.dir.path().join("big");
+    for i in 0..100_000 {
+        if i % 20 == 0 {
+            fs::create_dir_all(big.join(format!("d{}/e{}", i / 2000, i / 20))).unwrap();
+        }
+        fs::File::create(big.join(format!("d{}/e{}/f{i}.png", i / 2000, i / 20))).unwrap();
+    }
+    let text = multi_config(&d.socket, "", &[(&d.root, "grace: 0s"), (&big, "grace: 0s")]);
+    let tmp = d.config.with_extension("new");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, &d.config).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = pings.lock().unwrap().len();
+    let t0 = Instant::now();
+    let sock = d.socket.clone();
+    let h = std::thread::spawn(move || {
+        request_within(&sock, r#"{"cmd":"reload"}"#, Duration::from_secs(120))
+    });
+    let mut slow_status = None;
+    while !h.is_finished() {
+        let q = Instant::now();
+        let st = request_within(&d.socket, r#"{"cmd":"status"}"#, Duration::from_secs(2));
+        if st.is_none() && slow_status.is_none() {
+            slow_status = Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50).saturating_sub(q.elapsed()));
+    }
+    let reload_took = t0.elapsed();
+    let answer = h.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    let p = pings.lock().unwrap().clone();
+    let window: Vec<Instant> = p.iter().copied().filter(|&t| t >= t0).collect();
+    let mut gap = window.first().map(|&f| f - t0).unwrap_or(reload_took);
+    for w in window.windows(2) {
+        gap = gap.max(w[1] - w[0]);
+    }
+    let st = d.request(r#"{"cmd":"status"}"#);
+    let big_files = st["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == big.display().to_string())
+        .map(|r| r["total_files"].clone());
+    eprintln!(
+        "item9 reload crawl: reload took {reload_took:.1?} ({answer:?}); {before} pings before, \
+         {} from the reload on; longest gap {gap:.1?}; big root indexed {big_files:?}; status \
+         unanswered from {slow_status:?}",
+        window.len()
+    );
+    assert!(before >= 5, "positive control: WATCHDOG=1 pings arrived before the reload");
+    assert_eq!(big_files, Some(Value::from(100_000u64)), "the reload added the big root");
+    assert!(
+        slow_status.is_none(),
+        "item 9: status did not answer within 2 s during a reload's crawl (from {slow_status:?})"
+    );
+    assert!(
+        gap < Duration::from_millis(600),
+        "item 9: a reload that crawls a new root ({reload_took:.1?}) ran inline in the supervisor \
+         loop: no WATCHDOG=1 for {gap:.1?} (interval 100 ms)"
+    );
+}

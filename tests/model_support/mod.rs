@@ -498,8 +498,8 @@ impl World {
             self.fail(format!("chartd died: {st:?}"));
             return;
         }
-        match request_within(&self.d.socket, r#"{"cmd":"status"}"#, Duration::from_secs(3)) {
-            None => self.fail("status did not answer within 3 s".into()),
+        match request_within(&self.d.socket, r#"{"cmd":"status"}"#, Duration::from_secs(5)) {
+            None => self.fail("status did not answer within 5 s".into()),
             Some(st) => {
                 if st.get("stale") == Some(&Value::Bool(true)) {
                     self.fail(format!("status says stale: true: {st}"));
@@ -1310,13 +1310,20 @@ impl World {
         // chartd: what follows polls with a deadline).
         std::thread::sleep(GRACE + Duration::from_millis(300));
         self.check_all();
-        let deadline = Duration::from_secs(if cfg!(debug_assertions) { 40 } else { 25 });
+        // chartd retries a file it found flocked (or changed at the head of the queue) 30 s
+        // later: the deadline allows for that.
+        let deadline = Duration::from_secs(45);
         let mut last = String::new();
         let mut stable = 0;
         let ok = wait_until(deadline, || {
             let (disk, oldest) = walk(&self.root);
             let Some((idx, st)) = index_view(&self.d) else {
-                last = "status/groups did not answer".into();
+                let st = request_within(&self.d.socket, r#"{"cmd":"status"}"#, Duration::from_secs(3));
+                last = format!(
+                    "status or groups did not answer (chartd alive: {}; status alone: {})",
+                    alive(self.d.pid()),
+                    if st.is_some() { "answers" } else { "no answer" }
+                );
                 stable = 0;
                 return false;
             };
