@@ -504,6 +504,20 @@ impl World {
                 if st.get("stale") == Some(&Value::Bool(true)) {
                     self.fail(format!("status says stale: true: {st}"));
                 }
+                // `groups` is answered by the index owner itself: a dead owner behind a
+                // status that still answers from its last snapshot shows here.
+                let g = request_within(
+                    &self.d.socket,
+                    r#"{"cmd":"groups","top":1}"#,
+                    Duration::from_secs(10),
+                );
+                if g.is_none() {
+                    self.fail(format!(
+                        "status answers but the index owner does not (`groups` unanswered for \
+                         10 s): status serves stale figures ({})",
+                        st["roots"][0]
+                    ));
+                }
             }
         }
     }
