@@ -940,3 +940,48 @@ fn item9_a_reload_that_crawls_keeps_the_watchdog_pinging() {
          loop: no WATCHDOG=1 for {gap:.1?} (interval 100 ms)"
     );
 }
+
+/// Item 6, last sentence: a file chartd cannot open skips the lock test. chartd runs as
+/// `nobody`; a root-owned mode-000 file, old and `flock`ed by its writer, sits in a directory
+/// nobody may write: chartd cannot test the lock, so it must not delete it. Positive control:
+/// an old readable file next to it is evicted.
+#[test]
+fn item6_a_flocked_file_chartd_cannot_open_is_not_deleted() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIP item6_unopenable: needs root and setpriv to run chartd as nobody");
+        return;
+    }
+    let (dir, root) = workspace();
+    fs::create_dir_all(root.join("g")).unwrap();
+    let socket = dir.path().join("chartd.sock");
+    let config = dir.path().join("chartd.yaml");
+    fs::write(&config, config_text(&root, &socket, "max_age: 1h\ngrace: 0s")).unwrap();
+    let st = Command::new("chown").args(["-R", "65534:65534"]).arg(dir.path()).status().unwrap();
+    assert!(st.success());
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "run", "--config"])
+        .arg(&config);
+    let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
+    // The writer (root) holds a lock on its chart; nobody may read it.
+    let locked = d.root.join("g/locked.png");
+    chart(&locked, "locked", 1000);
+    let lock = fs::File::open(&locked).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).unwrap();
+    fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    set_age(&locked, hours(5));
+    let other = d.root.join("g/other.png");
+    chart(&other, "other", 1000);
+    Command::new("chown").args(["65534:65534"]).arg(&other).status().unwrap();
+    set_age(&other, hours(5));
+    let evicted = wait_until(Duration::from_secs(5), || !other.exists());
+    std::thread::sleep(Duration::from_millis(500));
+    let survived = locked.exists();
+    eprintln!("item6 unopenable: control evicted {evicted}, locked unreadable file kept {survived}");
+    drop(lock);
+    assert!(evicted, "positive control: the readable old file was evicted; log:\n{}", d.log_text());
+    assert!(
+        survived,
+        "item 6: chartd (as nobody) deleted an old file it could not open, without testing the \
+         writer's flock on it"
+    );
+}
