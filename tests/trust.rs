@@ -962,16 +962,17 @@ fn item6_a_flocked_file_chartd_cannot_open_is_not_deleted() {
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "run", "--config"])
         .arg(&config);
     let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
-    // The writer (root) holds a lock on its chart; nobody may read it.
+    // The writer (root) holds a lock on its chart; nobody may read it. Both files are aged
+    // only once both exist (an emptied g/ would be pruned and recreated by root).
+    let other = d.root.join("g/other.png");
+    chart(&other, "other", 1000);
+    Command::new("chown").args(["65534:65534"]).arg(&other).status().unwrap();
     let locked = d.root.join("g/locked.png");
     chart(&locked, "locked", 1000);
     let lock = fs::File::open(&locked).unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).unwrap();
     fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     set_age(&locked, hours(5));
-    let other = d.root.join("g/other.png");
-    chart(&other, "other", 1000);
-    Command::new("chown").args(["65534:65534"]).arg(&other).status().unwrap();
     set_age(&other, hours(5));
     let evicted = wait_until(Duration::from_secs(5), || !other.exists());
     std::thread::sleep(Duration::from_millis(500));
