@@ -67,16 +67,13 @@ fn model_random_workload_never_deletes_wrongly_and_converges() {
             }
         };
         runs += 1;
-        match model_support::run(seed, &model_support::Profile::full(per_seed)) {
-            Ok(s) => {
-                ops += s.ops;
-                checked += s.deletions_checked;
-                deleted += s.chartd_deletions;
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                failures.push(seed);
-            }
+        let (s, r) = model_support::run(seed, &model_support::Profile::full(per_seed));
+        ops += s.ops;
+        checked += s.deletions_checked;
+        deleted += s.chartd_deletions;
+        if let Err(e) = r {
+            eprintln!("{e}");
+            failures.push(seed);
         }
     }
     eprintln!(

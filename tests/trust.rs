@@ -676,7 +676,7 @@ fn item7_a_full_notify_socket_never_freezes_the_control_plane() {
 fn item8_after_a_random_mix_status_equals_the_disk() {
     for seed in [1u64, 2] {
         let p = model_support::Profile::mix(Duration::from_secs(12));
-        if let Err(e) = model_support::run(seed, &p) {
+        if let (_, Err(e)) = model_support::run(seed, &p) {
             panic!("item 8: {e}");
         }
     }

@@ -1048,7 +1048,15 @@ impl World {
             let q = to.join(p.strip_prefix(from).unwrap());
             let ok = fs::symlink_metadata(&q).is_ok_and(|m| m.ino() == v.ino);
             if !ok {
-                self.judge(p); // as it was: before the move
+                // Gone: deleted just before the rename (at p) or just after it (at q). Judge it
+                // where chartd may delete, if either is inside the root (in chartd's favour).
+                if self.under_root(&q) {
+                    let e = self.entries.remove(p).unwrap();
+                    self.entries.insert(q.clone(), e);
+                    self.judge(&q);
+                } else {
+                    self.judge(p);
+                }
             }
         }
         let t = now_ns();
@@ -1485,7 +1493,7 @@ fn plant_outside(w: &mut World) {
 
 /// Runs one seed. `Err` names every violation (and the replay command is printed by the
 /// caller).
-pub fn run(seed: u64, prof: &Profile) -> Result<Summary, String> {
+pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
     eprintln!(
         "MODEL SEED={seed} start ({:?} of {}); replay: CHARTD_MODEL_SEED={seed} cargo test \
          --release --test model -- --nocapture",
@@ -1655,19 +1663,20 @@ pub fn run(seed: u64, prof: &Profile) -> Result<Summary, String> {
         errs.push("positive control: chartd deleted nothing during the run".into());
     }
     if errs.is_empty() {
-        Ok(w.sum.clone())
+        (w.sum.clone(), Ok(()))
     } else {
         let log = w.d.log_text();
         let keep = std::env::temp_dir().join(format!("chartd-model-seed{seed}.log"));
         let _ = fs::write(&keep, &log);
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        Err(format!(
+        let e = format!(
             "MODEL SEED={seed} FAILED ({} violations): {}\n  replay: CHARTD_MODEL_SEED={seed} \
              cargo test --release --test model -- --nocapture\n  chartd's log: {}; its tail:\n{}",
             errs.len(),
             errs.iter().take(10).cloned().collect::<Vec<_>>().join("\n  "),
             keep.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ))
+        );
+        (w.sum.clone(), Err(e))
     }
 }
