@@ -43,7 +43,11 @@ fn seeds_from_env() -> Option<Vec<u64>> {
 #[test]
 fn model_random_workload_never_deletes_wrongly_and_converges() {
     let per_seed = Duration::from_secs(env_u64("CHARTD_MODEL_SECS").unwrap_or(
-        if std::env::var("CHARTD_MODEL_DURATION").is_ok() { 60 } else { 20 },
+        if std::env::var("CHARTD_MODEL_DURATION").is_ok() {
+            60
+        } else {
+            20
+        },
     ));
     let total = env_u64("CHARTD_MODEL_DURATION").map(Duration::from_secs);
     let explicit = seeds_from_env();
@@ -54,8 +58,8 @@ fn model_random_workload_never_deletes_wrongly_and_converges() {
     let mut queue: Vec<u64> = explicit.clone().unwrap_or_else(|| vec![1, 2, 3]);
     queue.reverse();
     loop {
-        let seed = if total.is_some() && explicit.is_none() {
-            if t0.elapsed() + per_seed > total.unwrap() {
+        let seed = if let (Some(total), None) = (total, &explicit) {
+            if t0.elapsed() + per_seed > total {
                 break;
             }
             next_seed += 1;

@@ -49,14 +49,19 @@ fn alive(pid: i32) -> bool {
 fn kernel_watches(pid: i32) -> usize {
     let mut n = 0;
     for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-        let Ok(t) = fs::read_link(e.path()) else { continue };
+        let Ok(t) = fs::read_link(e.path()) else {
+            continue;
+        };
         if t.to_string_lossy().contains("inotify") {
             let info = fs::read_to_string(format!(
                 "/proc/{pid}/fdinfo/{}",
                 e.file_name().to_string_lossy()
             ))
             .unwrap_or_default();
-            n += info.lines().filter(|l| l.starts_with("inotify wd:")).count();
+            n += info
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
         }
     }
     n
@@ -144,13 +149,22 @@ fn item1_purge_racing_a_root_replacement_deletes_nothing_of_the_new_root() {
     let next = d.dir.path().join("next");
     let mut canaries = Vec::new();
     for i in 0..10 {
-        canaries.push(Canary::plant(&next.join(format!("H/data{i}.csv")), hours(9)));
+        canaries.push(Canary::plant(
+            &next.join(format!("H/data{i}.csv")),
+            hours(9),
+        ));
     }
     for i in 0..300 {
-        canaries.push(Canary::plant(&next.join(format!("K/meta{i}.json")), hours(9)));
+        canaries.push(Canary::plant(
+            &next.join(format!("K/meta{i}.json")),
+            hours(9),
+        ));
     }
     for i in 0..50 {
-        canaries.push(Canary::plant(&next.join(format!("H/chart{i}.png")), hours(9)));
+        canaries.push(Canary::plant(
+            &next.join(format!("H/chart{i}.png")),
+            hours(9),
+        ));
     }
     let log0 = fs::metadata(&d.log).unwrap().len();
     let sock = d.socket.clone();
@@ -191,7 +205,10 @@ fn item1_purge_racing_a_root_replacement_deletes_nothing_of_the_new_root() {
         bad.len(),
         canaries.len()
     );
-    assert!(purged >= 20, "positive control: the purge deleted G files before the swap");
+    assert!(
+        purged >= 20,
+        "positive control: the purge deleted G files before the swap"
+    );
     assert!(
         bad.is_empty(),
         "item 1: purge G, racing a root replacement, deleted {} files of the NEW root (unmanaged \
@@ -320,7 +337,10 @@ fn item2_a_dead_index_thread_takes_the_daemon_down() {
     // Positive control: alive and working before the trigger.
     file(&d.root.join("g/old.png"), 100, hours(5));
     assert!(
-        wait_until(Duration::from_secs(5), || !d.root.join("g/old.png").exists()),
+        wait_until(Duration::from_secs(5), || !d
+            .root
+            .join("g/old.png")
+            .exists()),
         "positive control: an expired file was deleted"
     );
     write_file(&d.root.join("g/boom.png"), 100);
@@ -332,8 +352,14 @@ fn item2_a_dead_index_thread_takes_the_daemon_down() {
     }
     match exit {
         Some(s) => {
-            eprintln!("item2 panic contract: chartd exited {s} after {:.1?}", t.elapsed());
-            assert!(!s.success(), "item 2: exited with 0 after the index thread died");
+            eprintln!(
+                "item2 panic contract: chartd exited {s} after {:.1?}",
+                t.elapsed()
+            );
+            assert!(
+                !s.success(),
+                "item 2: exited with 0 after the index thread died"
+            );
         }
         None => {
             let st = request_within(&d.socket, r#"{"cmd":"status"}"#, Duration::from_secs(2));
@@ -431,7 +457,10 @@ fn item4_a_truncated_file_becomes_evictable_once_quiet() {
     let t = d.root.join("g/t.png");
     let c = std::ffi::CString::new(t.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: truncate(2) on a NUL-terminated path we own.
-    assert_eq!(unsafe { libc::truncate(c.as_ptr(), (20 * KIB) as libc::off_t) }, 0);
+    assert_eq!(
+        unsafe { libc::truncate(c.as_ptr(), (20 * KIB) as libc::off_t) },
+        0
+    );
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(300));
     // Size pressure from newer files: t.png is the oldest.
@@ -456,7 +485,10 @@ fn item4_a_truncated_file_becomes_evictable_once_quiet() {
         "item4: truncated file gone: {gone} after {:.1?}; {removed} other files evicted meanwhile",
         t0.elapsed()
     );
-    assert!(removed >= 2, "positive control: size pressure evicted other files");
+    assert!(
+        removed >= 2,
+        "positive control: size pressure evicted other files"
+    );
     assert!(
         gone,
         "item 4: a file truncated with truncate(2) (IN_MODIFY, no IN_CLOSE_WRITE) and quiet for \
@@ -478,7 +510,8 @@ fn item5_a_hard_link_made_while_running_is_counted_once() {
     });
     fs::hard_link(d.root.join("g/x.png"), d.root.join("g/x-link.png")).unwrap();
     assert!(
-        wait_until(Duration::from_secs(5), || d.status_root()["total_files"] == 3),
+        wait_until(Duration::from_secs(5), || d.status_root()["total_files"]
+            == 3),
         "positive control: the link was indexed: {}",
         d.status_root()
     );
@@ -497,13 +530,23 @@ fn item5_a_hard_link_made_while_running_is_counted_once() {
         .iter()
         .find(|g| g["name"] == "g")
         .map(|g| g["bytes"].clone());
-    eprintln!("item5: status {} B, groups sum {gsum} B, group g {g_bytes:?}", st["total_bytes"]);
+    eprintln!(
+        "item5: status {} B, groups sum {gsum} B, group g {g_bytes:?}",
+        st["total_bytes"]
+    );
     assert_eq!(
         st["total_bytes"], 11_240,
         "item 5: a hard link made while running is counted twice (10,240 B + 1,000 B on disk)"
     );
-    assert_eq!(g_bytes, Some(Value::from(10_240u64)), "item 5: group g counts the link twice");
-    assert_eq!(gsum, 11_240, "item 5: the groups do not add up to the root's total");
+    assert_eq!(
+        g_bytes,
+        Some(Value::from(10_240u64)),
+        "item 5: group g counts the link twice"
+    );
+    assert_eq!(
+        gsum, 11_240,
+        "item 5: the groups do not add up to the root's total"
+    );
 }
 
 // ------------------------------------------------------------------------------- item 6
@@ -561,7 +604,10 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
         let path = dir.join(format!("chart{i:02}.png"));
         if is_check {
             let (_, ino, token) = slots[i].check.take().unwrap();
-            let ok = fs::metadata(&path).ok().filter(|m| m.ino() == ino).is_some()
+            let ok = fs::metadata(&path)
+                .ok()
+                .filter(|m| m.ino() == ino)
+                .is_some()
                 && fs::read(&path).is_ok_and(|c| c.starts_with(token.as_bytes()));
             if !ok {
                 fresh_deleted.push(format!("{} ({token})", path.display()));
@@ -610,7 +656,10 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
         fresh_deleted.len()
     );
     assert!(alive(d.pid()));
-    assert!(deleted >= 5, "positive control: chartd deleted expired charts meanwhile");
+    assert!(
+        deleted >= 5,
+        "positive control: chartd deleted expired charts meanwhile"
+    );
     assert!(
         fresh_deleted.is_empty(),
         "item 6: {} of {regens} charts regenerated at their expiry (O_TRUNC or rename over the \
@@ -633,7 +682,10 @@ fn item7_a_full_notify_socket_never_freezes_the_control_plane() {
     let nsock_s = nsock.display().to_string();
     let d = Daemon::start_with(
         "max_size: 1MiB\ngrace: 0s",
-        &[("NOTIFY_SOCKET", nsock_s.as_str()), ("WATCHDOG_USEC", "200000")],
+        &[
+            ("NOTIFY_SOCKET", nsock_s.as_str()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
         |_| {},
     );
     let t0 = Instant::now();
@@ -664,7 +716,10 @@ fn item7_a_full_notify_socket_never_freezes_the_control_plane() {
     });
     drop(receiver);
     eprintln!("item7: {answered} status answers in 12 s, slowest {worst:.1?}; {n} charts written");
-    assert!(fresh, "item 7: status figures are stale ({n} charts on disk)");
+    assert!(
+        fresh,
+        "item 7: status figures are stale ({n} charts on disk)"
+    );
 }
 
 // ------------------------------------------------------------------------------- item 8
@@ -711,8 +766,15 @@ fn item9_eacces_while_reading_a_directory_keeps_its_files() {
         .unwrap();
     assert!(st.success());
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "run", "--config"])
-        .arg(&config);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        BIN,
+        "run",
+        "--config",
+    ])
+    .arg(&config);
     let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
     assert_eq!(d.status_root()["total_files"], 6);
     let locked = d.root.join("g/locked");
@@ -723,7 +785,10 @@ fn item9_eacces_while_reading_a_directory_keeps_its_files() {
     let st = d.status_root();
     let log = d.log_text();
     fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    eprintln!("item9 eacces: status after cleanup: {} files", st["total_files"]);
+    eprintln!(
+        "item9 eacces: status after cleanup: {} files",
+        st["total_files"]
+    );
     assert!(
         st["total_files"] == 7,
         "item 9: after EACCES on g/locked (mode 000) the resync dropped its 5 files from the \
@@ -741,7 +806,11 @@ fn item9_dry_run_cleanup_across_two_roots_does_not_leak() {
     let root_b = dir.path().join("root_b");
     for r in [&root, &root_b] {
         for i in 0..10 {
-            file(&r.join(format!("g/f{i}.png")), 10 * KIB, hours(1 + i as u64));
+            file(
+                &r.join(format!("g/f{i}.png")),
+                10 * KIB,
+                hours(1 + i as u64),
+            );
         }
     }
     let socket = dir.path().join("chartd.sock");
@@ -749,7 +818,11 @@ fn item9_dry_run_cleanup_across_two_roots_does_not_leak() {
     let pol = "max_size: 50KiB\nlow_watermark: 90%\ngrace: 0s";
     fs::write(
         &config,
-        multi_config(&socket, "cleanup_enabled: false\n", &[(&root, pol), (&root_b, pol)]),
+        multi_config(
+            &socket,
+            "cleanup_enabled: false\n",
+            &[(&root, pol), (&root_b, pol)],
+        ),
     )
     .unwrap();
     let d = Daemon::spawn(dir, root.clone(), socket, config, &[]);
@@ -760,14 +833,21 @@ fn item9_dry_run_cleanup_across_two_roots_does_not_leak() {
         .iter()
         .map(|f| f["path"].as_str().unwrap().to_string())
         .collect();
-    let in_b = files.iter().filter(|p| Path::new(p).starts_with(&root_b)).count();
+    let in_b = files
+        .iter()
+        .filter(|p| Path::new(p).starts_with(&root_b))
+        .count();
     eprintln!(
         "item9 dry run: would_remove {}, would_free {}, {in_b} of them in root_b",
         a["would_remove"], a["would_free_bytes"]
     );
     // Each root: 100 KiB > 50 KiB, down to 45 KiB: the 6 oldest (60 KiB) each.
     assert_eq!(
-        (a["would_remove"].as_u64(), a["would_free_bytes"].as_u64(), in_b),
+        (
+            a["would_remove"].as_u64(),
+            a["would_free_bytes"].as_u64(),
+            in_b
+        ),
         (Some(12), Some(120 * KIB), 6),
         "item 9: a dry-run cleanup across two roots leaks one root's would-free bytes into the \
          next: {a}"
@@ -798,8 +878,14 @@ fn item9_an_emptied_directory_in_grace_is_not_pruned_at_once() {
             failures.push(format!("{}: {e}", dd.display()));
         }
     }
-    eprintln!("item9 prune: {evicted} old files evicted; {} writes failed", failures.len());
-    assert!(evicted >= 10, "positive control: the old files were evicted");
+    eprintln!(
+        "item9 prune: {evicted} old files evicted; {} writes failed",
+        failures.len()
+    );
+    assert!(
+        evicted >= 10,
+        "positive control: the old files were evicted"
+    );
     assert!(
         failures.is_empty(),
         "item 9: directories emptied by eviction were pruned at once (younger than grace), so the \
@@ -821,7 +907,10 @@ fn item9_reload_with_a_bad_new_root_keeps_the_old_root() {
         &[
             (&d.root, "max_age: 1h\ngrace: 0s"),
             (&bogus, "max_age: 1h"),
-            (&missing, "max_age: 1h\ninclude: [\"*.png\", \"sub/**/x.png\"]"),
+            (
+                &missing,
+                "max_age: 1h\ninclude: [\"*.png\", \"sub/**/x.png\"]",
+            ),
         ],
     );
     let tmp = d.config.with_extension("new");
@@ -831,7 +920,10 @@ fn item9_reload_with_a_bad_new_root_keeps_the_old_root() {
     eprintln!("item9 reload: {r:?}");
     file(&d.root.join("g/old.png"), 100, hours(5));
     assert!(
-        wait_until(Duration::from_secs(5), || !d.root.join("g/old.png").exists()),
+        wait_until(Duration::from_secs(5), || !d
+            .root
+            .join("g/old.png")
+            .exists()),
         "item 9: after a reload with bad new roots the old root no longer enforces max_age; \
          reload answer {r:?}; status {:?}",
         d.try_request(r#"{"cmd":"status"}"#)
@@ -855,7 +947,8 @@ fn item9_a_reload_that_crawls_keeps_the_watchdog_pinging() {
     let (ws, _r) = workspace();
     let nsock = ws.path().join("notify.sock");
     let rx = UnixDatagram::bind(&nsock).unwrap();
-    rx.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
@@ -874,7 +967,10 @@ fn item9_a_reload_that_crawls_keeps_the_watchdog_pinging() {
     let nsock_s = nsock.display().to_string();
     let d = Daemon::start_with(
         "grace: 0s",
-        &[("NOTIFY_SOCKET", nsock_s.as_str()), ("WATCHDOG_USEC", "200000")],
+        &[
+            ("NOTIFY_SOCKET", nsock_s.as_str()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
         |_| {},
     );
     let big = d.dir.path().join("big");
@@ -884,7 +980,11 @@ fn item9_a_reload_that_crawls_keeps_the_watchdog_pinging() {
         }
         fs::File::create(big.join(format!("d{}/e{}/f{i}.png", i / 2000, i / 20))).unwrap();
     }
-    let text = multi_config(&d.socket, "", &[(&d.root, "grace: 0s"), (&big, "grace: 0s")]);
+    let text = multi_config(
+        &d.socket,
+        "",
+        &[(&d.root, "grace: 0s"), (&big, "grace: 0s")],
+    );
     let tmp = d.config.with_extension("new");
     fs::write(&tmp, text).unwrap();
     fs::rename(&tmp, &d.config).unwrap();
@@ -928,8 +1028,15 @@ fn item9_a_reload_that_crawls_keeps_the_watchdog_pinging() {
          unanswered from {slow_status:?}",
         window.len()
     );
-    assert!(before >= 5, "positive control: WATCHDOG=1 pings arrived before the reload");
-    assert_eq!(big_files, Some(Value::from(100_000u64)), "the reload added the big root");
+    assert!(
+        before >= 5,
+        "positive control: WATCHDOG=1 pings arrived before the reload"
+    );
+    assert_eq!(
+        big_files,
+        Some(Value::from(100_000u64)),
+        "the reload added the big root"
+    );
     assert!(
         slow_status.is_none(),
         "item 9: status did not answer within 2 s during a reload's crawl (from {slow_status:?})"
@@ -955,18 +1062,37 @@ fn item6_a_flocked_file_chartd_cannot_open_is_not_deleted() {
     fs::create_dir_all(root.join("g")).unwrap();
     let socket = dir.path().join("chartd.sock");
     let config = dir.path().join("chartd.yaml");
-    fs::write(&config, config_text(&root, &socket, "max_age: 1h\ngrace: 0s")).unwrap();
-    let st = Command::new("chown").args(["-R", "65534:65534"]).arg(dir.path()).status().unwrap();
+    fs::write(
+        &config,
+        config_text(&root, &socket, "max_age: 1h\ngrace: 0s"),
+    )
+    .unwrap();
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(st.success());
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "run", "--config"])
-        .arg(&config);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        BIN,
+        "run",
+        "--config",
+    ])
+    .arg(&config);
     let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
     // The writer (root) holds a lock on its chart; nobody may read it. Both files are aged
     // only once both exist (an emptied g/ would be pruned and recreated by root).
     let other = d.root.join("g/other.png");
     chart(&other, "other", 1000);
-    Command::new("chown").args(["65534:65534"]).arg(&other).status().unwrap();
+    Command::new("chown")
+        .args(["65534:65534"])
+        .arg(&other)
+        .status()
+        .unwrap();
     let locked = d.root.join("g/locked.png");
     chart(&locked, "locked", 1000);
     let lock = fs::File::open(&locked).unwrap();
@@ -977,9 +1103,15 @@ fn item6_a_flocked_file_chartd_cannot_open_is_not_deleted() {
     let evicted = wait_until(Duration::from_secs(5), || !other.exists());
     std::thread::sleep(Duration::from_millis(500));
     let survived = locked.exists();
-    eprintln!("item6 unopenable: control evicted {evicted}, locked unreadable file kept {survived}");
+    eprintln!(
+        "item6 unopenable: control evicted {evicted}, locked unreadable file kept {survived}"
+    );
     drop(lock);
-    assert!(evicted, "positive control: the readable old file was evicted; log:\n{}", d.log_text());
+    assert!(
+        evicted,
+        "positive control: the readable old file was evicted; log:\n{}",
+        d.log_text()
+    );
     assert!(
         survived,
         "item 6: chartd (as nobody) deleted an old file it could not open, without testing the \

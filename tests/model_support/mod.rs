@@ -231,7 +231,9 @@ struct LogIndex {
 
 impl LogIndex {
     fn update(&mut self, log: &Path) {
-        let Ok(mut f) = fs::File::open(log) else { return };
+        let Ok(mut f) = fs::File::open(log) else {
+            return;
+        };
         if f.seek(SeekFrom::Start(self.offset)).is_err() {
             return;
         }
@@ -377,7 +379,9 @@ impl World {
 
     /// The entry at `path` vanished without us: judge it; drops it from the model.
     fn judge(&mut self, path: &Path) {
-        let Some(e) = self.entries.remove(path) else { return };
+        let Some(e) = self.entries.remove(path) else {
+            return;
+        };
         self.sum.deletions_checked += 1;
         let now = now_ns();
         let v = self.versions[e.vid].clone();
@@ -390,11 +394,12 @@ impl World {
                 let mut ts = None;
                 for _ in 0..20 {
                     self.log.update(&self.d.log);
-                    ts = self
-                        .log
-                        .by_path
-                        .get(&key)
-                        .and_then(|v| v.iter().rev().find(|&&t| t >= t_mv - 1_000_000_000).copied());
+                    ts = self.log.by_path.get(&key).and_then(|v| {
+                        v.iter()
+                            .rev()
+                            .find(|&&t| t >= t_mv - 1_000_000_000)
+                            .copied()
+                    });
                     if ts.is_some() {
                         break;
                     }
@@ -449,11 +454,12 @@ impl World {
         let mut ts = None;
         for _ in 0..40 {
             self.log.update(&self.d.log);
-            ts = self
-                .log
-                .by_path
-                .get(&key)
-                .and_then(|v| v.iter().rev().find(|&&t| t >= e.last_ok - 5_000_000).copied());
+            ts = self.log.by_path.get(&key).and_then(|v| {
+                v.iter()
+                    .rev()
+                    .find(|&&t| t >= e.last_ok - 5_000_000)
+                    .copied()
+            });
             if ts.is_some() {
                 break;
             }
@@ -496,7 +502,9 @@ impl World {
 
     /// Stat one entry: intact -> last_ok = now; gone or replaced -> judged.
     fn check(&mut self, path: &Path) {
-        let Some(e) = self.entries.get(path) else { return };
+        let Some(e) = self.entries.get(path) else {
+            return;
+        };
         let v = &self.versions[e.vid];
         let t = now_ns();
         match fs::symlink_metadata(path) {
@@ -537,7 +545,11 @@ impl World {
             self.fail(format!("chartd died: {st:?}"));
             return;
         }
-        match request_within(&self.d.socket, r#"{"cmd":"status"}"#, Duration::from_secs(5)) {
+        match request_within(
+            &self.d.socket,
+            r#"{"cmd":"status"}"#,
+            Duration::from_secs(5),
+        ) {
             None => self.fail("status did not answer within 5 s".into()),
             Some(st) => {
                 if st.get("stale") == Some(&Value::Bool(true)) {
@@ -620,7 +632,7 @@ impl World {
                         mtime: mtime_of(&m),
                         size: m.len(),
                         target: None,
-            history: Vec::new(),
+                        history: Vec::new(),
                     });
                     self.entries.insert(
                         path.to_path_buf(),
@@ -653,9 +665,19 @@ impl World {
         let size = 512 + self.rng.below(16 * 1024) as usize;
         if r < 5 {
             let ext = if r < 3 { "csv" } else { "json" };
-            self.write_at(&dir.join(format!("d{n}.{ext}")), Kind::Unmanaged, size, Some(hours(3)));
+            self.write_at(
+                &dir.join(format!("d{n}.{ext}")),
+                Kind::Unmanaged,
+                size,
+                Some(hours(3)),
+            );
         } else if r < 7 {
-            self.write_at(&dir.join(format!("p{n}_keep.png")), Kind::Protected, 700, Some(hours(3)));
+            self.write_at(
+                &dir.join(format!("p{n}_keep.png")),
+                Kind::Protected,
+                700,
+                Some(hours(3)),
+            );
         } else {
             let age = if self.rng.chance(250) {
                 Some(Duration::from_millis(self.rng.below(20_000)))
@@ -687,7 +709,10 @@ impl World {
                 let _ = fs::remove_file(&tmp);
                 return;
             }
-            self.fail(format!("our excluded temp file {} vanished: {e}", tmp.display()));
+            self.fail(format!(
+                "our excluded temp file {} vanished: {e}",
+                tmp.display()
+            ));
             return;
         }
         self.forget_prior(target);
@@ -713,7 +738,9 @@ impl World {
     /// Rewrites in place: open(O_TRUNC), write, close (savefig with a fixed name).
     fn rewrite(&mut self, path: &Path) {
         self.check(path);
-        let Some(e) = self.entries.get(path).cloned() else { return };
+        let Some(e) = self.entries.get(path).cloned() else {
+            return;
+        };
         let token = self.token("rewrite");
         let mut body = token.clone().into_bytes();
         body.resize(1024 + self.rng.below(8192) as usize, b'~');
@@ -741,7 +768,7 @@ impl World {
                 mtime: mtime_of(&m),
                 size: m.len(),
                 target: None,
-            history: Vec::new(),
+                history: Vec::new(),
             });
             self.entries.insert(
                 path.to_path_buf(),
@@ -756,9 +783,13 @@ impl World {
     }
 
     fn op_truncate(&mut self) {
-        let Some(p) = self.pick_managed(false) else { return };
+        let Some(p) = self.pick_managed(false) else {
+            return;
+        };
         self.check(&p);
-        let Some(e) = self.entries.get(&p).cloned() else { return };
+        let Some(e) = self.entries.get(&p).cloned() else {
+            return;
+        };
         let v = &self.versions[e.vid];
         let len = (v.size / 2).max(v.token.len() as u64 + 8);
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
@@ -778,9 +809,13 @@ impl World {
     }
 
     fn op_link(&mut self) {
-        let Some(p) = self.pick_managed(false) else { return };
+        let Some(p) = self.pick_managed(false) else {
+            return;
+        };
         self.check(&p);
-        let Some(e) = self.entries.get(&p).cloned() else { return };
+        let Some(e) = self.entries.get(&p).cloned() else {
+            return;
+        };
         self.counter += 1;
         let q = p.with_file_name(format!("l{}.png", self.counter));
         if fs::hard_link(&p, &q).is_err() {
@@ -806,7 +841,9 @@ impl World {
 
     fn op_rename_file(&mut self) {
         let across = self.rng.chance(500);
-        let Some(p) = self.pick_managed(across) else { return };
+        let Some(p) = self.pick_managed(across) else {
+            return;
+        };
         self.check(&p);
         if !self.entries.contains_key(&p) {
             return;
@@ -831,7 +868,9 @@ impl World {
     }
 
     fn op_delete(&mut self) {
-        let Some(p) = self.pick_managed(false) else { return };
+        let Some(p) = self.pick_managed(false) else {
+            return;
+        };
         self.check(&p);
         if self.entries.contains_key(&p) && fs::remove_file(&p).is_ok() {
             self.entries.remove(&p);
@@ -846,7 +885,9 @@ impl World {
         self.counter += 1;
         let path = dir.join(format!("w{}.png", self.counter));
         let _ = fs::create_dir_all(&dir);
-        let Ok(mut f) = fs::File::create(&path) else { return };
+        let Ok(mut f) = fs::File::create(&path) else {
+            return;
+        };
         let token = self.token("slow");
         f.write_all(token.as_bytes()).unwrap();
         let m = f.metadata().unwrap();
@@ -939,8 +980,12 @@ impl World {
             }
             return;
         }
-        let Some(p) = self.pick_managed(false) else { return };
-        let Some(e) = self.entries.get(&p).cloned() else { return };
+        let Some(p) = self.pick_managed(false) else {
+            return;
+        };
+        let Some(e) = self.entries.get(&p).cloned() else {
+            return;
+        };
         if self.locked.contains_key(&e.vid) {
             return;
         }
@@ -972,7 +1017,9 @@ impl World {
             .filter(|p| p.starts_with(&outside))
             .cloned()
             .collect();
-        let Some(t) = self.rng.pick(&targets).cloned() else { return };
+        let Some(t) = self.rng.pick(&targets).cloned() else {
+            return;
+        };
         let dir = self.group_dir();
         let _ = fs::create_dir_all(&dir);
         self.counter += 1;
@@ -1086,7 +1133,9 @@ impl World {
                 // within the root
                 let g = self.rng.below(GROUPS as u64);
                 let from = self.root.join(format!("G{g}/s{}", self.rng.below(3)));
-                let to = self.root.join(format!("G{}/m{n}", self.rng.below(GROUPS as u64)));
+                let to = self
+                    .root
+                    .join(format!("G{}/m{n}", self.rng.below(GROUPS as u64)));
                 if from.is_dir() {
                     self.move_dir(&from, &to);
                 }
@@ -1111,7 +1160,9 @@ impl World {
                 }
                 let i = self.rng.below(self.away.len() as u64) as usize;
                 let from = self.away.swap_remove(i);
-                let to = self.root.join(format!("G{}/back{n}", self.rng.below(GROUPS as u64)));
+                let to = self
+                    .root
+                    .join(format!("G{}/back{n}", self.rng.below(GROUPS as u64)));
                 if !self.move_dir(&from, &to) {
                     self.away.push(from);
                 }
@@ -1121,7 +1172,11 @@ impl World {
 
     fn op_burst(&mut self) {
         self.counter += 1;
-        let dir = self.root.join(format!("G{}/b{}", self.rng.below(GROUPS as u64), self.counter));
+        let dir = self.root.join(format!(
+            "G{}/b{}",
+            self.rng.below(GROUPS as u64),
+            self.counter
+        ));
         let n = 100 + self.rng.below(200);
         let stop = self.prof.overflow && self.rng.chance(300);
         if stop {
@@ -1151,7 +1206,11 @@ impl World {
     }
 
     fn op_cleanup(&mut self) {
-        let _ = request_within(&self.d.socket, r#"{"cmd":"cleanup"}"#, Duration::from_secs(30));
+        let _ = request_within(
+            &self.d.socket,
+            r#"{"cmd":"cleanup"}"#,
+            Duration::from_secs(30),
+        );
     }
 
     fn op_kill(&mut self) {
@@ -1172,13 +1231,23 @@ impl World {
         let n = self.counter;
         let next = self.ws.join(format!("next{n}"));
         for i in 0..5 {
-            self.write_at(&next.join(format!("H/h{i}.csv")), Kind::Unmanaged, 300, Some(hours(4)));
+            self.write_at(
+                &next.join(format!("H/h{i}.csv")),
+                Kind::Unmanaged,
+                300,
+                Some(hours(4)),
+            );
         }
         for i in 0..8 {
             let age = Some(Duration::from_secs(self.rng.below(30)));
             self.write_at(&next.join(format!("G0/n{i}.png")), Kind::Managed, 4000, age);
         }
-        self.write_at(&next.join("G1/x_keep.png"), Kind::Protected, 300, Some(hours(4)));
+        self.write_at(
+            &next.join("G1/x_keep.png"),
+            Kind::Protected,
+            300,
+            Some(hours(4)),
+        );
         let stop = self.rng.chance(300);
         let purge = (!stop && self.prof.purge && self.rng.chance(600)).then(|| {
             let sock = self.d.socket.clone();
@@ -1234,10 +1303,16 @@ impl World {
                 f.metadata()
             });
             match r {
-                Ok(m) if self.entries.get(p).is_some_and(|e| self.versions[e.vid].ino == m.ino()) => {
+                Ok(m)
+                    if self
+                        .entries
+                        .get(p)
+                        .is_some_and(|e| self.versions[e.vid].ino == m.ino()) =>
+                {
                     let e = self.entries.get(p).unwrap().clone();
                     self.versions[e.vid].set_mtime_at(mtime_of(&m), before);
-                    let expiry = UNIX_EPOCH + Duration::from_nanos((mtime_of(&m) + max_age.as_nanos() as i128) as u64);
+                    let expiry = UNIX_EPOCH
+                        + Duration::from_nanos((mtime_of(&m) + max_age.as_nanos() as i128) as u64);
                     plan.push((p.clone(), expiry));
                 }
                 _ => self.check(p),
@@ -1391,7 +1466,11 @@ impl World {
         let ok = wait_until(deadline, || {
             let (disk, oldest) = walk(&self.root);
             let Some((idx, st)) = index_view(&self.d) else {
-                let st = request_within(&self.d.socket, r#"{"cmd":"status"}"#, Duration::from_secs(3));
+                let st = request_within(
+                    &self.d.socket,
+                    r#"{"cmd":"status"}"#,
+                    Duration::from_secs(3),
+                );
                 last = format!(
                     "status or groups did not answer (chartd alive: {}; status alone: {})",
                     alive(self.d.pid()),
@@ -1416,7 +1495,13 @@ impl World {
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .filter(|k| disk.groups.get(*k) != idx.groups.get(*k))
-                    .map(|k| format!("{k}: disk {:?} groups {:?}", disk.groups.get(k), idx.groups.get(k)))
+                    .map(|k| {
+                        format!(
+                            "{k}: disk {:?} groups {:?}",
+                            disk.groups.get(k),
+                            idx.groups.get(k)
+                        )
+                    })
                     .collect();
                 why.push(format!("groups differ: {diff:?}"));
             }
@@ -1468,7 +1553,11 @@ impl World {
                     self.fail(format!("symlink {} changed", p.display()));
                 }
             } else if !fs::read(&p).is_ok_and(|c| c.starts_with(v.token.as_bytes())) {
-                self.fail(format!("{} lost its content (token {:?})", p.display(), v.token.trim()));
+                self.fail(format!(
+                    "{} lost its content (token {:?})",
+                    p.display(),
+                    v.token.trim()
+                ));
             }
         }
         if !ok {
@@ -1487,7 +1576,12 @@ fn plant_outside(w: &mut World) {
         w.write_at(&p, Kind::Managed, 2000, Some(hours(5)));
     }
     for i in 0..4 {
-        w.write_at(&outside.join(format!("sub/o{i}.png")), Kind::Managed, 2000, Some(hours(5)));
+        w.write_at(
+            &outside.join(format!("sub/o{i}.png")),
+            Kind::Managed,
+            2000,
+            Some(hours(5)),
+        );
     }
 }
 
@@ -1498,7 +1592,11 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
         "MODEL SEED={seed} start ({:?} of {}); replay: CHARTD_MODEL_SEED={seed} cargo test \
          --release --test model -- --nocapture",
         prof.secs,
-        if prof.kill { "the full workload" } else { "writes/renames/links/truncations" }
+        if prof.kill {
+            "the full workload"
+        } else {
+            "writes/renames/links/truncations"
+        }
     );
     let mut rng = Rng::new(seed);
     let max_size = *rng.pick(&SIZES).unwrap();
@@ -1569,8 +1667,11 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
         ("root_replace", 1, prof.root_replace),
         ("regen_at_expiry", 12, prof.regen_at_expiry),
     ];
-    let weights: Vec<(&'static str, u64)> =
-        weights.into_iter().filter(|x| x.2).map(|x| (x.0, x.1)).collect();
+    let weights: Vec<(&'static str, u64)> = weights
+        .into_iter()
+        .filter(|x| x.2)
+        .map(|x| (x.0, x.1))
+        .collect();
     let total: u64 = weights.iter().map(|x| x.1).sum();
     while t0.elapsed() < prof.secs && w.failures.is_empty() {
         step += 1;
@@ -1643,7 +1744,11 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
          {} restarts, {} root replacements, {} overflows (chartd's count since its last start); \
          {} sacred files checked by content; {} unlinks raced a rename out of the root \
          (within 1 ms, accepted); quiescence {:.1?}",
-        if w.failures.is_empty() && q.is_ok() { "ok" } else { "FAILED" },
+        if w.failures.is_empty() && q.is_ok() {
+            "ok"
+        } else {
+            "FAILED"
+        },
         w.sum.ops,
         w.sum.op_counts,
         w.sum.deletions_checked,
@@ -1673,7 +1778,11 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
             "MODEL SEED={seed} FAILED ({} violations): {}\n  replay: CHARTD_MODEL_SEED={seed} \
              cargo test --release --test model -- --nocapture\n  chartd's log: {}; its tail:\n{}",
             errs.len(),
-            errs.iter().take(10).cloned().collect::<Vec<_>>().join("\n  "),
+            errs.iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n  "),
             keep.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
