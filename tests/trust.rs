@@ -1,11 +1,33 @@
-//! Issue #10 "Trust": one regression test per item (`item1_...` to `item9_...`), each against
+//! Issue #10 "Trust": regression tests per item (`item1_...` to `item9_...`), each against
 //! the real binary. Every negative check (something must NOT happen) has a positive control in
 //! the same run (chartd was alive and deleting meanwhile), so that no test passes merely because
 //! chartd was slow or dead.
 //!
-//! Run: `cargo test --test trust -- --nocapture` (root is needed for items 3 and 9's EACCES
-//! case; they print `SKIP` otherwise). Item 8 is the seeded model workload of
-//! `tests/model_support/` in a short configuration; `tests/model.rs` is the full model test.
+//! Run: `cargo test --test trust -- --nocapture` (about 1.5-2 min on 2 cores). Items 3, 4
+//! (overflow case), 6 (unopenable case) and 9 (EACCES case) need root (a lowered sysctl, or
+//! chartd run as `nobody` with setpriv) and print `SKIP` otherwise. Item 8 is the seeded model
+//! workload of `tests/model_support/` in a short configuration (writes, renames, links,
+//! truncations); `tests/model.rs` is the full model test.
+//!
+//! How each fails on 1ea7aba (the code before the fixes):
+//! - item1: purge G racing a root replacement deletes the new root's unmanaged csv/json and other
+//!   groups' charts (355-360 of 360 in the runs so far).
+//! - item2 (root replaced while stopped): the index thread panics (index out of bounds, from
+//!   unhold), chartd stays alive with `ready: true` and enforces nothing on the new root.
+//! - item2 (dead index thread): `CHARTD_TEST_PANIC_ON` does not exist yet; chartd keeps running.
+//! - item3: after an overflow + directory rename the kernel holds one wd fewer than status's
+//!   `watches` says, and a new file in the renamed directory is not indexed.
+//! - item4 (truncate, and a close lost in an overflow): the file stays "open for writing" and is
+//!   never evicted, not even by cleanup.
+//! - item5: a link made while running is counted twice (21,480 B instead of 11,240 B).
+//! - item6 (regenerated at expiry): 10-29 of ~600 fresh charts deleted (the rename-over ones).
+//! - item6 (unopenable): chartd (as nobody) deletes a flocked file it cannot open.
+//! - item7: `status` stops answering ~3 s in, once the notify socket's queue is full.
+//! - item8: status shows more bytes than the disk (and an old file is never evicted).
+//! - item9: EACCES drops a subtree; dry-run cleanup leaks across roots; emptied directories are
+//!   pruned at once (the writer's open fails); a reload that crawls stops WATCHDOG=1 for the
+//!   crawl. `item9_reload_with_a_bad_new_root_keeps_the_old_root` passes on 1ea7aba: no config
+//!   that passes validation reaches the early return in `Owner::reload` (kept as a guard).
 
 mod common;
 mod model_support;
@@ -1116,5 +1138,66 @@ fn item6_a_flocked_file_chartd_cannot_open_is_not_deleted() {
         survived,
         "item 6: chartd (as nobody) deleted an old file it could not open, without testing the \
          writer's flock on it"
+    );
+}
+
+/// Item 4, second sentence: a close event lost in an overflow leaves the file "open for
+/// writing" forever. With max_queued_events 16 and chartd stopped: open + write a chart (its
+/// IN_MODIFY is queued), overflow the queue, then close it (IN_CLOSE_WRITE is lost). Under size
+/// pressure it must still be evicted once quiet (it is the oldest file).
+#[test]
+fn item4_a_close_lost_in_an_overflow_does_not_pin_the_file() {
+    if !is_root() {
+        eprintln!("SKIP item4_overflow: needs root to lower {QUEUE_SYSCTL}");
+        return;
+    }
+    let grace = 2;
+    let guard = Sysctl::set(QUEUE_SYSCTL, "16");
+    let d = Daemon::start(
+        &format!("max_size: 40KiB\ngrace: {grace}s\n^resync_interval: 1h"),
+        |root| fs::create_dir_all(root.join("g")).unwrap(),
+    );
+    drop(guard);
+    let before = d.status_root()["overflows"].as_u64().unwrap();
+    let t = d.root.join("g/t.png");
+    d.signal(19);
+    let mut w = fs::File::create(&t).unwrap();
+    w.write_all(&[1u8; 20 * KIB as usize]).unwrap();
+    for i in 0..40 {
+        chart(&d.root.join(format!("g/o{i}.png")), "o", 100);
+    }
+    drop(w);
+    d.signal(18);
+    let t0 = Instant::now();
+    let mut n = 0;
+    let mut gone = false;
+    while t0.elapsed() < Duration::from_secs(5 * grace + 4) {
+        std::thread::sleep(Duration::from_millis(400));
+        write_file(&d.root.join(format!("g/n{n}.png")), 8 * KIB as usize);
+        n += 1;
+        if !t.exists() {
+            gone = true;
+            break;
+        }
+    }
+    let st = d.status_root();
+    let overflows = st["overflows"].as_u64().unwrap() - before;
+    let removed = st["files_removed"].as_u64().unwrap();
+    eprintln!(
+        "item4 overflow: {overflows} overflows; t.png gone: {gone} after {:.1?}; {removed} \
+         others evicted",
+        t0.elapsed()
+    );
+    assert!(overflows >= 1, "positive control: the queue overflowed");
+    assert!(
+        removed >= 2,
+        "positive control: size pressure evicted other files"
+    );
+    assert!(
+        gone,
+        "item 4: a file whose IN_CLOSE_WRITE was lost in an overflow stayed 'open for writing': \
+         not evicted in {} s under size pressure although it was the oldest and quiet \
+         ({removed} newer files were evicted instead)",
+        5 * grace + 4
     );
 }
