@@ -437,11 +437,18 @@ impl World {
         if lo + grace > now {
             self.fail(format!(
                 "chartd removed {} while in grace: age at most {:.3} s at detection (grace {} s), \
-                 token {:?}",
+                 token {:?}, inode {}; seen intact {:.3} s before; its mtimes (relative to now): \
+                 {:?}",
                 path.display(),
                 secs(now - lo),
                 GRACE.as_secs(),
-                v.token.trim()
+                v.token.trim(),
+                v.ino,
+                secs(now - e.last_ok),
+                v.history
+                    .iter()
+                    .map(|(w, m)| format!("at {:+.3}: mtime {:+.3}", secs(w - now), secs(m - now)))
+                    .collect::<Vec<_>>()
             ));
             return;
         }
