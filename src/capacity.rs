@@ -91,7 +91,7 @@ impl Room {
 }
 
 /// What [`CapacityTracker::figures`] reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CapacityFigures {
     pub effective_retention_hours: Option<f64>,
     pub write_bytes_per_second: f64,

@@ -10,15 +10,15 @@
 //! (inode, size, mtime), still managed, still in the purged group. A replaced root stops the
 //! purge, and the answer says so.
 
+use crate::control::messages::{
+    fields, DeletionReply, GroupRow, GroupsReply, ListReply, ListedFile, RemovedFile,
+};
 use crate::control::{GroupSort, Reply, Request};
 use crate::evict::{Pass, Removal};
 use crate::index::{DirId, FileId, HoldReason, ROOT};
 use crate::root::{now_ns, ns_to_time, RootState};
 use crate::stats::Reason;
 use crate::watcher::Watcher;
-use crate::control::messages::{
-    fields, DeletionReply, GroupRow, GroupsReply, ListReply, ListedFile, RemovedFile,
-};
 use std::ffi::OsStr;
 use std::path::Path;
 

@@ -83,6 +83,8 @@ pub struct RootState {
     pub blocked_size: Option<Blocked>,
     pub blocked_free: Option<Blocked>,
     pub pressure_evicted_age: Option<Duration>,
+    /// Write and eviction rates, retention, premature evictions (fixed memory).
+    pub capacity: Box<crate::capacity::CapacityTracker>,
     /// Take the one-daemon-per-tree lock when the root is opened (the daemon does; a one-shot
     /// `clean --once` does not).
     pub take_lock: bool,
@@ -165,6 +167,7 @@ impl RootState {
             leftovers: Vec::new(),
             stale: Vec::new(),
             take_lock: false,
+            capacity: Box::new(crate::capacity::CapacityTracker::new(SystemTime::now())),
             kernel_watches: None,
             watch_repairs: 0,
             grace_count: None,
@@ -314,6 +317,16 @@ impl RootState {
         }
     }
 
+    /// A stable hash of a path relative to the root (for the premature-eviction figures).
+    pub fn path_hash(comps: &[&std::ffi::OsStr]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for c in comps {
+            c.hash(&mut h);
+        }
+        h.finish()
+    }
+
     pub fn abs_path(&self, comps: &[&std::ffi::OsStr]) -> PathBuf {
         let mut p = self.cfg.path.clone();
         p.extend(comps);
@@ -423,6 +436,16 @@ impl RootState {
             pressure_evicted_age: self.pressure_evicted_age,
             kernel_watches: self.kernel_watches,
             watch_repairs: self.watch_repairs,
+            capacity: self.capacity.figures(
+                SystemTime::now(),
+                &crate::capacity::Room::new(
+                    self.index.total_bytes,
+                    self.cfg.max_size.filter(|&m| m > 0),
+                    self.fs_free,
+                    self.fs_total,
+                    self.min_free_bytes(),
+                ),
+            ),
         }
     }
 }

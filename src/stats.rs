@@ -93,6 +93,8 @@ pub struct RootStats {
     /// resync), and how often the check found the index's bookkeeping wrong and repaired it.
     pub kernel_watches: Option<u64>,
     pub watch_repairs: u64,
+    /// Rates, retention under pressure, time to full, premature evictions, the last hour.
+    pub capacity: crate::capacity::CapacityFigures,
 }
 
 /// Everything `status` and `metrics` show.

@@ -150,6 +150,19 @@ fn sample_status() -> StatusReply {
             blocked: Some(blocked),
             ..HoldingStatus::default()
         },
+        kernel_watches: Some(1),
+        watch_repairs: 0,
+        effective_retention_hours: Some(1.0),
+        write_bytes_per_second: 1.0,
+        evicted_bytes_per_second: 1.0,
+        time_to_full_hours: Some(1.0),
+        premature_evictions: 0,
+        history: CapacityHistory {
+            minutes: 60,
+            usage_bytes: vec![1],
+            written_bytes: vec![1],
+            evicted_bytes: vec![1],
+        },
     };
     StatusReply {
         version: "0".into(),

@@ -156,6 +156,26 @@ pub struct RootStatus {
     pub ready: bool,
     /// What keeps files a limit would delete.
     pub holding: HoldingStatus,
+    /// Watches the kernel held for the root's directories at the last check (after a
+    /// resync; null before the first), and how many lost watches that check repaired.
+    pub kernel_watches: Option<u64>,
+    pub watch_repairs: u64,
+    /// Capacity figures (see `src/capacity.rs` for the definitions and windows).
+    pub effective_retention_hours: Option<f64>,
+    pub write_bytes_per_second: f64,
+    pub evicted_bytes_per_second: f64,
+    pub time_to_full_hours: Option<f64>,
+    pub premature_evictions: u64,
+    pub history: CapacityHistory,
+}
+
+/// The last hour, one value a minute, oldest first (for sparklines).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapacityHistory {
+    pub minutes: u64,
+    pub usage_bytes: Vec<u64>,
+    pub written_bytes: Vec<u64>,
+    pub evicted_bytes: Vec<u64>,
 }
 
 /// What grace, writers, locks, protect rules and failing deletions hold back.

@@ -8,7 +8,7 @@
 //! decimals; a limit that is not configured is `null`, never 0 (0 would read as "full").
 //! `alert` and `alert_reasons` come from [`crate::health`].
 
-use super::messages::{BlockedStatus, HoldingStatus, RootStatus, StatusReply};
+use super::messages::{BlockedStatus, CapacityHistory, HoldingStatus, RootStatus, StatusReply};
 use crate::config::RootConfig;
 use crate::health::{Tracker, REASONS};
 use crate::stats::{Histogram, Holding, Reason, RootStats, Snapshot, LATENCY_BUCKETS};
@@ -127,6 +127,19 @@ fn root_status(r: &RootStats, snap: &Snapshot, view: &View, now: SystemTime) -> 
         degraded_reason: r.degraded_reason.clone(),
         ready: r.ready,
         holding: holding_status(r.holding(), now),
+        kernel_watches: r.kernel_watches,
+        watch_repairs: r.watch_repairs,
+        effective_retention_hours: r.capacity.effective_retention_hours.map(round2),
+        write_bytes_per_second: round2(r.capacity.write_bytes_per_second),
+        evicted_bytes_per_second: round2(r.capacity.evicted_bytes_per_second),
+        time_to_full_hours: r.capacity.time_to_full_hours.map(round2),
+        premature_evictions: r.capacity.premature_evictions,
+        history: CapacityHistory {
+            minutes: r.capacity.history.len() as u64,
+            usage_bytes: r.capacity.history.iter().map(|m| m.usage_bytes).collect(),
+            written_bytes: r.capacity.history.iter().map(|m| m.written_bytes).collect(),
+            evicted_bytes: r.capacity.history.iter().map(|m| m.evicted_bytes).collect(),
+        },
     }
 }
 
@@ -357,6 +370,11 @@ pub fn metrics(snap: &Snapshot, view: &View, now: SystemTime) -> String {
         "Always 1; the version is in the label.",
         std::iter::once((format!("version=\"{}\"", escape(snap.version)), 1.0)),
     );
+    let capacity: Vec<(String, &crate::capacity::CapacityFigures)> = roots
+        .iter()
+        .map(|r| (escape(&r.path.to_string_lossy()), &r.capacity))
+        .collect();
+    out.0.push_str(&crate::capacity::metrics(&capacity));
     out.0
 }
 

@@ -40,6 +40,7 @@ pub(crate) fn root(path: &str) -> RootStats {
         pressure_evicted_age: None,
         kernel_watches: None,
         watch_repairs: 0,
+        capacity: Default::default(),
     }
 }
 

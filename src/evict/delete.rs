@@ -153,6 +153,13 @@ impl RootState {
                 if matches!(reason, Reason::Size | Reason::FreeSpace) {
                     self.pressure_evicted_age = Some(age);
                 }
+                self.capacity.on_evict(
+                    age,
+                    bytes,
+                    reason,
+                    RootState::path_hash(&refs),
+                    std::time::SystemTime::now(),
+                );
                 tracing::info!(
                     target: "chartd::evict",
                     path = %path.display(),

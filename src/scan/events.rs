@@ -37,6 +37,15 @@ impl RootState {
     /// Handles one event path: finds the deepest directory of it the index knows, and
     /// re-examines the next name below it.
     pub fn refresh(&mut self, abs: &Path, w: &mut Watcher) {
+        let before = self.index.total_bytes;
+        self.refresh_path(abs, w);
+        let delta = self.index.total_bytes as i64 - before as i64;
+        if delta != 0 {
+            self.capacity.on_write(delta, std::time::SystemTime::now());
+        }
+    }
+
+    fn refresh_path(&mut self, abs: &Path, w: &mut Watcher) {
         if abs == self.real_path {
             // The root itself (or its name in the watched parent): also when it is missing, so
             // that its creation is seen at once rather than at the next retry.

@@ -42,6 +42,8 @@ impl RootState {
         self.watch_parent(w);
         self.update_degraded();
         self.update_space();
+        self.capacity
+            .set_usage(self.index.total_bytes, std::time::SystemTime::now());
         self.index.maybe_compact();
         release_free_heap();
     }
@@ -146,6 +148,10 @@ impl RootState {
         let managed =
             m.kind == Kind::File && !fsops::is_private_name(name) && self.policy.managed(&comps);
         let protected = managed && self.policy.protected(&comps);
+        if managed && self.index.find_file(d, name).is_none() {
+            self.capacity
+                .on_create(RootState::path_hash(&comps), std::time::SystemTime::now());
+        }
         self.index.upsert_file(
             d,
             name,
