@@ -11,7 +11,6 @@ use super::render::{bytes, count, hours};
 use super::{exchange, resolve_socket, unreachable_message, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::cli::Target;
 use crate::control::messages::{ClientRequest, SortKey};
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -136,24 +135,59 @@ fn event_loop(
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            if !event::poll(left.min(SIGNAL_CHECK))? {
-                continue;
-            }
-            match event::read()? {
-                Event::Key(k) if k.kind != KeyEventKind::Release => {
-                    let ctrl_c =
-                        k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-                    if ctrl_c || matches!(k.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc) {
-                        return Ok(());
-                    }
-                }
-                Event::Resize(..) => {
-                    term.draw(|f| draw(f, &view, socket, color))?;
-                }
-                _ => {}
+            match key(left.min(SIGNAL_CHECK))? {
+                Key::Quit | Key::Gone => return Ok(()),
+                Key::Nothing => {}
             }
         }
     }
+}
+
+/// What the keyboard said within a wait.
+enum Key {
+    Nothing,
+    /// `q`, `Q`, Esc or Ctrl-C.
+    Quit,
+    /// The terminal hung up (an SSH session or a tmux server gone): end-of-file on stdin.
+    Gone,
+}
+
+/// Waits up to `wait` for a key on stdin. Read here rather than through crossterm's event
+/// reader, which retries a hung-up terminal's endless end-of-file in a loop of its own (and
+/// so spun at full CPU after its terminal had gone); a resize needs no event, every redraw
+/// fits the frame to the terminal's size.
+fn key(wait: Duration) -> io::Result<Key> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let stdin = io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(Key::Nothing),
+        Ok(_) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if fds[0]
+        .revents()
+        .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
+    {
+        return Ok(Key::Gone);
+    }
+    let mut buf = [0u8; 64];
+    let n = match rustix::io::read(&stdin, &mut buf) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => return Ok(Key::Nothing),
+        Err(e) => return Err(e.into()),
+    };
+    if n == 0 {
+        return Ok(Key::Gone);
+    }
+    let bytes = &buf[..n];
+    // Esc alone (not the start of an arrow key's escape sequence), Ctrl-C (raw mode), q.
+    let quit = bytes.iter().any(|&b| b == b'q' || b == b'Q' || b == 3) || bytes == [0x1b];
+    Ok(if quit { Key::Quit } else { Key::Nothing })
 }
 
 fn ask(socket: &Path, req: &ClientRequest, wait: Duration) -> Result<Map<String, Value>, String> {
