@@ -119,7 +119,13 @@ impl RootState {
                 return;
             }
         };
-        match fsops::delete_file(root, &dir_fd, name, expect) {
+        let dir_ino = fsops::stat_fd(&dir_fd).map(|m| m.ino).unwrap_or(0);
+        let still_beneath = || {
+            root.open_dir_path(dir_comps)
+                .and_then(|fd| fsops::stat_fd(&fd))
+                .is_ok_and(|m| m.ino == dir_ino && root.same_mount(&m))
+        };
+        match fsops::delete_file(root, &dir_fd, name, expect, still_beneath) {
             Ok(DeleteOutcome::Superseded { .. }) => {
                 tracing::info!(
                     target: "chartd::evict",

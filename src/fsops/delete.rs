@@ -12,8 +12,9 @@
 //! 1. open the name (`O_NOFOLLOW | O_NONBLOCK`) and check, through that fd, the inode, size
 //!    and mtime the decision was made on; a writer's BSD `flock` makes chartd skip it;
 //! 2. move the name to a private name (`.chartd-evict.PID.N`);
-//! 3. `statx` the private name: the same inode as the fd, still the same size and mtime →
-//!    unlink it. Otherwise put it back with `RENAME_NOREPLACE`. If the name was taken again
+//! 3. `statx` the private name: the same inode as the fd, still the same size and mtime, and
+//!    its directory still beneath the root (it may have been renamed out since it was
+//!    opened) → unlink it. Otherwise put it back with `RENAME_NOREPLACE`. If the name was taken again
 //!    meanwhile, the file in hand is one that its writer has already replaced by a second
 //!    rename: removing it is what that rename did (reported as such).
 //!
@@ -94,6 +95,7 @@ pub fn delete_file(
     dir: &OwnedFd,
     name: &OsStr,
     expect: Expect,
+    still_beneath: impl Fn() -> bool,
 ) -> io::Result<DeleteOutcome> {
     // 1. Open it: O_NOFOLLOW refuses a symlink, O_NONBLOCK a fifo.
     let fd = match rustix::fs::openat(
@@ -143,6 +145,13 @@ pub fn delete_file(
         }
     };
     if taken.ino == held.ino && matches(&taken, &expect) {
+        // The directory fd follows its directory wherever it is renamed: if it was moved out
+        // of the root since it was opened, the file in hand is no longer under the root.
+        // Checked last, right before the unlink, so the window is that of one syscall.
+        if !still_beneath() {
+            let _ = put_back(dir, &private, name);
+            return Ok(DeleteOutcome::Gone);
+        }
         rustix::fs::unlinkat(dir, &private, AtFlags::empty())?;
         drop(fd);
         return Ok(DeleteOutcome::Deleted {

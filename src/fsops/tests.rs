@@ -53,7 +53,7 @@ fn deletion_through_an_o_path_handle() {
         size: m.size,
         mtime_ns: m.mtime_ns,
     };
-    let r = delete_file(&root, &fd, OsStr::new("chart.png"), expect).unwrap();
+    let r = delete_file(&root, &fd, OsStr::new("chart.png"), expect, || true).unwrap();
     assert!(matches!(r, DeleteOutcome::Deleted { .. }), "{r:?}");
     assert!(!t.path().join("root/a/b/chart.png").exists());
     assert!(t.path().join("outside/keep.png").exists());
@@ -114,14 +114,14 @@ fn a_chart_replaced_after_the_decision_is_kept() {
     let old = expect_of(&fd, "chart.png");
     fs::write(dir.join("tmp.png"), b"fresh chart").unwrap();
     fs::rename(dir.join("tmp.png"), dir.join("chart.png")).unwrap();
-    let r = delete_file(&root, &fd, OsStr::new("chart.png"), old).unwrap();
+    let r = delete_file(&root, &fd, OsStr::new("chart.png"), old, || true).unwrap();
     assert!(matches!(r, DeleteOutcome::Changed(_)), "{r:?}");
     assert_eq!(fs::read(dir.join("chart.png")).unwrap(), b"fresh chart");
     // Rewritten in place (same inode, new size and mtime), as matplotlib's savefig does.
     let old = expect_of(&fd, "chart.png");
     std::thread::sleep(std::time::Duration::from_millis(5));
     fs::write(dir.join("chart.png"), b"regenerated, longer chart").unwrap();
-    let r = delete_file(&root, &fd, OsStr::new("chart.png"), old).unwrap();
+    let r = delete_file(&root, &fd, OsStr::new("chart.png"), old, || true).unwrap();
     assert!(matches!(r, DeleteOutcome::Changed(_)), "{r:?}");
     assert_eq!(
         fs::read(dir.join("chart.png")).unwrap(),
@@ -130,7 +130,7 @@ fn a_chart_replaced_after_the_decision_is_kept() {
     assert!(private_names_in(&dir).is_empty());
     // Positive control: with the right identity it goes, and nothing private is left.
     let now = expect_of(&fd, "chart.png");
-    let r = delete_file(&root, &fd, OsStr::new("chart.png"), now).unwrap();
+    let r = delete_file(&root, &fd, OsStr::new("chart.png"), now, || true).unwrap();
     assert!(matches!(r, DeleteOutcome::Deleted { .. }), "{r:?}");
     assert!(!dir.join("chart.png").exists());
     assert!(private_names_in(&dir).is_empty());
@@ -145,7 +145,7 @@ fn locked_files_and_symlinks_are_not_deleted() {
     let e = expect_of(&fd, "chart.png");
     let f = fs::File::open(dir.join("chart.png")).unwrap();
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockShared).unwrap();
-    let r = delete_file(&root, &fd, OsStr::new("chart.png"), e).unwrap();
+    let r = delete_file(&root, &fd, OsStr::new("chart.png"), e, || true).unwrap();
     assert_eq!(r, DeleteOutcome::Locked);
     assert!(dir.join("chart.png").exists());
     drop(f);
@@ -156,7 +156,7 @@ fn locked_files_and_symlinks_are_not_deleted() {
         size: outside.size,
         mtime_ns: outside.mtime_ns,
     };
-    let r = delete_file(&root, &fd, OsStr::new("link.png"), e).unwrap();
+    let r = delete_file(&root, &fd, OsStr::new("link.png"), e, || true).unwrap();
     assert!(matches!(r, DeleteOutcome::Changed(_)), "{r:?}");
     assert!(t.path().join("outside/keep.png").exists());
     assert!(private_names_in(&dir).is_empty());
@@ -174,4 +174,25 @@ fn leftovers_are_only_private_regular_files() {
     assert!(remove_leftover(&root, &fd, OsStr::new(".chartd-evict.1.0"), m.ino).unwrap());
     assert!(dir.join("chart.png").exists());
     assert!(!dir.join(".chartd-evict.1.0").exists());
+}
+
+/// A directory renamed out of the root after its fd was opened: the fd follows it, so the
+/// deletion checks, right before the unlink, that the directory is still beneath the root
+/// (the model test found a chart deleted 7 ms after its group was moved away).
+#[test]
+fn a_directory_moved_out_of_the_root_loses_nothing() {
+    let (t, root) = tree();
+    let fd = root.open_dir_path(&["a", "b"]).unwrap();
+    let dir_ino = stat_fd(&fd).unwrap().ino;
+    let e = expect_of(&fd, "chart.png");
+    fs::rename(t.path().join("root/a/b"), t.path().join("outside/b")).unwrap();
+    let beneath = || {
+        root.open_dir_path(&["a", "b"])
+            .and_then(|fd| stat_fd(&fd))
+            .is_ok_and(|m| m.ino == dir_ino)
+    };
+    let r = delete_file(&root, &fd, OsStr::new("chart.png"), e, beneath).unwrap();
+    assert_eq!(r, DeleteOutcome::Gone);
+    assert!(t.path().join("outside/b/chart.png").exists());
+    assert!(private_names_in(&t.path().join("outside/b")).is_empty());
 }
