@@ -13,11 +13,13 @@ const KIB: u64 = 1024;
 #[test]
 fn retention_write_rate_and_premature_evictions_follow_a_scripted_workload() {
     // Ten 10 KiB charts, all exactly 2 h old: at the limit, not over it.
+    let before_start = std::time::Instant::now();
     let d = Daemon::start("max_size: 100KiB\nlow_watermark: 100%\ngrace: 0s", |root| {
         for i in 0..10u64 {
             file(&root.join(format!("g/old{i}.png")), 10 * KIB, hours(2));
         }
     });
+    let ready = std::time::Instant::now();
     let st = d.status_root();
     assert!(st["effective_retention_hours"].is_null(), "{st}");
     assert_eq!(st["premature_evictions"], 0, "{st}");
@@ -38,9 +40,17 @@ fn retention_write_rate_and_premature_evictions_follow_a_scripted_workload() {
         (retention - 2.0).abs() < 0.02,
         "retention {retention}: {st}"
     );
-    // 30 KiB written within the rate window: a positive rate, at most 30 KiB over >= 1 s.
+    // 30 KiB written since the daemon started (the crawl is not writing): the rate is 30 KiB
+    // over the time since start (whole seconds, at least one).
+    let now = std::time::Instant::now();
+    let span_hi = (now - before_start).as_secs_f64().ceil() + 1.0;
+    let span_lo = ((now - ready).as_secs_f64().floor() - 1.0).max(1.0);
     let w = st["write_bytes_per_second"].as_f64().unwrap_or(0.0);
-    assert!(w > 0.0 && w <= 30.0 * 1024.0, "write rate {w}: {st}");
+    let written = 30.0 * 1024.0;
+    assert!(
+        w >= written / span_hi - 0.01 && w <= written / span_lo + 0.01,
+        "write rate {w}, expected 30 KiB over {span_lo}..{span_hi} s: {st}"
+    );
     let e = st["evicted_bytes_per_second"].as_f64().unwrap_or(0.0);
     assert!(e > 0.0, "evicted rate {e}: {st}");
     // An evicted chart is written again at its path: one premature eviction. A chart at a

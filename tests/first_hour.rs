@@ -407,3 +407,46 @@ fn another_tree_on_a_socket_in_use_is_refused() {
         "the first one still answers"
     );
 }
+
+/// Item 1 and 2 of the first hour: what grace holds is shown (files and bytes inside grace,
+/// the excess, when the next becomes eligible), and once files leave grace eviction goes down
+/// to the low watermark, not just under the limit.
+#[test]
+fn grace_holding_is_shown_and_the_watermark_is_reached_after_the_block() {
+    let d = Daemon::start("max_size: 100KiB\nlow_watermark: 50%\ngrace: 3s", |_| {});
+    // 150 KiB of fresh charts: over the limit, all inside grace.
+    for i in 0..15 {
+        write_file(&d.root.join(format!("g/c{i:02}.png")), 10 * KIB as usize);
+    }
+    assert!(
+        wait_until(Duration::from_secs(3), || !d.status_root()["holding"]
+            ["blocked"]
+            .is_null()),
+        "{}",
+        d.status_root()
+    );
+    let st = d.status_root();
+    let b = &st["holding"]["blocked"];
+    assert_eq!(b["limit"], "max_size", "{st}");
+    assert_eq!(b["cause"], "grace", "{st}");
+    assert_eq!(b["excess_bytes"], 50 * KIB, "{st}");
+    assert_eq!(b["grace_files"], 15, "{st}");
+    assert_eq!(b["grace_bytes"], 150 * KIB, "{st}");
+    assert!(
+        b["next_eligible_in_seconds"]
+            .as_f64()
+            .is_some_and(|s| s <= 3.0),
+        "{st}"
+    );
+    assert_eq!(st["files_removed"], 0, "nothing may go inside grace: {st}");
+    // Once they leave grace: down to the low watermark (50 KiB), not to just under 100 KiB.
+    assert!(
+        wait_until(Duration::from_secs(10), || d.status_root()["total_bytes"]
+            == 50 * KIB),
+        "{}",
+        d.status_root()
+    );
+    let st = d.status_root();
+    assert!(st["holding"]["blocked"].is_null(), "{st}");
+    assert_eq!(st["files_removed"], 10, "{st}");
+}

@@ -1,5 +1,5 @@
 //! `chartd top`: a live terminal view of the daemon, redrawn every second from `status` and
-//! `groups --top` answers over the control socket (the client's own request path, [`super::exchange`]).
+//! `groups --top` answers over the control socket (the client's own request path, `exchange` in `client/mod.rs`).
 //!
 //! Per root: a usage bar, the capacity rates when the daemon reports them (`—` when a field is
 //! absent or null), sparklines of usage and write / eviction rates over the last hour from the

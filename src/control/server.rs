@@ -113,7 +113,7 @@ pub struct Peer {
 }
 
 /// Serves connections until `shutdown` turns true (or its sender is dropped), then gives open
-/// connections [`DRAIN_TIMEOUT`] to finish the request they are on.
+/// connections `DRAIN_TIMEOUT` (2 s) to finish the request they are on.
 pub async fn serve(listener: UnixListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let tracking = tokio::spawn(track(ctx.clone()));
     let active = Arc::new(AtomicUsize::new(0));
