@@ -16,17 +16,27 @@ pub struct Policy {
     protect_path: GlobSet,
 }
 
+/// Compiles one glob exactly as the policy matches it: the one glob compiler of chartd, which
+/// config validation uses too, so that a glob the config check accepts is one the policy can
+/// build (and the other way round).
+pub fn compile(key: &str, g: &str) -> Result<Glob, String> {
+    if g.is_empty() {
+        return Err(format!("{key}: empty glob pattern"));
+    }
+    GlobBuilder::new(g.trim_start_matches('/'))
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| format!("{key}: invalid glob {g:?} ({})", e.kind()))
+}
+
 /// Splits globs into those matched against a single name (no `/`) and those matched against
 /// the path relative to the root.
 fn build(key: &str, globs: &[String]) -> Result<(GlobSet, GlobSet), String> {
     let mut names = GlobSetBuilder::new();
     let mut paths = GlobSetBuilder::new();
     for g in globs {
-        let glob: Glob = GlobBuilder::new(g.trim_start_matches('/'))
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| format!("{key}: invalid glob {g:?}: {e}"))?;
+        let glob: Glob = compile(key, g)?;
         if g.contains('/') {
             paths.add(glob);
         } else {

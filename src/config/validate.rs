@@ -33,12 +33,11 @@ fn check_level(level: &str) -> Result<(), String> {
         .map_err(|e| format!("log.level: invalid filter {level:?} ({e}; {expected})"))
 }
 
+/// With the policy's own compiler (`policy::compile`), so that validation and matching never
+/// disagree about a glob.
 fn check_globs(key: &str, globs: &[String]) -> Result<(), String> {
     for g in globs {
-        if g.is_empty() {
-            return Err(format!("{key}: empty glob pattern"));
-        }
-        globset::Glob::new(g).map_err(|e| format!("{key}: invalid glob {g:?} ({})", e.kind()))?;
+        crate::policy::compile(key, g)?;
     }
     Ok(())
 }
