@@ -591,6 +591,11 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
     let d = Daemon::start("max_age: 3s\ngrace: 2s\n^resync_interval: 1h", |_| {});
     let dir = d.root.join("g");
     fs::create_dir_all(&dir).unwrap();
+    // Positive control: charts written once and never regenerated, which chartd must delete
+    // at their expiry while the race below runs (it cannot pass because chartd was idle).
+    for i in 0..10 {
+        fs::write(dir.join(format!("once{i}.png")), vec![b'o'; 4096]).unwrap();
+    }
     // Each name: (next regeneration time, expected inode and token to check at, check time).
     struct Slot {
         next: Instant,
@@ -684,9 +689,13 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
         fresh_deleted.len()
     );
     assert!(alive(d.pid()));
+    let once_left = (0..10)
+        .filter(|i| dir.join(format!("once{i}.png")).exists())
+        .count();
     assert!(
-        deleted >= 5,
-        "positive control: chartd deleted expired charts meanwhile"
+        deleted >= 10 && once_left == 0,
+        "positive control: chartd deleted expired charts meanwhile ({deleted} deletions, \
+         {once_left} of 10 expired once-written charts left)"
     );
     assert!(
         fresh_deleted.is_empty(),
