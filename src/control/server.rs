@@ -69,8 +69,8 @@ impl Context {
         }
     }
 
-    /// The `status` reply from the latest snapshot.
-    fn status(&self) -> super::messages::StatusReply {
+    /// Runs `f` on the latest snapshot and what the answers need beside it.
+    fn with_view<T>(&self, f: impl FnOnce(&Snapshot, &report::View) -> T) -> T {
         let snap = self.snapshot.borrow().clone();
         let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
         let tracker = self.health.lock().unwrap_or_else(|p| p.into_inner());
@@ -79,20 +79,17 @@ impl Context {
             roots: &roots,
             busy: !self.progress.idle.load(Ordering::Acquire),
         };
-        report::status(&snap, &view, SystemTime::now())
+        f(&snap, &view)
+    }
+
+    /// The `status` reply from the latest snapshot.
+    fn status(&self) -> super::messages::StatusReply {
+        self.with_view(|snap, view| report::status(snap, view, SystemTime::now()))
     }
 
     /// The Prometheus text (also what the HTTP endpoint serves).
     pub fn metrics_text(&self) -> String {
-        let snap = self.snapshot.borrow().clone();
-        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
-        let tracker = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let view = report::View {
-            tracker: &tracker,
-            roots: &roots,
-            busy: !self.progress.idle.load(Ordering::Acquire),
-        };
-        report::metrics(&snap, &view, SystemTime::now())
+        self.with_view(|snap, view| report::metrics(snap, view, SystemTime::now()))
     }
 
     /// A copy of the current control settings (a poisoned lock still holds valid data: the
