@@ -102,4 +102,7 @@ impl Drop for Watcher {
 }
 
 pub const IN_DELETE: u32 = 0x200;
+/// chartd takes a victim off its name (a rename to a private name) before it unlinks it: the
+/// name is gone at this event, the unlink of the private name follows within microseconds.
+pub const IN_MOVED_FROM: u32 = 0x40;
 pub const IN_Q_OVERFLOW: u32 = 0x4000;

@@ -6,7 +6,7 @@
 //! directory (removed afterwards), and nothing of the daemon but its status.
 
 use crate::daemon::{wait_status, Daemon};
-use crate::inotify::{IN_DELETE, IN_Q_OVERFLOW};
+use crate::inotify::{IN_DELETE, IN_MOVED_FROM, IN_Q_OVERFLOW};
 use crate::opts::Opts;
 use crate::tree::{make_file, rand_size, Tree, CHARTS, MAX_SIZE, MIN_SIZE};
 use crate::util::{err, pace, pct, Res};
@@ -52,8 +52,12 @@ pub fn overshoot(
     let (mut covered, mut k) = (0u64, *next_victim);
     while covered < burst_bytes * 2 && k < order.len() {
         let v = order[k] as usize;
-        let wd = inotify::add_watch(&fd, tree.dir_path(v / 4), inotify::WatchFlags::DELETE)
-            .map_err(err("inotify_add_watch"))?;
+        let wd = inotify::add_watch(
+            &fd,
+            tree.dir_path(v / 4),
+            inotify::WatchFlags::DELETE | inotify::WatchFlags::MOVED_FROM,
+        )
+        .map_err(err("inotify_add_watch"))?;
         wd_dir.insert(wd, v / 4);
         covered += tree.size(v);
         k += 1;
@@ -159,7 +163,7 @@ fn read_deletions(
             Ok(e) => {
                 let m = e.events().bits();
                 b.overflow |= m & IN_Q_OVERFLOW != 0;
-                if m & IN_DELETE == 0 {
+                if m & (IN_DELETE | IN_MOVED_FROM) == 0 {
                     continue;
                 }
                 let name = e.file_name().map(|n| n.to_bytes()).unwrap_or_default();

@@ -5,7 +5,7 @@
 //! scratch directory (reference files), and nothing of the daemon but its status.
 
 use crate::daemon::Daemon;
-use crate::inotify::{Watcher, IN_DELETE};
+use crate::inotify::{Watcher, IN_DELETE, IN_MOVED_FROM};
 use crate::opts::Opts;
 use crate::tree::{make_file, Tree, CHARTS};
 use crate::util::{err, pct, stats, Res};
@@ -77,7 +77,11 @@ pub fn reaction(
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match w.rx.recv_timeout(left) {
-                Ok(e) if e.wd == wd && e.mask & IN_DELETE != 0 && e.name == name => {
+                Ok(e)
+                    if e.wd == wd
+                        && e.mask & (IN_DELETE | IN_MOVED_FROM) != 0
+                        && e.name == name =>
+                {
                     return Some(e.t)
                 }
                 Ok(_) => {}
@@ -89,7 +93,10 @@ pub fn reaction(
         // chartd
         let v = order[*next_victim] as usize;
         *next_victim += 1;
-        let wd = w.add(&tree.dir_path(v / 4), WatchFlags::DELETE)?;
+        let wd = w.add(
+            &tree.dir_path(v / 4),
+            WatchFlags::DELETE | WatchFlags::MOVED_FROM,
+        )?;
         w.drain();
         let size = tree.size(v);
         let t_create = Instant::now();
