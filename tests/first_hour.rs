@@ -419,9 +419,11 @@ fn grace_holding_is_shown_and_the_watermark_is_reached_after_the_block() {
         write_file(&d.root.join(format!("g/c{i:02}.png")), 10 * KIB as usize);
     }
     assert!(
-        wait_until(Duration::from_secs(3), || !d.status_root()["holding"]
-            ["blocked"]
-            .is_null()),
+        // Files inside grace are counted at most once a second (a scan of the index): wait
+        // until the count covers the last writes too.
+        wait_until(Duration::from_secs(3), || d.status_root()["holding"]
+            ["blocked"]["grace_files"]
+            == 15),
         "{}",
         d.status_root()
     );
