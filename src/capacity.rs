@@ -201,7 +201,7 @@ impl CapacityTracker {
         let s = self.slot(now);
         s.evicted_bytes += bytes;
         s.usage_bytes = usage;
-        if matches!(reason, Reason::Size | Reason::FreeSpace) {
+        if reason.is_pressure() {
             s.pressure_evictions += 1;
             s.pressure_age_seconds += age.as_secs_f64();
         }

@@ -28,6 +28,7 @@ pub mod owner;
 pub mod policy;
 pub mod root;
 pub mod rootlock;
+pub mod rules;
 pub mod scan;
 pub mod sdnotify;
 pub mod stats;

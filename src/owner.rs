@@ -441,10 +441,15 @@ impl Owner {
     /// removed roots are dropped with their watches.
     fn reload(&mut self, cfg: Config) -> Result<(), String> {
         let mut policies = Vec::with_capacity(cfg.roots.len());
+        let mut compiled_rules = Vec::with_capacity(cfg.roots.len());
         for rc in &cfg.roots {
             let p = crate::policy::Policy::new(rc)
                 .map_err(|e| format!("root {}: {e}", rc.path.display()))?;
             policies.push(p);
+            compiled_rules.push(Some(
+                crate::rules::Rules::new(rc)
+                    .map_err(|e| format!("root {}: {e}", rc.path.display()))?,
+            ));
         }
         let mut fresh: Vec<Option<RootState>> = Vec::with_capacity(cfg.roots.len());
         for rc in &cfg.roots {
@@ -478,7 +483,13 @@ impl Owner {
         // From here on nothing fails.
         let mut old: Vec<RootState> = std::mem::take(&mut self.roots);
         let mut next = Vec::with_capacity(cfg.roots.len());
-        for ((rc, policy), new) in cfg.roots.iter().zip(policies).zip(fresh) {
+        for (((rc, policy), new), mut rules) in cfg
+            .roots
+            .iter()
+            .zip(policies)
+            .zip(fresh)
+            .zip(compiled_rules)
+        {
             if let Some(r) = new {
                 next.push(r);
                 continue;
@@ -490,8 +501,18 @@ impl Owner {
             let globs_changed = r.cfg.include != rc.include
                 || r.cfg.exclude != rc.exclude
                 || r.cfg.protect != rc.protect;
+            let limits_changed = r.cfg.max_age != rc.max_age
+                || r.cfg.grace != rc.grace
+                || r.cfg.keep_newest != rc.keep_newest
+                || r.cfg.group_max_size != rc.group_max_size
+                || r.cfg.group_max_files != rc.group_max_files
+                || r.cfg.rules != rc.rules;
             r.policy = policy;
             r.cfg = rc.clone();
+            // New limits and rules re-key the indexed files in place, without a re-crawl.
+            if let Some(rules) = rules.take().filter(|_| limits_changed) {
+                r.apply_rules(rules);
+            }
             r.cleanup_enabled = cfg.cleanup_enabled;
             if globs_changed || r.degraded.is_some() {
                 r.resync_all(&mut self.watcher);

@@ -95,7 +95,7 @@ impl Policy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn policy(include: &[&str], exclude: &[&str], protect: &[&str]) -> Policy {
@@ -120,6 +120,12 @@ mod tests {
             exclude: vec![],
             protect: vec![],
             prune_empty_dirs: true,
+            max_files: None,
+            min_free_inodes: None,
+            keep_newest: 0,
+            group_max_size: None,
+            group_max_files: None,
+            rules: vec![],
         }
     }
 

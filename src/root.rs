@@ -9,7 +9,8 @@ use crate::config::{MinFree, RootConfig};
 use crate::fsops::{self, RootDir};
 use crate::index::{FileId, HoldReason, Index};
 use crate::policy::Policy;
-use crate::stats::{Blocked, Histogram, Holding, Reason, RootStats};
+use crate::rules::Rules;
+use crate::stats::{Histogram, Holding, Reason, RootStats};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,13 +76,13 @@ pub struct RootState {
     pub next_due_ns: Option<i64>,
     /// The last enforcement pass ran out of budget: run another one at once.
     pub more: bool,
-    /// A size (free-space) limit was crossed and the low watermark is not reached yet: evict
-    /// as files become eligible, even below the limit itself.
-    pub size_pressure: bool,
-    pub free_pressure: bool,
-    /// The limit is crossed and eviction is blocked (see `stats::Blocked`).
-    pub blocked_size: Option<Blocked>,
-    pub blocked_free: Option<Blocked>,
+    /// Pressure and blocking of the size, count, free-space and inode limits (indexed by
+    /// `evict::Limit`).
+    pub limits: [crate::evict::LimitState; 4],
+    /// The compiled per-group rules; every index of this root is built with them.
+    pub rules: Arc<Rules>,
+    pub fs_free_inodes: u64,
+    pub fs_total_inodes: u64,
     pub pressure_evicted_age: Option<Duration>,
     /// Write and eviction rates, retention, premature evictions (fixed memory).
     pub capacity: Box<crate::capacity::CapacityTracker>,
@@ -104,7 +105,7 @@ pub struct RootState {
 pub struct Counters {
     pub files_removed: u64,
     pub bytes_freed: u64,
-    pub by_reason: [u64; 4],
+    pub by_reason: [u64; Reason::COUNT],
     pub errors: u64,
     pub overflows: u64,
     pub resyncs: u64,
@@ -135,6 +136,8 @@ impl RootState {
         progress: Arc<Progress>,
     ) -> Result<RootState, String> {
         let policy = Policy::new(&cfg).map_err(|e| format!("root {}: {e}", cfg.path.display()))?;
+        let rules =
+            Arc::new(Rules::new(&cfg).map_err(|e| format!("root {}: {e}", cfg.path.display()))?);
         let real_path = cfg.path.clone();
         Ok(RootState {
             cfg,
@@ -144,7 +147,7 @@ impl RootState {
             resolved: false,
             parent_watched: false,
             dir: None,
-            index: Index::new(0),
+            index: Index::with_rules(0, rules.clone()),
             progress,
             watch_limit_hit: false,
             degraded: None,
@@ -159,10 +162,10 @@ impl RootState {
             ready: false,
             next_due_ns: None,
             more: false,
-            size_pressure: false,
-            free_pressure: false,
-            blocked_size: None,
-            blocked_free: None,
+            limits: Default::default(),
+            rules,
+            fs_free_inodes: 0,
+            fs_total_inodes: 0,
             pressure_evicted_age: None,
             leftovers: Vec::new(),
             stale: Vec::new(),
@@ -211,9 +214,9 @@ impl RootState {
                     .is_some_and(|old| old.meta.ino != d.meta.ino || old.meta.dev != d.meta.dev)
                 {
                     tracing::warn!(root = %self.cfg.path.display(), "root was replaced; re-indexing");
-                    self.index = Index::new(d.meta.ino);
+                    self.index = Index::with_rules(d.meta.ino, self.rules.clone());
                 } else if self.dir.is_none() {
-                    self.index = Index::new(d.meta.ino);
+                    self.index = Index::with_rules(d.meta.ino, self.rules.clone());
                 }
                 self.real_path = real;
                 self.resolved = true;
@@ -254,7 +257,7 @@ impl RootState {
             tracing::warn!("{why}");
         }
         self.dir = None;
-        self.index = Index::new(0);
+        self.index = Index::with_rules(0, self.rules.clone());
         self.degraded = Some(why);
         let backoff = self
             .retry_root
@@ -281,9 +284,11 @@ impl RootState {
     pub fn update_space(&mut self) {
         if let Some(d) = &self.dir {
             use std::os::fd::AsFd;
-            if let Ok((free, total)) = fsops::fs_space(d.fd.as_fd()) {
-                self.fs_free = free;
-                self.fs_total = total;
+            if let Ok(sp) = fsops::fs_space(d.fd.as_fd()) {
+                self.fs_free = sp.free_bytes;
+                self.fs_total = sp.total_bytes;
+                self.fs_free_inodes = sp.free_inodes;
+                self.fs_total_inodes = sp.total_inodes;
             }
         }
     }
@@ -303,6 +308,25 @@ impl RootState {
             MinFree::Bytes(b) => Some(b),
             MinFree::Percent(p) => Some((self.fs_total as f64 * p / 100.0) as u64),
         }
+    }
+
+    /// The free-inode floor as a count, if configured.
+    pub fn min_free_inodes(&self) -> Option<u64> {
+        match self.cfg.min_free_inodes? {
+            crate::config::InodeFloor::Count(n) => Some(n),
+            crate::config::InodeFloor::Percent(p) => {
+                Some((self.fs_total_inodes as f64 * p / 100.0) as u64)
+            }
+        }
+    }
+
+    /// Applies a reloaded root config to the running root: the new rules re-key the indexed
+    /// files in place (no re-crawl).
+    pub fn apply_rules(&mut self, rules: Rules) {
+        self.rules = Arc::new(rules);
+        let policy = &self.policy;
+        self.index
+            .set_rules(self.rules.clone(), |comps| policy.protected(comps));
     }
 
     /// Logs a warning at most once a minute per `kind`.
@@ -375,14 +399,13 @@ impl RootState {
                 HoldReason::Failing | HoldReason::Unreadable => {
                     (&mut h.failing_files, &mut h.failing_bytes)
                 }
+                // Shown as the files inside grace of a blocked limit.
+                HoldReason::Grace => continue,
             };
             *f += 1;
             *b = b.saturating_add(size);
         }
-        let mut blocked = self
-            .blocked_size
-            .clone()
-            .or_else(|| self.blocked_free.clone());
+        let mut blocked = self.limits.iter().find_map(|l| l.blocked.clone());
         if let Some(b) = &mut blocked {
             let now = Instant::now();
             let fresh = self

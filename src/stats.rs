@@ -12,17 +12,44 @@ pub enum Reason {
     Size = 1,
     FreeSpace = 2,
     Purge = 3,
+    /// A group over its `group_max_size` / `group_max_files`.
+    Quota = 4,
+    /// `max_files`.
+    Count = 5,
+    /// `min_free_inodes`.
+    Inodes = 6,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [Reason::Age, Reason::Size, Reason::FreeSpace, Reason::Purge];
+    pub const COUNT: usize = 7;
+    pub const ALL: [Reason; Reason::COUNT] = [
+        Reason::Age,
+        Reason::Size,
+        Reason::FreeSpace,
+        Reason::Purge,
+        Reason::Quota,
+        Reason::Count,
+        Reason::Inodes,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Age => "age",
             Reason::Size => "size",
             Reason::FreeSpace => "free_space",
             Reason::Purge => "purge",
+            Reason::Quota => "quota",
+            Reason::Count => "count",
+            Reason::Inodes => "inodes",
         }
+    }
+
+    /// Root-wide pressure (size, count, free space, inodes): what cuts retention short of
+    /// `max_age` for every group.
+    pub fn is_pressure(self) -> bool {
+        matches!(
+            self,
+            Reason::Size | Reason::FreeSpace | Reason::Count | Reason::Inodes
+        )
     }
 }
 
@@ -69,7 +96,7 @@ pub struct RootStats {
     pub unmanaged_files: u64,
     pub files_removed: u64,
     pub bytes_freed: u64,
-    pub removed_by_reason: [u64; 4],
+    pub removed_by_reason: [u64; Reason::COUNT],
     pub errors: u64,
     pub last_eviction: Option<SystemTime>,
     pub cleanup_enabled: bool,
@@ -128,10 +155,12 @@ pub struct Holding {
 /// A crossed limit that nothing may be deleted for right now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blocked {
-    /// `"max_size"` or `"min_free"`.
+    /// `"max_size"`, `"max_files"`, `"min_free"` or `"min_free_inodes"`.
     pub limit: &'static str,
     /// Bytes over max_size, or missing to reach min_free.
     pub excess_bytes: u64,
+    /// Files over max_files, or inodes missing to reach min_free_inodes.
+    pub excess_files: u64,
     /// `"grace"` | `"writing"` | `"locked"` | `"protected"` | `"failing"` | `"nothing_left"`.
     pub cause: &'static str,
     /// When the limit was first found crossed and blocked (continuous).

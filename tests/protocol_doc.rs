@@ -108,6 +108,7 @@ fn sample_status() -> StatusReply {
     let blocked = BlockedStatus {
         limit: "max_size".into(),
         excess_bytes: 1,
+        excess_files: 0,
         cause: "grace".into(),
         since: "2026-01-01T00:00:00Z".into(),
         blocked_seconds: 1.0,

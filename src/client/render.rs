@@ -375,7 +375,11 @@ fn notes(root: &RootStatus, style: &Style) -> String {
             "{} {path}: {} is crossed by {} and nothing may be deleted now (cause: {}, for {:.0}s); in grace: {}, {}{next}\n",
             style.paint(Some(YELLOW), "held:"),
             b.limit,
-            bytes(b.excess_bytes as f64),
+            if b.excess_files > 0 {
+                files(b.excess_files)
+            } else {
+                bytes(b.excess_bytes as f64)
+            },
             b.cause,
             b.blocked_seconds,
             files(b.grace_files),

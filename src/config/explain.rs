@@ -140,6 +140,49 @@ pub fn explain(c: &Config, env: &dyn Fn(&str) -> Option<String>) -> String {
             source(None, &["roots", &idx, "min_free"], false),
         );
         line(
+            k("max_files"),
+            r.max_files.map_or("0 (no limit)".into(), |n| n.to_string()),
+            source(None, &["roots", &idx, "max_files"], false),
+        );
+        line(
+            k("min_free_inodes"),
+            match r.min_free_inodes {
+                None => "none".into(),
+                Some(super::InodeFloor::Percent(p)) => format!("{p}%"),
+                Some(super::InodeFloor::Count(n)) => n.to_string(),
+            },
+            source(None, &["roots", &idx, "min_free_inodes"], false),
+        );
+        line(
+            k("keep_newest"),
+            r.keep_newest.to_string(),
+            source(None, &["roots", &idx, "keep_newest"], false),
+        );
+        line(
+            k("group_max_size"),
+            r.group_max_size.map_or("0 (none)".into(), format_size),
+            source(None, &["roots", &idx, "group_max_size"], false),
+        );
+        line(
+            k("group_max_files"),
+            r.group_max_files
+                .map_or("0 (none)".into(), |n| n.to_string()),
+            source(None, &["roots", &idx, "group_max_files"], false),
+        );
+        line(
+            k("rules"),
+            if r.rules.is_empty() {
+                "none".into()
+            } else {
+                r.rules
+                    .iter()
+                    .map(|u| format!("{:?}", u.pattern))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            source(None, &["roots", &idx, "rules"], false),
+        );
+        line(
             k("include"),
             r.include.join(", "),
             source(None, &["roots", &idx, "include"], false),

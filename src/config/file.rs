@@ -7,7 +7,7 @@
 
 use super::presets::parse_environment;
 use super::units;
-use super::{Environment, LogFormat, MinFree};
+use super::{Environment, InodeFloor, LogFormat, MinFree};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
@@ -325,6 +325,74 @@ pub struct FileRoot {
     pub protect: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune_empty_dirs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free_inodes: Option<InodeFloorValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_newest: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_max_size: Option<Size>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_max_files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<FileRule>>,
+}
+
+/// One entry of `rules:`. Unknown keys are refused with the rule's index and line
+/// (`roots[0].rules[2]: unknown field ...`), like every other key.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Dur>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<Dur>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_newest: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_max_size: Option<Size>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_max_files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protect: Option<bool>,
+}
+
+/// `min_free_inodes`: a percentage of the filesystem's inodes (`5%`) or a count (`10000`).
+/// `0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InodeFloorValue(pub Option<InodeFloor>);
+
+impl<'de> Deserialize<'de> for InodeFloorValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_scalar(d, |text| {
+            let hint = "e.g. 5% of the filesystem's inodes or a count such as 10000";
+            let value = if text.trim_end().ends_with('%') {
+                units::parse_percent_points(text)
+                    .map(|p| (p != 0.0).then_some(InodeFloor::Percent(p)))
+            } else {
+                text.trim()
+                    .parse::<u64>()
+                    .map(|n| (n != 0).then_some(InodeFloor::Count(n)))
+                    .map_err(|_| "not a whole number of inodes".to_string())
+            };
+            value
+                .map(InodeFloorValue)
+                .map_err(|r| invalid("inode floor", text, &r, hint))
+        })
+    }
+}
+
+impl Serialize for InodeFloorValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_u64(0),
+            Some(InodeFloor::Percent(p)) => Points(p).serialize(s),
+            Some(InodeFloor::Count(n)) => s.serialize_u64(n),
+        }
+    }
 }
 
 impl FileConfig {
@@ -368,6 +436,25 @@ impl FileConfig {
                     exclude: Some(r.exclude.clone()),
                     protect: Some(r.protect.clone()),
                     prune_empty_dirs: Some(r.prune_empty_dirs),
+                    max_files: Some(r.max_files.unwrap_or(0)),
+                    min_free_inodes: Some(InodeFloorValue(r.min_free_inodes)),
+                    keep_newest: Some(r.keep_newest),
+                    group_max_size: Some(Size(r.group_max_size.unwrap_or(0))),
+                    group_max_files: Some(r.group_max_files.unwrap_or(0)),
+                    rules: (!r.rules.is_empty()).then(|| {
+                        r.rules
+                            .iter()
+                            .map(|u| FileRule {
+                                pattern: u.pattern.clone(),
+                                max_age: u.max_age.map(Dur),
+                                grace: u.grace.map(Dur),
+                                keep_newest: u.keep_newest,
+                                group_max_size: u.group_max_size.map(Size),
+                                group_max_files: u.group_max_files,
+                                protect: u.protect.then_some(true),
+                            })
+                            .collect()
+                    }),
                 })
                 .collect(),
         }

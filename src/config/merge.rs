@@ -7,7 +7,8 @@ use super::env::EnvOverrides;
 use super::file::{Dur, FileConfig, FileRoot, Size};
 use super::presets::preset;
 use super::{
-    AlertConfig, CliOverrides, Config, ControlConfig, Environment, LogConfig, LogFormat, RootConfig,
+    AlertConfig, CliOverrides, Config, ControlConfig, Environment, LogConfig, LogFormat,
+    RootConfig, RuleConfig,
 };
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -195,6 +196,25 @@ pub fn merge(
             exclude: r.exclude.unwrap_or_else(|| strings(DEFAULT_EXCLUDE)),
             protect: r.protect.unwrap_or_default(),
             prune_empty_dirs: r.prune_empty_dirs.unwrap_or(true),
+            max_files: r.max_files.filter(|&n| n != 0),
+            min_free_inodes: r.min_free_inodes.and_then(|m| m.0),
+            keep_newest: r.keep_newest.unwrap_or(0),
+            group_max_size: r.group_max_size.map(|s| s.0).filter(|&s| s != 0),
+            group_max_files: r.group_max_files.filter(|&n| n != 0),
+            rules: r
+                .rules
+                .unwrap_or_default()
+                .into_iter()
+                .map(|u| RuleConfig {
+                    pattern: u.pattern,
+                    max_age: u.max_age.map(|d| d.0),
+                    grace: u.grace.map(|d| d.0),
+                    keep_newest: u.keep_newest,
+                    group_max_size: u.group_max_size.map(|s| s.0),
+                    group_max_files: u.group_max_files,
+                    protect: u.protect.unwrap_or(false),
+                })
+                .collect(),
         })
         .collect();
 

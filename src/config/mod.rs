@@ -100,6 +100,43 @@ pub struct RootConfig {
     pub protect: Vec<String>,
     /// Remove group directories emptied by eviction (never the root).
     pub prune_empty_dirs: bool,
+    /// Managed files (each inode once); `None`: no count limit. Evicts down to
+    /// `low_watermark * max_files` once crossed, like `max_size`.
+    pub max_files: Option<u64>,
+    /// Free-inode floor of the root's filesystem; `None`: off.
+    pub min_free_inodes: Option<InodeFloor>,
+    /// Per group, its N newest managed files are never evicted by age, and go last under
+    /// pressure (0 = off). A rule may override it.
+    pub keep_newest: u32,
+    /// Per-group quotas (bytes, files); `None`: none. A rule may override them.
+    pub group_max_size: Option<u64>,
+    pub group_max_files: Option<u64>,
+    /// Per-group retention rules, first match wins (see `crate::rules`).
+    pub rules: Vec<RuleConfig>,
+}
+
+/// One retention rule: the groups whose name matches `pattern` follow these values; a value
+/// left out is the root's.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuleConfig {
+    /// A glob matched against the group's name (the first directory under the root).
+    pub pattern: String,
+    /// `Some(ZERO)`: no age limit for these groups.
+    pub max_age: Option<Duration>,
+    pub grace: Option<Duration>,
+    pub keep_newest: Option<u32>,
+    /// `Some(0)`: no quota for these groups.
+    pub group_max_size: Option<u64>,
+    pub group_max_files: Option<u64>,
+    /// Every file of these groups is protected (never deleted).
+    pub protect: bool,
+}
+
+/// `min_free_inodes`: a percentage of the filesystem's inodes, or a count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InodeFloor {
+    Percent(f64),
+    Count(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

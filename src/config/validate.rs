@@ -97,6 +97,25 @@ pub fn validate(c: &Config, prov: &Provenance) -> Result<(), String> {
         check_globs(&key("include"), &r.include)?;
         check_globs(&key("exclude"), &r.exclude)?;
         check_globs(&key("protect"), &r.protect)?;
+        if let Some(crate::config::InodeFloor::Percent(p)) = r.min_free_inodes {
+            if !(p > 0.0 && p < 100.0) {
+                return Err(format!(
+                    "{}: a percentage must be in (0%, 100%), e.g. 5%",
+                    key("min_free_inodes")
+                ));
+            }
+        }
+        for (j, rule) in r.rules.iter().enumerate() {
+            let rkey = format!("roots[{i}].rules[{j}]");
+            if rule.pattern.contains('/') {
+                return Err(format!(
+                    "{rkey}.match: {:?} contains '/': a rule matches a group's name (the first \
+                     directory under the root), not a path",
+                    rule.pattern
+                ));
+            }
+            crate::policy::compile(&format!("{rkey}.match"), &rule.pattern)?;
+        }
     }
     let (w, cr) = (c.alerts.warning_percent, c.alerts.critical_percent);
     if !(w > 0.0 && w <= 100.0) {

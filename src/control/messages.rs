@@ -196,10 +196,13 @@ pub struct HoldingStatus {
 /// A crossed limit that nothing may be deleted for at the moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockedStatus {
-    /// `max_size` or `min_free`.
+    /// `max_size`, `max_files`, `min_free` or `min_free_inodes`.
     pub limit: String,
-    /// Bytes over `max_size`, or missing to reach `min_free`.
+    /// Bytes over `max_size`, or missing to reach `min_free` (0 for the file limits).
     pub excess_bytes: u64,
+    /// Files over `max_files`, or inodes missing to reach `min_free_inodes` (0 for the byte
+    /// limits).
+    pub excess_files: u64,
     /// `grace`, `writing`, `locked`, `protected`, `failing` or `nothing_left`.
     pub cause: String,
     /// Since when (RFC 3339) and for how long the limit has been crossed and blocked.

@@ -157,6 +157,7 @@ pub fn holding_status(h: &Holding, now: SystemTime) -> HoldingStatus {
         blocked: h.blocked.as_ref().map(|b| BlockedStatus {
             limit: b.limit.to_string(),
             excess_bytes: b.excess_bytes,
+            excess_files: b.excess_files,
             cause: b.cause.to_string(),
             since: humantime::format_rfc3339_seconds(b.since).to_string(),
             blocked_seconds: round2(since(b.since, now).as_secs_f64()),

@@ -25,7 +25,7 @@ pub(crate) fn root(path: &str) -> RootStats {
         index_bytes: 0,
         files_removed: 0,
         bytes_freed: 0,
-        removed_by_reason: [0; 4],
+        removed_by_reason: [0; 7],
         errors: 0,
         last_eviction: None,
         cleanup_enabled: true,
@@ -120,7 +120,7 @@ fn figures_are_rounded_and_summed() {
     a.oldest_mtime = Some(at(4_000)); // 1.111 h
     a.newest_mtime = Some(now() + Duration::from_secs(60)); // in the future: age 0
     a.last_eviction = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-    a.removed_by_reason = [4, 1, 0, 2];
+    a.removed_by_reason = [4, 1, 0, 2, 0, 0, 0];
     a.degraded = true;
     a.degraded_reason = Some("watch limit reached".into());
     let mut b = root("/srv/b");
@@ -148,7 +148,7 @@ fn metrics_exposition() {
     let mut a = root("/srv/\"odd\"\\path\n");
     a.total_files = 7;
     a.max_size = Some(1000);
-    a.removed_by_reason = [1, 2, 3, 4];
+    a.removed_by_reason = [1, 2, 3, 4, 0, 0, 0];
     a.eviction_latency.observe(Duration::from_millis(3));
     a.eviction_latency.observe(Duration::from_secs(2));
     let b = root("/srv/b");
@@ -232,6 +232,7 @@ fn holding_is_shown_with_times_from_now() {
         blocked: Some(crate::stats::Blocked {
             limit: "max_size",
             excess_bytes: 4096,
+            excess_files: 0,
             cause: "grace",
             since: at(12),
             next_eligible: Some(now() + Duration::from_secs(48)),

@@ -70,6 +70,7 @@ impl RootState {
             let bytes = if counted { slot.size } else { 0 };
             pass.virtual_bytes += bytes;
             pass.virtual_free += bytes;
+            pass.virtual_files += u64::from(counted);
             pass.files += 1;
             pass.bytes += bytes;
             if pass.collect {
@@ -156,7 +157,7 @@ impl RootState {
                 self.fs_free = self.fs_free.saturating_add(freed);
                 pass.files += 1;
                 pass.bytes += bytes;
-                if matches!(reason, Reason::Size | Reason::FreeSpace) {
+                if reason.is_pressure() {
                     self.pressure_evicted_age = Some(age);
                 }
                 self.capacity.on_evict(

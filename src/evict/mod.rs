@@ -3,20 +3,29 @@
 //! and tells the owner when to look again (the moment the oldest file expires, or leaves its
 //! grace period, or a held file's retry comes).
 //!
-//! - age: every file whose `mtime + max_age` has passed;
-//! - size: once `total > max_size`, oldest first until `total <= low_watermark * max_size`;
-//! - free space: below `min_free`, oldest first until `min_free * (2 - low_watermark)` is free.
+//! - age: every file whose expiry (`mtime + max_age` of its group's rule) has passed;
+//! - size (count): once `total > max_size` (`max_files`), in queue order until
+//!   `total <= low_watermark * limit`;
+//! - free space (inodes): below `min_free` (`min_free_inodes`), in queue order until
+//!   `floor * (2 - low_watermark)` is free;
+//! - group quotas: a group over `group_max_size` / `group_max_files` loses its own files, in
+//!   queue order, down to `low_watermark * quota` (`quota.rs`).
 //!
-//! Once a size or free-space limit is crossed, the root stays "under pressure" until the low
-//! watermark is reached, even when the pass is blocked meanwhile (every remaining file in its
-//! grace period, say): eviction resumes down to the watermark as files become eligible, rather
-//! than stopping just under the limit.
+//! Queue order is soonest expiry first; files with no age limit after those with one, oldest
+//! first; each group's `keep_newest` files last (see `index/mod.rs`, `QKey`). Without rules
+//! that is plain oldest-first.
+//!
+//! Once a size, count or floor limit is crossed, the root stays "under pressure" until the
+//! low watermark is reached, even when the pass is blocked meanwhile (every remaining file in
+//! its grace period, say): eviction resumes down to the watermark as files become eligible,
+//! rather than stopping just under the limit.
 //!
 //! Never deleted: files inside `grace`, unmanaged or protected files (not in the queue at
 //! all), files being written, `flock`ed, unreadable or failing (held out of the queue, see
 //! `index/held.rs`). Deleting one chosen file is `delete.rs`.
 
 mod delete;
+mod quota;
 
 pub use delete::{Removal, Stale};
 
@@ -53,6 +62,7 @@ pub struct Pass {
     /// A dry run's would-be deletions, so that its figures add up as if they had happened.
     virtual_bytes: u64,
     virtual_free: u64,
+    virtual_files: u64,
     temp_held: Vec<FileId>,
 }
 
@@ -80,6 +90,62 @@ impl Pass {
     fn due(&mut self, at: i64) {
         self.next_due_ns = Some(self.next_due_ns.map_or(at, |n| n.min(at)));
     }
+}
+
+/// The limits that put a root under pressure (index into `RootState::limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `max_size`: managed bytes.
+    Size = 0,
+    /// `max_files`: managed files.
+    Count = 1,
+    /// `min_free`: the filesystem's free bytes.
+    Free = 2,
+    /// `min_free_inodes`: the filesystem's free inodes.
+    Inodes = 3,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 4] = [Limit::Size, Limit::Count, Limit::Free, Limit::Inodes];
+
+    /// The config key, as status names a blocked limit.
+    pub fn key(self) -> &'static str {
+        match self {
+            Limit::Size => "max_size",
+            Limit::Count => "max_files",
+            Limit::Free => "min_free",
+            Limit::Inodes => "min_free_inodes",
+        }
+    }
+
+    fn reason(self) -> Reason {
+        match self {
+            Limit::Size => Reason::Size,
+            Limit::Count => Reason::Count,
+            Limit::Free => Reason::FreeSpace,
+            Limit::Inodes => Reason::Inodes,
+        }
+    }
+
+    /// Counted in files (count, inodes) rather than bytes.
+    fn in_files(self) -> bool {
+        matches!(self, Limit::Count | Limit::Inodes)
+    }
+
+    /// A floor on what is free, rather than a ceiling on what is used.
+    fn is_floor(self) -> bool {
+        matches!(self, Limit::Free | Limit::Inodes)
+    }
+}
+
+/// Pressure and blocking of one limit of a root.
+#[derive(Debug, Default, Clone)]
+pub struct LimitState {
+    /// Crossed, and the low watermark not reached yet: evict as files become eligible, even
+    /// below the limit itself.
+    pub pressure: bool,
+    /// Crossed, and nothing may be deleted now (see `stats::Blocked`).
+    pub blocked: Option<crate::stats::Blocked>,
 }
 
 /// Why the head of the queue cannot go now.
@@ -110,109 +176,117 @@ impl RootState {
             self.release_due_holds(Instant::now());
         }
         let now = now_ns();
-        let grace = self.grace_ns();
-        if let Some(max_age) = self.cfg.max_age.filter(|d| !d.is_zero()) {
-            let max_age = (max_age.as_nanos().min(i64::MAX as u128) as i64).max(grace);
-            while let Some((id, p)) = self.index.peek() {
-                if pass.budget == 0 {
-                    pass.more = true;
-                    break;
-                }
-                let due = p.mtime_ns.saturating_add(max_age);
-                if due > now {
-                    pass.due(due);
-                    break;
-                }
-                if self.hold_if_writing(id) {
-                    continue;
-                }
-                self.evict_one(id, Reason::Age, pass);
+        while let Some((id, p)) = self.index.peek() {
+            if pass.budget == 0 {
+                pass.more = true;
+                break;
             }
+            // The queue holds files with an age limit first, soonest expiry first: the first
+            // one without an expiry (no age limit, or kept) ends the age pass.
+            let Some(due) = p.expires_ns else { break };
+            if due > now {
+                pass.due(due);
+                break;
+            }
+            if self.hold_if_writing(id) {
+                continue;
+            }
+            self.evict_one(id, Reason::Age, pass);
         }
-        self.enforce_size(pass, now);
-        self.enforce_free(pass, now);
+        self.enforce_quotas(pass, now);
+        for limit in Limit::ALL {
+            self.enforce_limit(limit, pass, now);
+        }
         // A dry run leaves the index as it found it.
         for id in std::mem::take(&mut pass.temp_held) {
             self.index.set_held(id, false);
         }
     }
 
-    fn enforce_size(&mut self, pass: &mut Pass, now: i64) {
-        let Some(max) = self.cfg.max_size.filter(|&m| m > 0) else {
-            self.size_pressure = false;
-            self.blocked_size = None;
-            return;
-        };
-        let over = self.bytes_now(pass) > max;
-        if over && !pass.dry_run {
-            self.size_pressure = true;
-        }
-        if !over && !self.size_pressure {
-            if !pass.dry_run {
-                self.blocked_size = None;
-            }
-            return;
-        }
-        let target = (max as f64 * self.cfg.low_watermark) as u64;
-        while self.bytes_now(pass) > target && pass.budget > 0 {
-            match self.next_victim(now, pass) {
-                Ok(id) => self.evict_one(id, Reason::Size, pass),
-                Err(why) => {
-                    let excess = self.bytes_now(pass).saturating_sub(max);
-                    if excess > 0 && !pass.dry_run {
-                        self.note_blocked("max_size", excess, why);
-                    }
-                    break;
-                }
-            }
-        }
-        pass.more |= pass.budget == 0;
-        if pass.dry_run {
-            return;
-        }
-        if self.bytes_now(pass) <= target {
-            self.size_pressure = false;
-        }
-        if self.index.total_bytes <= max {
-            self.blocked_size = None;
+    /// The configured value of `limit` (bytes or files; for floors, what must stay free).
+    fn limit_value(&self, limit: Limit) -> Option<u64> {
+        match limit {
+            Limit::Size => self.cfg.max_size.filter(|&m| m > 0),
+            Limit::Count => self.cfg.max_files.filter(|&m| m > 0),
+            Limit::Free => self.min_free_bytes(),
+            Limit::Inodes => self.min_free_inodes(),
         }
     }
 
-    fn enforce_free(&mut self, pass: &mut Pass, now: i64) {
-        let Some(floor) = self.min_free_bytes() else {
-            self.free_pressure = false;
-            self.blocked_free = None;
+    /// What `limit` measures right now, a dry run's would-be deletions included.
+    fn measure(&self, limit: Limit, pass: &Pass) -> u64 {
+        match limit {
+            Limit::Size => self.index.total_bytes.saturating_sub(pass.virtual_bytes),
+            Limit::Count => self.index.total_files.saturating_sub(pass.virtual_files),
+            Limit::Free => self.fs_free.saturating_add(pass.virtual_free),
+            Limit::Inodes => self.fs_free_inodes.saturating_add(pass.virtual_files),
+        }
+    }
+
+    /// Whether `limit` is crossed at `value` (over a ceiling, under a floor).
+    fn crossed(limit: Limit, measured: u64, value: u64) -> bool {
+        if limit.is_floor() {
+            measured < value
+        } else {
+            measured > value
+        }
+    }
+
+    /// Evicts for one size, count or floor limit: once crossed, down to its low watermark.
+    fn enforce_limit(&mut self, limit: Limit, pass: &mut Pass, now: i64) {
+        let i = limit as usize;
+        let Some(value) = self.limit_value(limit) else {
+            self.limits[i] = LimitState::default();
             return;
         };
-        self.update_space();
-        let under = self.free_now(pass) < floor;
-        if under && !pass.dry_run {
-            self.free_pressure = true;
+        if limit.is_floor() {
+            self.update_space();
         }
-        if !under && !self.free_pressure {
+        let crossed = Self::crossed(limit, self.measure(limit, pass), value);
+        if crossed && !pass.dry_run {
+            self.limits[i].pressure = true;
+        }
+        if !crossed && !self.limits[i].pressure {
             if !pass.dry_run {
-                self.blocked_free = None;
+                self.limits[i].blocked = None;
             }
             return;
         }
-        let target = (floor as f64 * (2.0 - self.cfg.low_watermark)) as u64;
+        let wm = self.cfg.low_watermark;
+        let target = if limit.is_floor() {
+            (value as f64 * (2.0 - wm)) as u64
+        } else {
+            (value as f64 * wm) as u64
+        };
+        let short_of_target = |m: u64| {
+            if limit.is_floor() {
+                m < target
+            } else {
+                m > target
+            }
+        };
         let mut since_update = 0u32;
-        while self.free_now(pass) < target && pass.budget > 0 {
+        while short_of_target(self.measure(limit, pass)) && pass.budget > 0 {
             match self.next_victim(now, pass) {
                 Ok(id) => {
-                    self.evict_one(id, Reason::FreeSpace, pass);
+                    self.evict_one(id, limit.reason(), pass);
                     since_update += 1;
                     // The estimate of what each deletion freed drifts (other writers, delayed
                     // block release): look at the real figure now and then.
-                    if since_update >= 64 && !pass.dry_run {
+                    if limit.is_floor() && since_update >= 64 && !pass.dry_run {
                         since_update = 0;
                         self.update_space();
                     }
                 }
                 Err(why) => {
-                    let missing = floor.saturating_sub(self.free_now(pass));
-                    if missing > 0 && !pass.dry_run {
-                        self.note_blocked("min_free", missing, why);
+                    let m = self.measure(limit, pass);
+                    let excess = if limit.is_floor() {
+                        value.saturating_sub(m)
+                    } else {
+                        m.saturating_sub(value)
+                    };
+                    if excess > 0 && !pass.dry_run {
+                        self.note_blocked(limit, excess, why);
                     }
                     break;
                 }
@@ -222,18 +296,21 @@ impl RootState {
         if pass.dry_run {
             return;
         }
-        self.update_space();
-        if self.fs_free >= target {
-            self.free_pressure = false;
+        if limit.is_floor() {
+            self.update_space();
         }
-        if self.fs_free >= floor {
-            self.blocked_free = None;
+        let m = self.measure(limit, pass);
+        if !short_of_target(m) {
+            self.limits[i].pressure = false;
+        }
+        if !Self::crossed(limit, m, value) {
+            self.limits[i].blocked = None;
         }
     }
 
     /// Records that a limit is crossed and nothing more may go now, and why (for status and
     /// the log), keeping the time it was first found so.
-    fn note_blocked(&mut self, limit: &'static str, excess: u64, why: NoVictim) {
+    fn note_blocked(&mut self, limit: Limit, excess: u64, why: NoVictim) {
         let (cause, next) = match why {
             NoVictim::Grace(at) => ("grace", Some(ns_to_time(at))),
             NoVictim::Empty => (
@@ -243,15 +320,17 @@ impl RootState {
                     .map(|t| SystemTime::now() + t.saturating_duration_since(Instant::now())),
             ),
         };
-        let slot = if limit == "max_size" {
-            &mut self.blocked_size
-        } else {
-            &mut self.blocked_free
-        };
+        let slot = &mut self.limits[limit as usize].blocked;
         let since = slot.as_ref().map_or_else(SystemTime::now, |b| b.since);
+        let (excess_bytes, excess_files) = if limit.in_files() {
+            (0, excess)
+        } else {
+            (excess, 0)
+        };
         *slot = Some(Blocked {
-            limit,
-            excess_bytes: excess,
+            limit: limit.key(),
+            excess_bytes,
+            excess_files,
             cause,
             since,
             next_eligible: next,
@@ -271,18 +350,23 @@ impl RootState {
             "protected" => "the remaining files are protected".to_string(),
             _ => "no managed file is left to delete (other files fill the filesystem)".to_string(),
         };
-        self.warn_limited(if limit == "max_size" { "size-blocked" } else { "free-blocked" }, || {
-            format!("{root}: over {limit} by {excess} bytes and nothing more may be deleted now: {what}")
+        let unit = if limit.in_files() { "files" } else { "bytes" };
+        let key = limit.key();
+        self.warn_limited(key, || {
+            format!(
+                "{root}: over {key} by {excess} {unit} and nothing more may be deleted now: {what}"
+            )
         });
     }
 
     /// What holds most of the files that are out of the queue.
     fn dominant_holder(&self) -> &'static str {
-        let mut n = [0u64; 3];
+        let mut n = [0u64; 4];
         for (_, h) in self.index.holds() {
             let i = match h.reason {
                 HoldReason::Writing => 0,
                 HoldReason::Locked => 1,
+                HoldReason::Grace => 3,
                 _ => 2,
             };
             n[i] += 1;
@@ -292,28 +376,47 @@ impl RootState {
             Some((_, 0)) | None => "nothing_left",
             Some((0, _)) => "writing",
             Some((1, _)) => "locked",
+            Some((3, _)) => "grace",
             Some(_) => "failing",
         }
     }
 
-    fn bytes_now(&self, pass: &Pass) -> u64 {
-        self.index.total_bytes.saturating_sub(pass.virtual_bytes)
-    }
-
-    fn free_now(&self, pass: &Pass) -> u64 {
-        self.fs_free.saturating_add(pass.virtual_free)
-    }
-
-    /// The oldest file that may go now, holding back files being written.
+    /// The next file that may go now under pressure, holding back files being written.
+    ///
+    /// Without rules the head of the queue is the oldest file: if it is inside its grace
+    /// period, so is every other one, and the pass stops there. With rules (or
+    /// `keep_newest`) a file behind an in-grace head may be older (a longer `max_age`), so
+    /// the head is held until it leaves grace and the next one is looked at; kept files go
+    /// only when nothing else is left, in grace or not.
     fn next_victim(&mut self, now: i64, pass: &mut Pass) -> Result<FileId, NoVictim> {
+        let uniform = self.index.rules().uniform();
         loop {
             let Some((id, p)) = self.index.peek() else {
                 return Err(NoVictim::Empty);
             };
-            let free_at = p.mtime_ns.saturating_add(self.grace_ns());
+            if p.kept
+                && self
+                    .index
+                    .holds()
+                    .any(|(_, h)| h.reason == HoldReason::Grace)
+            {
+                return Err(NoVictim::Empty);
+            }
+            let free_at = p.mtime_ns.saturating_add(p.grace_ns);
             if free_at > now {
                 pass.due(free_at);
-                return Err(NoVictim::Grace(free_at));
+                if uniform {
+                    return Err(NoVictim::Grace(free_at));
+                }
+                if pass.dry_run {
+                    self.index.set_held(id, true);
+                    pass.temp_held.push(id);
+                } else {
+                    let wait = Duration::from_nanos(free_at.saturating_sub(now).max(0) as u64);
+                    self.index
+                        .hold(id, HoldReason::Grace, Instant::now() + wait);
+                }
+                continue;
             }
             if self.hold_if_writing(id) {
                 continue;

@@ -230,17 +230,28 @@ pub fn stat_fd(fd: &impl AsFd) -> io::Result<Meta> {
 }
 
 /// Free and total bytes of the filesystem holding `fd` (what an unprivileged writer can use).
-pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<Space> {
     let v = rustix::fs::fstatvfs(fd)?;
     let unit = if v.f_frsize > 0 {
         v.f_frsize
     } else {
         v.f_bsize
     };
-    Ok((
-        v.f_bavail.saturating_mul(unit),
-        v.f_blocks.saturating_mul(unit),
-    ))
+    Ok(Space {
+        free_bytes: v.f_bavail.saturating_mul(unit),
+        total_bytes: v.f_blocks.saturating_mul(unit),
+        free_inodes: v.f_favail,
+        total_inodes: v.f_files,
+    })
+}
+
+/// A filesystem's free and total space and inodes (what an unprivileged writer may use).
+#[derive(Debug, Clone, Copy)]
+pub struct Space {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    pub free_inodes: u64,
+    pub total_inodes: u64,
 }
 
 /// Removes the empty directory `name` in `parent`, if it is still the directory we expect and

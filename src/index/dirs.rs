@@ -48,6 +48,11 @@ impl Index {
             n_files: 0,
             g_files: 0,
             g_bytes: 0,
+            rule: if parent == ROOT {
+                self.rules.rule_for(name)
+            } else {
+                0
+            },
         };
         let id = match self.free_dirs.pop() {
             Some(id) => {

@@ -27,6 +27,9 @@ pub enum HoldReason {
     Unreadable,
     /// The name changed under a deletion and came back the same: looked at again later.
     Changed,
+    /// Inside its group's grace period while a limit presses and files behind it may go
+    /// (rules give groups different ages): back in the queue when its grace ends.
+    Grace,
 }
 
 #[derive(Debug, Clone, Copy)]

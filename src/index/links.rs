@@ -57,6 +57,7 @@ impl Index {
                 }
                 Some(_) => {}
             }
+            self.keep_consider(id);
             if s.in_queue() {
                 self.q_insert(id);
             }
@@ -70,6 +71,7 @@ impl Index {
             if s.in_queue() {
                 self.q_remove(id);
             }
+            self.keep_release(id);
             if let Ok(e) = self.by_ino.find_entry(h, |&x| x == id) {
                 e.remove();
             }
@@ -116,7 +118,7 @@ impl Index {
     }
 
     /// The inode's share: one file and its bytes, in the root's and its group's totals.
-    fn contribute(&mut self, id: FileId, add: bool) {
+    pub(super) fn contribute(&mut self, id: FileId, add: bool) {
         let s = self.files[id as usize];
         let g = self.dirs[s.dir as usize].group as usize;
         let protected = s.protected();
@@ -129,6 +131,7 @@ impl Index {
                 self.protected_files += 1;
                 self.protected_bytes = self.protected_bytes.saturating_add(s.size);
             }
+            self.check_quota(g as DirId);
         } else {
             self.total_files = self.total_files.saturating_sub(1);
             self.total_bytes = self.total_bytes.saturating_sub(s.size);

@@ -15,15 +15,18 @@ mod links;
 mod names;
 mod queue;
 mod resync;
+mod retention;
 
 pub use held::{Hold, HoldReason};
 
+use crate::rules::{RuleId, Rules};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use names::{NameRef, Names};
 use priority_queue::PriorityQueue;
 use std::ffi::OsStr;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Every index gets a new epoch: an id kept across a call that may rebuild the index (a
 /// replaced root) is checked against it before it is used again.
@@ -41,39 +44,61 @@ pub const ROOT: DirId = 0;
 pub struct Prio {
     pub mtime_ns: i64,
     pub size: u64,
+    /// When it may be deleted for its age (its group's `max_age` after its mtime); `None`:
+    /// no age limit, or one of its group's `keep_newest` files.
+    pub expires_ns: Option<i64>,
+    /// Its group's grace.
+    pub grace_ns: i64,
+    /// One of its group's `keep_newest` files (goes only when nothing else is left).
+    pub kept: bool,
 }
 
-/// The queue's key: one `u64` whose order is the eviction order (the greatest goes first):
-/// older mtime first, then larger size. The high 52 bits are the mtime in microseconds since
-/// 1970, inverted (clamped to 1970..2112); the low 12 bits a logarithmic size class (6 bits
-/// of exponent, 6 of mantissa). Why not `(i64, u64)`: the queue stores the key next to a hash
-/// and the id for every queued file, and the smaller key saves 8 bytes per file at millions of
-/// files. The slot keeps the exact mtime and size; the key only orders.
+/// The queue's key: one `u64` whose order is the eviction order (the greatest goes first).
+///
+/// - the top 2 bits are a band: files with an age limit (2) go before files without one (1),
+///   which go before each group's `keep_newest` files (0);
+/// - the next 52 bits are a time, inverted so that the soonest goes first: the file's expiry
+///   (mtime plus its group's `max_age`) in band 2, its mtime in bands 1 and 0, in
+///   microseconds since 1970 (clamped to 1970..2112);
+/// - the low 10 bits a logarithmic size class (6 bits of exponent, 4 of mantissa): of two
+///   files due in the same microsecond, the larger goes first.
+///
+/// With no rules every file has the same `max_age`, so expiry order is mtime order: the
+/// oldest file goes first, as it always did. Why not a tuple: the queue stores the key next
+/// to a hash and the id for every queued file, and one `u64` saves 8 bytes per file at
+/// millions of files. The slot keeps the exact mtime and size; the key only orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct QKey(u64);
 
-const MTIME_BITS: u32 = 52;
+const TIME_BITS: u32 = 52;
+
+/// Bands of [`QKey`].
+mod band {
+    pub const KEPT: u64 = 0;
+    pub const NO_AGE: u64 = 1;
+    pub const AGED: u64 = 2;
+}
 
 impl QKey {
-    fn new(mtime_ns: i64, size: u64) -> QKey {
-        let max_us = (1u64 << MTIME_BITS) - 1;
-        let us = (mtime_ns.max(0) / 1000).unsigned_abs().min(max_us);
-        QKey((max_us - us) << 12 | size_class(size))
+    fn new(band: u64, at_ns: i64, size: u64) -> QKey {
+        let max = (1u64 << TIME_BITS) - 1;
+        let t = (at_ns.max(0) / 1000).unsigned_abs().min(max);
+        QKey(band << 62 | (max - t) << 10 | size_class(size))
     }
 }
 
-/// A 12-bit class that never decreases as `size` grows.
+/// A 10-bit class that never decreases as `size` grows.
 fn size_class(size: u64) -> u64 {
     if size == 0 {
         return 0;
     }
     let bits = 64 - u64::from(size.leading_zeros()); // 1..=64
-    let mantissa = if bits > 7 {
-        (size >> (bits - 7)) & 63
+    let mantissa = if bits > 5 {
+        (size >> (bits - 5)) & 15
     } else {
-        (size << (7 - bits)) & 63
+        (size << (5 - bits)) & 15
     };
-    (bits - 1) << 6 | mantissa
+    (bits - 1) << 4 | mantissa
 }
 
 mod flag {
@@ -94,6 +119,13 @@ mod flag {
     pub const WATCHED: u8 = 128;
     /// Directory: big enough that its files are queued one by one (see `queue.rs`).
     pub const BIG: u8 = 2;
+    /// File: one of its group's `keep_newest` newest files (see `retention.rs`). Shares its
+    /// bit with `WATCHED`, which only directories carry.
+    pub const KEEP: u8 = 128;
+    /// Group directory: over its quota, listed in `Index::over_quota` (see `retention.rs`).
+    pub const OVER: u8 = 4;
+    /// Group directory: lost a kept file, listed in `Index::keep_dirty` (see `retention.rs`).
+    pub const KEEP_DIRTY: u8 = 8;
 }
 
 /// One file. `packed(4)`: the three `u64`s would otherwise pad the slot from 44 to 48 bytes
@@ -151,6 +183,8 @@ pub struct DirNode {
     /// Managed files and their bytes in this group (meaningful on group directories and ROOT).
     pub g_files: u32,
     pub g_bytes: u64,
+    /// The retention rule this group follows (meaningful on group directories and ROOT).
+    pub rule: RuleId,
 }
 
 /// What the caller learnt about a file from `statx`.
@@ -182,6 +216,14 @@ pub struct Index {
     /// Watched directories per inode (see `Index::watched_with_ino`).
     watched_inos: HashMap<u64, u32>,
     holds: held::Holds,
+    /// The root's retention rules (see `retention.rs`).
+    rules: Arc<Rules>,
+    /// Groups with `keep_newest`: their kept files, oldest first (at most N each).
+    keep: HashMap<DirId, Vec<FileId>>,
+    /// Groups that lost a kept file and may have to promote another one.
+    keep_dirty: Vec<DirId>,
+    /// Groups found over their quota, for eviction to trim (deduplicated by `flag::OVER`).
+    over_quota: Vec<DirId>,
     epoch: u64,
     /// Managed files and bytes, each inode once.
     pub total_files: u64,
@@ -198,6 +240,11 @@ pub struct Index {
 
 impl Index {
     pub fn new(root_ino: u64) -> Index {
+        Index::with_rules(root_ino, Arc::new(Rules::default()))
+    }
+
+    /// An empty index whose groups follow `rules`.
+    pub fn with_rules(root_ino: u64, rules: Arc<Rules>) -> Index {
         let mut ix = Index {
             files: Vec::new(),
             free_files: Vec::new(),
@@ -212,6 +259,10 @@ impl Index {
             by_ino: HashTable::new(),
             watched_inos: HashMap::new(),
             holds: held::Holds::default(),
+            rules,
+            keep: HashMap::new(),
+            keep_dirty: Vec::new(),
+            over_quota: Vec::new(),
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             total_files: 0,
             total_bytes: 0,
@@ -237,6 +288,7 @@ impl Index {
             n_files: 0,
             g_files: 0,
             g_bytes: 0,
+            rule: 0,
         });
         ix
     }
@@ -355,16 +407,28 @@ impl Index {
         s
     }
 
-    /// The next eviction candidate: the oldest managed, unprotected, not held file.
+    /// The next eviction candidate: the managed, unprotected, not held file that expires
+    /// first (the oldest, without rules).
     pub fn peek(&mut self) -> Option<(FileId, Prio)> {
-        self.q_peek().map(|id| {
-            let s = &self.files[id as usize];
-            let p = Prio {
-                mtime_ns: s.mtime_ns,
-                size: s.size,
-            };
-            (id, p)
-        })
+        self.settle_keep();
+        self.q_peek().map(|id| (id, self.prio(id)))
+    }
+
+    /// File `id`'s eviction data.
+    pub fn prio(&self, id: FileId) -> Prio {
+        let s = &self.files[id as usize];
+        let lim = self.limits_of(s.dir);
+        let kept = s.flags & flag::KEEP != 0;
+        Prio {
+            mtime_ns: s.mtime_ns,
+            size: s.size,
+            expires_ns: lim
+                .age_ns
+                .filter(|_| !kept)
+                .map(|a| s.mtime_ns.saturating_add(a)),
+            grace_ns: lim.grace_ns,
+            kept,
+        }
     }
 
     /// Takes a file out of the eviction queue (`true`) or puts it back (`false`). Holds go
@@ -478,5 +542,7 @@ impl Index {
     }
 }
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ impl Index {
     /// File `id`, queued by its flags, enters the queue.
     pub(super) fn q_insert(&mut self, id: FileId) {
         let s = self.files[id as usize];
-        let key = QKey::new(s.mtime_ns, s.size);
+        let key = self.key_of(&s);
         if self.is_big(s.dir) {
             self.file_queue.push(id, key);
         } else if self.dir_queue.get_priority(&s.dir).is_none_or(|&k| k < key) {
@@ -47,7 +47,7 @@ impl Index {
             return;
         }
         // Only the directory's best candidate leaving changes the directory's key.
-        if self.dir_queue.get_priority(&s.dir) == Some(&QKey::new(s.mtime_ns, s.size)) {
+        if self.dir_queue.get_priority(&s.dir) == Some(&self.key_of(&s)) {
             match self.best_in(s.dir, id) {
                 Some((_, key)) => {
                     self.dir_queue.push(s.dir, key);
@@ -106,7 +106,8 @@ impl Index {
             while f != NONE {
                 let s = self.files[f as usize];
                 if s.in_queue() {
-                    self.file_queue.push(f, QKey::new(s.mtime_ns, s.size));
+                    let key = self.key_of(&s);
+                    self.file_queue.push(f, key);
                 }
                 f = s.next;
             }
@@ -140,7 +141,7 @@ impl Index {
         while f != NONE {
             let s = &self.files[f as usize];
             if f != except && s.in_queue() {
-                let k = QKey::new(s.mtime_ns, s.size);
+                let k = self.key_of(s);
                 if best.is_none_or(|(_, b)| k > b) {
                     best = Some((f, k));
                 }

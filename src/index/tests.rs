@@ -188,9 +188,9 @@ fn many_files_and_compaction_keep_names() {
 fn queue_key_orders_by_age_then_size() {
     let now = 1_800_000_000_000_000_000i64; // 2027, in ns
                                             // Older first, by microseconds.
-    assert!(QKey::new(now - 1_000, 1) > QKey::new(now, u64::MAX));
+    assert!(QKey::new(band::NO_AGE, now - 1_000, 1) > QKey::new(band::NO_AGE, now, u64::MAX));
     // Same microsecond: larger first, at every scale.
-    let mut last = QKey::new(now, 0);
+    let mut last = QKey::new(band::NO_AGE, now, 0);
     for size in [
         1u64,
         2,
@@ -204,14 +204,14 @@ fn queue_key_orders_by_age_then_size() {
         1 << 40,
         u64::MAX,
     ] {
-        let k = QKey::new(now, size);
+        let k = QKey::new(band::NO_AGE, now, size);
         assert!(k >= last, "size {size}");
         last = k;
     }
-    assert!(QKey::new(now, 800 << 10) > QKey::new(now, 300 << 10));
+    assert!(QKey::new(band::NO_AGE, now, 800 << 10) > QKey::new(band::NO_AGE, now, 300 << 10));
     // Before 1970 and far future clamp instead of wrapping.
-    assert!(QKey::new(-5, 1) >= QKey::new(0, 1));
-    assert!(QKey::new(i64::MAX, 1) < QKey::new(now, 1));
+    assert!(QKey::new(band::NO_AGE, -5, 1) >= QKey::new(band::NO_AGE, 0, 1));
+    assert!(QKey::new(band::NO_AGE, i64::MAX, 1) < QKey::new(band::NO_AGE, now, 1));
 }
 
 /// The two-level queue against a brute-force answer, under random inserts, updates, holds and
@@ -272,11 +272,11 @@ fn two_level_queue_matches_brute_force() {
             .iter()
             .map(|(x, n)| ix.find_file(*x, os(n)).unwrap())
             .filter(|&f| ix.file(f).in_queue())
-            .map(|f| QKey::new(ix.file(f).mtime_ns, ix.file(f).size))
+            .map(|f| QKey::new(band::NO_AGE, ix.file(f).mtime_ns, ix.file(f).size))
             .max();
         let got = ix
             .peek()
-            .map(|(f, _)| QKey::new(ix.file(f).mtime_ns, ix.file(f).size));
+            .map(|(f, _)| QKey::new(band::NO_AGE, ix.file(f).mtime_ns, ix.file(f).size));
         assert_eq!(got, want, "step {step}");
         if step % 7 == 0 {
             check_queue_invariant(&ix);
@@ -309,7 +309,7 @@ fn check_queue_invariant(ix: &Index) {
             .iter()
             .map(|&f| (f, ix.file(f)))
             .filter(|(_, s)| s.in_queue())
-            .map(|(f, s)| (f, QKey::new(s.mtime_ns, s.size)))
+            .map(|(f, s)| (f, QKey::new(band::NO_AGE, s.mtime_ns, s.size)))
             .collect();
         if node.flags & flag::BIG != 0 {
             assert!(

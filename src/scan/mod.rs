@@ -147,7 +147,7 @@ impl RootState {
         comps.push(name);
         let managed =
             m.kind == Kind::File && !fsops::is_private_name(name) && self.policy.managed(&comps);
-        let protected = managed && self.policy.protected(&comps);
+        let protected = managed && (self.index.rule_protects(d) || self.policy.protected(&comps));
         if managed && self.index.find_file(d, name).is_none() {
             self.capacity
                 .on_create(RootState::path_hash(&comps), std::time::SystemTime::now());
