@@ -99,39 +99,53 @@ fn groups(
             let oldest = mtimes.clone().min();
             let newest = mtimes.max();
             let node = r.index.dir(g);
+            let rule = r.index.group_rule(g);
+            let lim = *r.index.rules().limits(rule);
+            let share = |used: u64, quota: Option<u64>| {
+                quota.map(|q| used as f64 * 100.0 / q.max(1) as f64)
+            };
+            let quota_percent = share(node.g_bytes, lim.quota_bytes)
+                .into_iter()
+                .chain(share(u64::from(node.g_files), lim.quota_files))
+                .reduce(f64::max)
+                .map(|p| (p * 10.0).round() / 10.0);
             rows.push((
-                r.index.dir_name(g).to_string_lossy().into_owned(),
-                r.cfg.path.display().to_string(),
-                node.g_files,
-                node.g_bytes,
+                GroupRow {
+                    name: r.index.dir_name(g).to_string_lossy().into_owned(),
+                    root: r.cfg.path.display().to_string(),
+                    files: u64::from(node.g_files),
+                    bytes: node.g_bytes,
+                    oldest_file_age_hours: oldest.map(hours_since),
+                    newest_file_age_hours: newest.map(hours_since),
+                    rule: r.index.rules().label(rule).map(str::to_string),
+                    max_age_hours: lim
+                        .age_ns
+                        .map(|a| (a as f64 / 3.6e12 * 100.0).round() / 100.0),
+                    quota_bytes: lim.quota_bytes,
+                    quota_files: lim.quota_files,
+                    quota_percent,
+                },
                 oldest,
-                newest,
             ));
         }
     }
     match sort {
-        GroupSort::Bytes => rows.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(&b.0))),
-        GroupSort::Files => rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0))),
-        GroupSort::Age => {
-            rows.sort_by(|a, b| a.4.unwrap_or(i64::MAX).cmp(&b.4.unwrap_or(i64::MAX)))
+        GroupSort::Bytes => {
+            rows.sort_by(|a, b| b.0.bytes.cmp(&a.0.bytes).then(a.0.name.cmp(&b.0.name)))
         }
-        GroupSort::Name => rows.sort_by(|a, b| a.0.cmp(&b.0)),
+        GroupSort::Files => {
+            rows.sort_by(|a, b| b.0.files.cmp(&a.0.files).then(a.0.name.cmp(&b.0.name)))
+        }
+        GroupSort::Age => {
+            rows.sort_by(|a, b| a.1.unwrap_or(i64::MAX).cmp(&b.1.unwrap_or(i64::MAX)))
+        }
+        GroupSort::Name => rows.sort_by(|a, b| a.0.name.cmp(&b.0.name)),
     }
     let total = rows.len();
     if let Some(n) = top {
         rows.truncate(n);
     }
-    let groups = rows
-        .into_iter()
-        .map(|(name, root, files, bytes, oldest, newest)| GroupRow {
-            name,
-            root,
-            files: u64::from(files),
-            bytes,
-            oldest_file_age_hours: oldest.map(hours_since),
-            newest_file_age_hours: newest.map(hours_since),
-        })
-        .collect();
+    let groups = rows.into_iter().map(|(row, _)| row).collect();
     Ok(fields(&GroupsReply {
         groups,
         total_groups: total as u64,

@@ -166,6 +166,80 @@ impl Rules {
     }
 }
 
+/// For `check-config`: which rule each existing group of each root follows (as YAML comments,
+/// so that the output stays a loadable config). Only roots with rules that exist are listed;
+/// reading a root's entries is all this does (no symlink is followed).
+pub fn describe_groups(roots: &[RootConfig]) -> String {
+    const SHOWN: usize = 200;
+    let mut out = String::new();
+    for (i, root) in roots.iter().enumerate() {
+        if root.rules.is_empty() {
+            continue;
+        }
+        let Ok(rules) = Rules::new(root) else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(&root.path) else {
+            out += &format!(
+                "# roots[{i}] {}: does not exist (yet); no groups to match the rules against\n",
+                root.path.display()
+            );
+            continue;
+        };
+        let mut groups: Vec<std::ffi::OsString> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name())
+            .collect();
+        groups.sort();
+        out += &format!(
+            "# roots[{i}] {}: the rule each of its {} groups follows\n",
+            root.path.display(),
+            groups.len()
+        );
+        for g in groups.iter().take(SHOWN) {
+            let r = rules.rule_for(g);
+            let l = rules.limits(r);
+            let which = match rules.label(r) {
+                Some(m) => format!("rules[{}] {m:?}", r - 1),
+                None => "(no rule: the root's values)".to_string(),
+            };
+            let age = l.age_ns.map_or("no age limit".to_string(), |a| {
+                format!(
+                    "max_age {}",
+                    crate::config::units::format_duration(Duration::from_nanos(a as u64))
+                )
+            });
+            let mut extra = Vec::new();
+            if l.keep_newest > 0 {
+                extra.push(format!("keep_newest {}", l.keep_newest));
+            }
+            if let Some(q) = l.quota_bytes {
+                extra.push(format!(
+                    "group_max_size {}",
+                    crate::config::units::format_size(q)
+                ));
+            }
+            if let Some(q) = l.quota_files {
+                extra.push(format!("group_max_files {q}"));
+            }
+            if l.protect {
+                extra.push("protected".to_string());
+            }
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", extra.join(", "))
+            };
+            out += &format!("#   {}: {which}: {age}{extra}\n", g.to_string_lossy());
+        }
+        if groups.len() > SHOWN {
+            out += &format!("#   ... and {} more\n", groups.len() - SHOWN);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -409,6 +409,10 @@ pub fn groups(answer: &GroupsReply, style: &Style) -> String {
     let roots: std::collections::BTreeSet<&str> =
         answer.groups.iter().map(|g| g.root.as_str()).collect();
     let with_root = roots.len() > 1;
+    let with_rules = answer
+        .groups
+        .iter()
+        .any(|g| g.rule.is_some() || g.quota_percent.is_some());
     let rows = answer
         .groups
         .iter()
@@ -420,6 +424,20 @@ pub fn groups(answer: &GroupsReply, style: &Style) -> String {
                 r(hours_or_dash(g.oldest_file_age_hours)),
                 r(hours_or_dash(g.newest_file_age_hours)),
             ];
+            if with_rules {
+                row.push(l(g.rule.clone().unwrap_or_else(|| "-".into())));
+                row.push(r(hours_or_dash(g.max_age_hours)));
+                let quota: Vec<String> = g
+                    .quota_files
+                    .map(|q| format!("{} files", count(q)))
+                    .into_iter()
+                    .chain(g.quota_bytes.map(|q| bytes(q as f64)))
+                    .collect();
+                row.push(l(match g.quota_percent {
+                    Some(p) => format!("{p:.0}% of {}", quota.join(", ")),
+                    None => "-".into(),
+                }));
+            }
             if with_root {
                 row.push(l(g.root.clone()));
             }
@@ -427,6 +445,9 @@ pub fn groups(answer: &GroupsReply, style: &Style) -> String {
         })
         .collect();
     let mut head = vec!["GROUP", "FILES", "SIZE", "OLDEST", "NEWEST"];
+    if with_rules {
+        head.extend(["RULE", "MAX AGE", "QUOTA"]);
+    }
     if with_root {
         head.push("ROOT");
     }

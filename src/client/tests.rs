@@ -344,6 +344,11 @@ fn other_renderings() {
         bytes,
         oldest_file_age_hours: oldest,
         newest_file_age_hours: newest,
+        rule: None,
+        max_age_hours: None,
+        quota_bytes: None,
+        quota_files: None,
+        quota_percent: None,
     };
     let g = render::groups(
         &GroupsReply {

@@ -413,6 +413,7 @@ pub fn check_config_main(path: Option<&Path>, explain: bool) -> i32 {
             } else {
                 print!("{}", config.to_yaml());
             }
+            print!("{}", crate::rules::describe_groups(&config.roots));
             for w in &config.warnings {
                 eprintln!("chartd: warning: {w}");
             }

@@ -243,6 +243,14 @@ pub struct GroupRow {
     pub bytes: u64,
     pub oldest_file_age_hours: Option<f64>,
     pub newest_file_age_hours: Option<f64>,
+    /// The `match` of the retention rule the group follows; `null`: the root's own values.
+    pub rule: Option<String>,
+    /// The group's effective `max_age` in hours (`null`: no age limit).
+    pub max_age_hours: Option<f64>,
+    /// The group's quotas (`null`: none) and the larger share of them in use, in percent.
+    pub quota_bytes: Option<u64>,
+    pub quota_files: Option<u64>,
+    pub quota_percent: Option<f64>,
 }
 
 /// `list`.

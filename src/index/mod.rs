@@ -28,6 +28,9 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// With rules, the oldest file's mtime is found by a scan, at most this often.
+const OLDEST_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Every index gets a new epoch: an id kept across a call that may rebuild the index (a
 /// replaced root) is checked against it before it is used again.
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
@@ -222,6 +225,8 @@ pub struct Index {
     keep: HashMap<DirId, Vec<FileId>>,
     /// Groups that lost a kept file and may have to promote another one.
     keep_dirty: Vec<DirId>,
+    /// The last scan for the oldest file (see [`Index::oldest_mtime`]).
+    oldest_scan: Option<(std::time::Instant, Option<i64>)>,
     /// Groups found over their quota, for eviction to trim (deduplicated by `flag::OVER`).
     over_quota: Vec<DirId>,
     epoch: u64,
@@ -263,6 +268,7 @@ impl Index {
             keep: HashMap::new(),
             keep_dirty: Vec::new(),
             over_quota: Vec::new(),
+            oldest_scan: None,
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             total_files: 0,
             total_bytes: 0,
@@ -478,7 +484,27 @@ impl Index {
 
     /// The oldest managed file's mtime, including held ones (protected files are left out:
     /// they are never in the queue, and a scan for them would cost O(n)).
+    ///
+    /// With rules the head of the queue is the file that expires first, not the oldest: then
+    /// the answer is a scan of the index, at most every [`OLDEST_SCAN_EVERY`] (status reads
+    /// it on every snapshot).
     pub fn oldest_mtime(&mut self) -> Option<i64> {
+        if !self.rules.uniform() {
+            let now = std::time::Instant::now();
+            if let Some((at, v)) = self.oldest_scan {
+                if now.duration_since(at) < OLDEST_SCAN_EVERY {
+                    return v;
+                }
+            }
+            let v = self
+                .files
+                .iter()
+                .filter(|s| s.flags & flag::LIVE != 0 && s.managed() && !s.protected())
+                .map(|s| s.mtime_ns)
+                .min();
+            self.oldest_scan = Some((now, v));
+            return v;
+        }
         let q = self.peek().map(|(_, p)| p.mtime_ns);
         let held: Vec<i64> = self
             .holds
