@@ -184,6 +184,27 @@ globs: managed files (default images: *.png *.jpg *.jpeg *.svg *.webp *.gif), ne
 .TP
 \fBroots[].prune_empty_dirs\fR
 remove directories eviction emptied, never the root (default true).
+.TP
+\fBroots[].max_files\fR
+at most this many managed files; once crossed, evict down to low_watermark of it (0 = none).
+.TP
+\fBroots[].min_free_inodes\fR
+keep this many inodes of the filesystem free (\fB5%\fR or a count), restored like min_free.
+.TP
+\fBroots[].keep_newest\fR
+per group (the first directory under the root), its N newest managed files are never evicted
+by age and go last under pressure (default 0).
+.TP
+\fBroots[].group_max_size\fR, \fBroots[].group_max_files\fR
+per-group quotas (0 = none): a group over one loses its own oldest files, down to low_watermark
+of the quota; other groups are untouched.
+.TP
+\fBroots[].rules\fR
+per-group rules, first match wins: \fBmatch\fR (a glob on the group name) and any of
+\fBmax_age\fR (0 = no age limit), \fBgrace\fR, \fBkeep_newest\fR, \fBgroup_max_size\fR,
+\fBgroup_max_files\fR, \fBprotect\fR. Under pressure files go soonest expiry first, files
+without an age limit after them, kept files last. \fBchartd check-config\fR lists the rule each
+existing group follows; SIGHUP applies new rules without a re-crawl.
 .SH ENVIRONMENT
 The variables of the system chartd replaces override the file and apply to the first root:
 .TP
