@@ -8,8 +8,8 @@
 //! | reason | level | when |
 //! |---|---|---|
 //! | `root_missing` | critical | the root is missing or cannot be opened |
-//! | `floor_not_holding` | critical | free space has been below `min_free` for longer than grace + 10 s |
-//! | `limit_not_holding` | warning, critical after 5 more minutes | the root has been over `max_size` for longer than grace + 10 s |
+//! | `floor_not_holding` | critical | free space (inodes) has been below `min_free` (`min_free_inodes`) for longer than grace + 10 s |
+//! | `limit_not_holding` | warning, critical after 5 more minutes | the root has been over `max_size` (or `max_files`) for longer than grace + 10 s |
 //! | `free_space_near_floor` | warning (critical at `alerts.critical`) | free space is within `alerts.warning` of the floor and chartd has less than a tenth of `min_free` left to delete: other data is filling the disk |
 //! | `retention_short` | warning | size or free-space pressure evicted a file younger than half of `max_age` |
 //! | `deletions_failing` | warning | a deletion failed in the last 10 minutes (or files are held as failing) |
@@ -82,14 +82,15 @@ impl Tracker {
         let mut seen = HashMap::with_capacity(snap.roots.len());
         for r in &snap.roots {
             let mut t = self.roots.remove(&r.path).unwrap_or_default();
-            let over = r.max_size.is_some_and(|m| r.total_bytes > m);
+            let over = r.max_size.is_some_and(|m| r.total_bytes > m)
+                || r.max_files.is_some_and(|m| r.total_files > m);
             t.over_size_since = if over {
                 // The owner knows best when a block began; otherwise the first snapshot over.
                 Some(
                     r.holding()
                         .blocked
                         .as_ref()
-                        .filter(|b| b.limit == "max_size")
+                        .filter(|b| b.limit == "max_size" || b.limit == "max_files")
                         .map(|b| b.since)
                         .or(t.over_size_since)
                         .unwrap_or(now),
@@ -156,6 +157,8 @@ fn track_view(t: &RootTrack) -> History {
 fn below_floor(r: &RootStats) -> bool {
     r.min_free_bytes
         .is_some_and(|floor| r.fs_total_bytes > 0 && r.fs_free_bytes < floor)
+        || r.min_free_inodes
+            .is_some_and(|floor| r.fs_total_inodes > 0 && r.fs_free_inodes < floor)
 }
 
 fn elapsed(since: Option<SystemTime>, now: SystemTime) -> Option<Duration> {

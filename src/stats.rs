@@ -93,6 +93,11 @@ pub struct RootStats {
     pub min_free_bytes: Option<u64>,
     pub fs_free_bytes: u64,
     pub fs_total_bytes: u64,
+    /// `max_files`, and the inode floor as a count (resolved from a percentage), if any.
+    pub max_files: Option<u64>,
+    pub min_free_inodes: Option<u64>,
+    pub fs_free_inodes: u64,
+    pub fs_total_inodes: u64,
     pub unmanaged_files: u64,
     pub files_removed: u64,
     pub bytes_freed: u64,

@@ -139,6 +139,11 @@ pub struct RootStatus {
     pub fs_free_bytes: u64,
     pub fs_total_bytes: u64,
     pub min_free_bytes: Option<u64>,
+    /// `max_files` (`null`: no count limit) and the inode floor as a count (`null`: off).
+    pub max_files: Option<u64>,
+    pub min_free_inodes: Option<u64>,
+    pub fs_free_inodes: u64,
+    pub fs_total_inodes: u64,
     pub unmanaged_files: u64,
     pub files_removed: u64,
     pub removed_by_reason: BTreeMap<String, u64>,

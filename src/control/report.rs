@@ -110,6 +110,10 @@ fn root_status(r: &RootStats, snap: &Snapshot, view: &View, now: SystemTime) -> 
         fs_free_bytes: r.fs_free_bytes,
         fs_total_bytes: r.fs_total_bytes,
         min_free_bytes: r.min_free_bytes,
+        max_files: r.max_files,
+        min_free_inodes: r.min_free_inodes,
+        fs_free_inodes: r.fs_free_inodes,
+        fs_total_inodes: r.fs_total_inodes,
         unmanaged_files: r.unmanaged_files,
         files_removed: r.files_removed,
         removed_by_reason,
@@ -209,6 +213,25 @@ pub fn metrics(snap: &Snapshot, view: &View, now: SystemTime) -> String {
             .filter_map(|r| Some((label(r), r.max_age?.as_secs_f64()))),
     );
     out.gauge(
+        "chartd_max_files",
+        "Configured file-count limit of the root (absent: no limit).",
+        roots
+            .iter()
+            .filter_map(|r| Some((label(r), r.max_files? as f64))),
+    );
+    out.gauge(
+        "chartd_min_free_inodes",
+        "Configured free-inode floor of the root's filesystem (absent: off).",
+        roots
+            .iter()
+            .filter_map(|r| Some((label(r), r.min_free_inodes? as f64))),
+    );
+    out.gauge(
+        "chartd_filesystem_free_inodes",
+        "Free inodes on the root's filesystem.",
+        roots.iter().map(|r| (label(r), r.fs_free_inodes as f64)),
+    );
+    out.gauge(
         "chartd_min_free_bytes",
         "Configured free-space floor of the root's filesystem (absent: off).",
         roots
@@ -234,7 +257,7 @@ pub fn metrics(snap: &Snapshot, view: &View, now: SystemTime) -> String {
     );
     out.counter(
         "chartd_removed_files_total",
-        "Files deleted, by reason (age, size, free_space, purge).",
+        "Files deleted, by reason (age, size, count, free_space, inodes, quota, purge).",
         roots.iter().flat_map(|r| {
             Reason::ALL.iter().map(move |reason| {
                 (
