@@ -18,6 +18,12 @@
 //!    meanwhile, the file in hand is one that its writer has already replaced by a second
 //!    rename: removing it is what that rename did (reported as such).
 //!
+//! Why no ctime in the check: chartd's own rename in step 2 updates the inode's ctime, so a
+//! ctime taken after it can never equal one taken before; and the index keeps no ctime to
+//! compare with (it decides on inode, size and mtime). What the ctime would add, a change
+//! that keeps size and mtime, is covered by the inode compared through the fd chartd opened
+//! and locked before the rename: the file in hand is that inode, unchanged in size and mtime.
+//!
 //! A file chartd cannot open is held and reported, never deleted blind. Private names are
 //! never managed, their events are dropped, and a leftover of a crash between 2 and 3 is
 //! removed when a walk finds it.

@@ -331,9 +331,14 @@ fn policy(max_size: u64, max_age: Duration) -> String {
     format!(
         "max_size: {max_size}\nmax_age: {}s\ngrace: {}s\nlow_watermark: 90%\ninclude: [\"*.png\"]\n\
          exclude: [\"*.tmp\", \".*\"]\nprotect: [\"*_keep.png\"]\nprune_empty_dirs: true\n\
+         rules: [{{match: \"G0\", max_age: {}s}}, {{match: \"G1\", keep_newest: 2}}, \
+         {{match: \"G2\", group_max_files: 8}}, {{match: \"G3\", max_age: 0}}]\n\
          ^resync_interval: 1h",
         max_age.as_secs(),
-        GRACE.as_secs()
+        GRACE.as_secs(),
+        // G0 ages twice as fast (never below grace), G1 keeps its two newest, G2 has a quota,
+        // G3 has no age limit: the rules reorder the queue under every operation above.
+        (max_age.as_secs() / 2).max(GRACE.as_secs()),
     )
 }
 
@@ -1372,7 +1377,7 @@ pub fn request_within(socket: &Path, line: &str, timeout: Duration) -> Option<Va
 }
 
 /// Managed files on disk: per group (files = names, bytes = once per inode), the totals, and
-/// the oldest unprotected managed mtime.
+/// the oldest managed mtime that an age limit applies to (see `policy`'s rules).
 #[derive(Debug, Default, PartialEq)]
 struct DiskView {
     files: u64,
@@ -1385,6 +1390,7 @@ fn walk(root: &Path) -> (DiskView, Option<(i128, PathBuf)>) {
     let mut seen: HashSet<u64> = HashSet::new();
     let mut gseen: HashSet<(String, u64)> = HashSet::new();
     let mut oldest: Option<(i128, PathBuf)> = None;
+    let mut aging: Vec<(String, i128, PathBuf, bool)> = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
@@ -1417,15 +1423,26 @@ fn walk(root: &Path) -> (DiskView, Option<(i128, PathBuf)>) {
             }
             let g = v.groups.entry(group.clone()).or_default();
             g.0 += 1;
-            if gseen.insert((group, m.ino())) {
+            if gseen.insert((group.clone(), m.ino())) {
                 g.1 += m.len();
             }
-            if !name.ends_with("_keep.png") {
-                let t = mtime_of(&m);
-                if oldest.as_ref().is_none_or(|o| t < o.0) {
-                    oldest = Some((t, e.path()));
-                }
-            }
+            aging.push((group, mtime_of(&m), e.path(), name.ends_with("_keep.png")));
+        }
+    }
+    // The rules of `policy`: G3 has no age limit, and G1's two newest managed names are kept
+    // whatever their age; protected files never age out.
+    aging.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut kept_in_g1 = 0;
+    for (group, t, path, protected) in aging {
+        if group == "G1" && kept_in_g1 < 2 {
+            kept_in_g1 += 1;
+            continue;
+        }
+        if protected || group == "G3" {
+            continue;
+        }
+        if oldest.as_ref().is_none_or(|o| t < o.0) {
+            oldest = Some((t, path));
         }
     }
     (v, oldest)
