@@ -266,6 +266,7 @@ chartd status \-\-json | jq '.roots[] | {path, alert, alert_reasons}'
 chartd groups \-\-top 10 \-\-sort bytes
 chartd list AAPL_1d
 sudo chartd purge AAPL_1d \-\-dry\-run
+sudo chartd purge 'RELIANCE_*' \-\-include\-young   # every group of a symbol, fresh charts too
 sudo chartd purge \-\-all \-\-yes \-\-root /var/lib/chartd/charts
 sudo chartd check\-config \-\-explain
 chartd run \-\-config dev.yaml \-\-socket ./chartd.sock   # from a checkout

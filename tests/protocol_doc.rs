@@ -177,7 +177,8 @@ fn sample_status() -> StatusReply {
     }
 }
 
-fn deletion(skipped_in_grace: Option<u64>) -> DeletionReply {
+/// A `cleanup` reply (`None`) or a `purge` reply (`Some`: its own fields are present).
+fn deletion(purge: Option<u64>) -> DeletionReply {
     DeletionReply {
         files_removed: Some(1),
         bytes_freed: Some(1),
@@ -191,7 +192,8 @@ fn deletion(skipped_in_grace: Option<u64>) -> DeletionReply {
             reason: "age".into(),
         }],
         dry_run: true,
-        skipped_in_grace,
+        skipped_in_grace: purge,
+        groups_matched: purge,
     }
 }
 
