@@ -190,6 +190,10 @@ The variables of the system chartd replaces override the file and apply to the f
 \fBCHART_OUTPUT_DIR\fR
 roots[0].path
 .TP
+\fBSTORAGE_CHARTS_PATH\fR
+roots[0].path too (the storage configuration's name); \fBCHART_OUTPUT_DIR\fR wins when both are
+set
+.TP
 \fBCHART_MAX_AGE_HOURS\fR
 roots[0].max_age, in hours
 .TP
@@ -304,6 +308,7 @@ mod tests {
         }
         for var in [
             "CHART_OUTPUT_DIR",
+            "STORAGE_CHARTS_PATH",
             "CHART_MAX_AGE_HOURS",
             "CHART_MAX_SIZE_MB",
             "CHART_GRACE_SECONDS",
