@@ -123,6 +123,7 @@ fn sample_status() -> StatusReply {
         total_size_mb: 1.0,
         oldest_file_age_hours: Some(1.0),
         newest_file_age_hours: Some(1.0),
+        average_file_age_hours: Some(1.0),
         max_age_hours: Some(1.0),
         max_size_mb: Some(1.0),
         usage_percent: Some(1.0),

@@ -132,6 +132,8 @@ pub struct RootStatus {
     pub total_size_mb: f64,
     pub oldest_file_age_hours: Option<f64>,
     pub newest_file_age_hours: Option<f64>,
+    /// The mean age of the managed files (each inode once); `null` without files.
+    pub average_file_age_hours: Option<f64>,
     pub max_age_hours: Option<f64>,
     pub max_size_mb: Option<f64>,
     pub usage_percent: Option<f64>,
