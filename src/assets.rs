@@ -211,6 +211,10 @@ The variables of the system chartd replaces override the file and apply to the f
 \fBCHART_OUTPUT_DIR\fR
 roots[0].path
 .TP
+\fBSTORAGE_CHARTS_PATH\fR
+roots[0].path too (the storage configuration's name); \fBCHART_OUTPUT_DIR\fR wins when both are
+set
+.TP
 \fBCHART_MAX_AGE_HOURS\fR
 roots[0].max_age, in hours
 .TP
@@ -287,6 +291,7 @@ chartd status \-\-json | jq '.roots[] | {path, alert, alert_reasons}'
 chartd groups \-\-top 10 \-\-sort bytes
 chartd list AAPL_1d
 sudo chartd purge AAPL_1d \-\-dry\-run
+sudo chartd purge 'RELIANCE_*' \-\-include\-young   # every group of a symbol, fresh charts too
 sudo chartd purge \-\-all \-\-yes \-\-root /var/lib/chartd/charts
 sudo chartd check\-config \-\-explain
 chartd run \-\-config dev.yaml \-\-socket ./chartd.sock   # from a checkout
@@ -324,6 +329,7 @@ mod tests {
         }
         for var in [
             "CHART_OUTPUT_DIR",
+            "STORAGE_CHARTS_PATH",
             "CHART_MAX_AGE_HOURS",
             "CHART_MAX_SIZE_MB",
             "CHART_GRACE_SECONDS",

@@ -118,9 +118,15 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Delete every managed file of a group, or of a whole root with --all --yes.
+    /// Delete every managed file of a group, of every group a glob matches, or of a whole root
+    /// with --all --yes.
+    ///
+    /// Protected files, files open for writing or locked (flock) by a writer, and files
+    /// modified within `grace` (unless --include-young) are skipped and counted.
     Purge {
-        /// The group (a SYMBOL_INTERVAL directory or a session id).
+        /// The group (a SYMBOL_INTERVAL directory or a session id), or a glob of groups:
+        /// 'RELIANCE_*' purges every group whose name matches (quote it for the shell). A group
+        /// named exactly GROUP is that group, glob characters or not.
         #[arg(
             value_name = "GROUP",
             value_hint = ValueHint::Other,
@@ -137,6 +143,10 @@ pub enum Command {
         /// Report what would be removed; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also delete files modified within `grace` (a finished session's last charts). Files
+        /// open for writing, locked (flock) or protected are still skipped and counted.
+        #[arg(long)]
+        include_young: bool,
         /// Only this root (relative paths are resolved against the working directory).
         #[arg(long, value_name = "PATH", value_hint = ValueHint::DirPath)]
         root: Option<PathBuf>,

@@ -3,12 +3,13 @@
 //! owner calls them between batches of events, so they see a consistent index, and they have
 //! no way back into the owner.
 //!
-//! `purge` decides on a list of files up front and then deletes them one by one; a deletion may
-//! refresh the index, and a refresh may rebuild it (the root was replaced) or reuse a freed
-//! slot for another file. So every victim is checked again right before its deletion: the
-//! index is still the one the list was made from (its epoch), the slot is still the same file
-//! (inode, size, mtime), still managed, still in the purged group. A replaced root stops the
-//! purge, and the answer says so.
+//! `purge` takes a group, a glob of groups (`RELIANCE_*`: every group whose name matches, in
+//! every root it acts on) or a whole root. It decides on a list of files up front and then
+//! deletes them one by one; a deletion may refresh the index, and a refresh may rebuild it
+//! (the root was replaced) or reuse a freed slot for another file. So every victim is checked
+//! again right before its deletion: the index is still the one the list was made from (its
+//! epoch), the slot is still the same file (inode, size, mtime), still managed, still in the
+//! group it was chosen in. A replaced root stops the purge, and the answer says so.
 
 use crate::control::messages::{
     fields, DeletionReply, GroupRow, GroupsReply, ListReply, ListedFile, RemovedFile,
@@ -41,7 +42,16 @@ pub fn handle(scope: Scope<'_>, req: Request) -> Reply {
             root,
             group,
             dry_run,
-        } => purge(scope, root.as_deref(), group.as_deref(), dry_run),
+            include_young,
+        } => purge(
+            scope,
+            PurgeArgs {
+                root: root.as_deref(),
+                group: group.as_deref(),
+                dry_run,
+                include_young,
+            },
+        ),
     }
 }
 
@@ -241,6 +251,7 @@ fn answer(t: &Totals, dry_run: bool, skipped_in_grace: Option<u64>) -> DeletionR
         files: removed_files(&t.removals),
         dry_run,
         skipped_in_grace,
+        groups_matched: None,
     }
 }
 
@@ -277,59 +288,121 @@ fn cleanup(scope: Scope<'_>, dry_run: bool) -> Reply {
     Ok(fields(&answer(&totals, dry_run, None)))
 }
 
-/// A file chosen by `purge`, as it was when it was chosen.
+/// A file chosen by `purge`, as it was when it was chosen, and the group it was chosen in.
 struct Victim {
     id: FileId,
     ino: u64,
     size: u64,
     mtime_ns: i64,
+    /// The purged group (ROOT for `all`) and its inode when the file was chosen.
+    group: DirId,
+    group_ino: u64,
 }
 
-fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bool) -> Reply {
-    refuse_if_observing(scope.cleanup_enabled, dry_run)?;
+/// What a purge was told to take.
+enum Selection<'a> {
+    /// Every managed file of the roots (`all`).
+    All,
+    /// The group of this exact name.
+    Name(&'a str),
+    /// Every group whose name matches the glob.
+    Glob(globset::GlobMatcher),
+}
+
+impl Selection<'_> {
+    /// A group named exactly `group` in one of the roots is that group, whatever characters
+    /// its name has (so names such as `a[1]` keep working); otherwise `group` is a glob of
+    /// group names, compiled by the one glob compiler of chartd. A name without glob
+    /// characters is a glob matching itself only, so it means the same either way.
+    fn new<'a>(roots: &[&mut RootState], group: Option<&'a str>) -> Result<Selection<'a>, String> {
+        let Some(g) = group else {
+            return Ok(Selection::All);
+        };
+        if roots.iter().any(|r| find_group(r, g).is_some()) {
+            return Ok(Selection::Name(g));
+        }
+        crate::policy::compile("purge", g)
+            .map(|glob| Selection::Glob(glob.compile_matcher()))
+            .map_err(|e| {
+                format!("{e}; give a group name or a glob of group names such as 'RELIANCE_*' (see `chartd groups`)")
+            })
+    }
+
+    /// The groups of `r` this selection takes (`[ROOT]` for `All`).
+    fn groups(&self, r: &RootState) -> Vec<DirId> {
+        match self {
+            Selection::All => vec![ROOT],
+            Selection::Name(g) => find_group(r, g).into_iter().collect(),
+            Selection::Glob(m) => r
+                .index
+                .children(ROOT)
+                .into_iter()
+                .filter(|&d| m.is_match(Path::new(r.index.dir_name(d))))
+                .collect(),
+        }
+    }
+}
+
+/// What `purge` was asked to do.
+struct PurgeArgs<'a> {
+    root: Option<&'a Path>,
+    group: Option<&'a str>,
+    dry_run: bool,
+    /// Files inside `grace` go too.
+    include_young: bool,
+}
+
+fn purge(scope: Scope<'_>, a: PurgeArgs<'_>) -> Reply {
+    refuse_if_observing(scope.cleanup_enabled, a.dry_run)?;
     let now = now_ns();
-    let mut found = group.is_none();
+    let mut found = a.group.is_none();
     let mut grace_skipped = 0u64;
+    let mut groups_matched = 0u64;
     let mut totals = Totals::default();
-    let roots: Vec<&mut RootState> = match root {
-        None if group.is_none() && scope.roots.len() > 1 => {
+    let roots: Vec<&mut RootState> = match a.root {
+        None if a.group.is_none() && scope.roots.len() > 1 => {
             return Err("purge --all needs --root when several roots are configured".into())
         }
         _ => scope
             .roots
             .iter_mut()
-            .filter(|r| root.is_none_or(|p| r.cfg.path == p))
+            .filter(|r| a.root.is_none_or(|p| r.cfg.path == p))
             .collect(),
     };
     if roots.is_empty() {
         return Err("no such root (see `chartd status` for the configured roots)".into());
     }
+    let selection = Selection::new(&roots, a.group)?;
     for r in roots {
-        let target = match group {
-            Some(g) => match find_group(r, g) {
-                Some(d) => d,
-                None => continue,
-            },
-            None => ROOT,
-        };
+        let targets = selection.groups(r);
+        if targets.is_empty() {
+            continue;
+        }
         found = true;
+        groups_matched += if matches!(selection, Selection::All) {
+            r.index.children(ROOT).len() as u64
+        } else {
+            targets.len() as u64
+        };
         let epoch = r.index.epoch();
-        let target_ino = r.index.dir(target).ino;
         let grace = r.grace_ns();
-        let mut victims: Vec<Victim> = group_files(r, target, false)
-            .into_iter()
-            .map(|f| {
+        let mut victims: Vec<Victim> = Vec::new();
+        for &target in &targets {
+            let group_ino = r.index.dir(target).ino;
+            victims.extend(group_files(r, target, false).into_iter().map(|f| {
                 let s = *r.index.file(f);
                 Victim {
                     id: f,
                     ino: s.ino,
                     size: s.size,
                     mtime_ns: s.mtime_ns,
+                    group: target,
+                    group_ino,
                 }
-            })
-            .collect();
+            }));
+        }
         victims.sort_by_key(|v| v.mtime_ns);
-        let mut pass = Pass::new(dry_run, true);
+        let mut pass = Pass::new(a.dry_run, true);
         pass.unlimited();
         let mut replaced = false;
         for v in victims {
@@ -337,14 +410,16 @@ fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bo
                 replaced = true;
                 break;
             }
-            if !still_chosen(r, &v, target, target_ino) {
+            if !still_chosen(r, &v) {
                 continue;
             }
             let s = *r.index.file(v.id);
-            let in_grace = s.mtime_ns.saturating_add(grace) > now;
-            let held = s.held() && !dry_run;
-            if s.protected() || r.is_being_written(v.id) || in_grace || held {
-                grace_skipped += u64::from(in_grace && !s.protected());
+            // Young files stay unless the operator asked for them; open, locked and protected
+            // files stay whatever was asked.
+            let young = s.mtime_ns.saturating_add(grace) > now && !a.include_young;
+            let held = s.held() && !a.dry_run;
+            if s.protected() || r.is_being_written(v.id) || young || held {
+                grace_skipped += u64::from(young && !s.protected());
                 pass.skipped += 1;
                 continue;
             }
@@ -370,23 +445,26 @@ fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bo
     if !found {
         return Err(format!(
             "no group {:?} (see `chartd groups`)",
-            group.unwrap_or_default()
+            a.group.unwrap_or_default()
         ));
     }
-    Ok(fields(&answer(&totals, dry_run, Some(grace_skipped))))
+    let mut reply = answer(&totals, a.dry_run, Some(grace_skipped));
+    reply.groups_matched = Some(groups_matched);
+    Ok(fields(&reply))
 }
 
-/// Whether the slot of a chosen file still holds that file, managed, in the purged group.
-fn still_chosen(r: &RootState, v: &Victim, target: DirId, target_ino: u64) -> bool {
-    if !r.index.is_live(v.id) || !r.index.is_live_dir(target) {
+/// Whether the slot of a chosen file still holds that file, managed, in the group it was
+/// chosen in (still the same directory).
+fn still_chosen(r: &RootState, v: &Victim) -> bool {
+    if !r.index.is_live(v.id) || !r.index.is_live_dir(v.group) {
         return false;
     }
-    if r.index.dir(target).ino != target_ino {
+    if r.index.dir(v.group).ino != v.group_ino {
         return false;
     }
     let s = *r.index.file(v.id);
     if s.ino != v.ino || s.size != v.size || s.mtime_ns != v.mtime_ns || !s.managed() {
         return false;
     }
-    target == ROOT || s.dir == target || r.index.dir(s.dir).group == target
+    v.group == ROOT || s.dir == v.group || r.index.dir(s.dir).group == v.group
 }

@@ -435,6 +435,7 @@ impl RootState {
             total_bytes: self.index.total_bytes,
             oldest_mtime: self.index.oldest_mtime().map(ns_to_time),
             newest_mtime: self.index.newest_mtime().map(ns_to_time),
+            average_mtime: self.index.mean_mtime_ns().map(ns_to_time),
             max_age: self.cfg.max_age,
             max_size: self.cfg.max_size,
             min_free_bytes: self.min_free_bytes(),

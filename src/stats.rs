@@ -87,6 +87,8 @@ pub struct RootStats {
     pub total_bytes: u64,
     pub oldest_mtime: Option<SystemTime>,
     pub newest_mtime: Option<SystemTime>,
+    /// The mean mtime of the managed files (each inode once), kept O(1) by the index.
+    pub average_mtime: Option<SystemTime>,
     pub max_age: Option<Duration>,
     pub max_size: Option<u64>,
     /// The free-space floor in bytes (resolved from a percentage), if any.

@@ -105,7 +105,13 @@ fn help_describes_every_option() {
         ),
         (
             vec!["purge", "-h"],
-            vec!["--dry-run", "delete nothing", "--yes"],
+            vec![
+                "--dry-run",
+                "delete nothing",
+                "--yes",
+                "--include-young",
+                "'RELIANCE_*'",
+            ],
         ),
         (vec!["cleanup", "-h"], vec!["--dry-run", "delete nothing"]),
         (

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 /// Environment variables of the replaced system, cleared so the host cannot leak into tests.
 const VARS: &[&str] = &[
     "CHART_OUTPUT_DIR",
+    "STORAGE_CHARTS_PATH",
     "CHART_MAX_AGE_HOURS",
     "CHART_MAX_SIZE_MB",
     "CHART_CLEANUP_INTERVAL_MINUTES",

@@ -52,6 +52,7 @@ fn stable(text: &str) -> Vec<&str> {
         .filter(|l| {
             !l.starts_with("chartd_uptime_seconds")
                 && !l.starts_with("chartd_oldest_file_age")
+                && !l.starts_with("chartd_average_file_age")
                 && !l.starts_with("chartd_snapshot_age_seconds")
         })
         .collect()

@@ -124,6 +124,7 @@ fn sample_status() -> StatusReply {
         total_size_mb: 1.0,
         oldest_file_age_hours: Some(1.0),
         newest_file_age_hours: Some(1.0),
+        average_file_age_hours: Some(1.0),
         max_age_hours: Some(1.0),
         max_size_mb: Some(1.0),
         usage_percent: Some(1.0),
@@ -182,7 +183,8 @@ fn sample_status() -> StatusReply {
     }
 }
 
-fn deletion(skipped_in_grace: Option<u64>) -> DeletionReply {
+/// A `cleanup` reply (`None`) or a `purge` reply (`Some`: its own fields are present).
+fn deletion(purge: Option<u64>) -> DeletionReply {
     DeletionReply {
         files_removed: Some(1),
         bytes_freed: Some(1),
@@ -196,7 +198,8 @@ fn deletion(skipped_in_grace: Option<u64>) -> DeletionReply {
             reason: "age".into(),
         }],
         dry_run: true,
-        skipped_in_grace,
+        skipped_in_grace: purge,
+        groups_matched: purge,
     }
 }
 

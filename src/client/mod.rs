@@ -226,6 +226,7 @@ fn build(cmd: &Command) -> Result<Plan<'_>, String> {
             all,
             yes,
             dry_run,
+            include_young,
             root,
             json,
             target,
@@ -253,6 +254,7 @@ fn build(cmd: &Command) -> Result<Plan<'_>, String> {
                 group,
                 dry_run: *dry_run,
                 root: absolute_root(root)?,
+                include_young: *include_young,
             };
             plan(req, target, pick(*json, Format::Deletion), DELETION)
         }

@@ -514,6 +514,13 @@ pub fn deletion(answer: &DeletionReply) -> String {
             count(answer.files.len() as u64)
         );
     }
+    if let Some(g) = answer.groups_matched {
+        out += &format!(
+            "  {} group{} matched\n",
+            count(g),
+            if g == 1 { "" } else { "s" }
+        );
+    }
     if answer.skipped > 0 {
         let grace = match answer.skipped_in_grace {
             Some(g) if g > 0 => format!(", {} of them modified within grace", count(g)),

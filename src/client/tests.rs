@@ -18,6 +18,7 @@ fn purge(group: Option<&str>, all: bool, yes: bool, dry_run: bool) -> Command {
         all,
         yes,
         dry_run,
+        include_young: false,
         root: None,
         json: false,
         target: Target::default(),
@@ -39,6 +40,16 @@ fn purge_all_needs_yes_unless_dry_run() {
         serde_json::json!({"cmd": "purge", "group": "g", "dry_run": false})
     );
     assert!(build(&purge(Some("../etc"), false, false, false)).is_err());
+    // A glob of groups goes to the daemon as it is; --include-young only when asked for.
+    let mut young = purge(Some("RELIANCE_*"), false, false, false);
+    if let Command::Purge { include_young, .. } = &mut young {
+        *include_young = true;
+    }
+    assert_eq!(
+        wire(&young),
+        serde_json::json!({"cmd": "purge", "group": "RELIANCE_*", "dry_run": false, "include_young": true})
+    );
+    assert!(build(&purge(Some("*/x"), false, false, false)).is_err());
 }
 
 #[test]
@@ -249,6 +260,7 @@ async fn against_a_real_socket() {
             all: false,
             yes: false,
             dry_run: true,
+            include_young: false,
             root: None,
             json: false,
             target: t(),
@@ -401,8 +413,10 @@ fn other_renderings() {
         files: vec![],
         dry_run: false,
         skipped_in_grace: None,
+        groups_matched: None,
     };
     assert!(render::deletion(&real).starts_with("removed 1,200 files, freed 1.0 KiB\n"));
+    assert!(!render::deletion(&real).contains("matched"));
     // The dry run's own figures (issue #14, item 6: it said "0 B" while would_free_bytes
     // was 1085691).
     let dry = DeletionReply {
@@ -419,6 +433,7 @@ fn other_renderings() {
         }],
         dry_run: true,
         skipped_in_grace: Some(2),
+        groups_matched: Some(3),
     };
     let text = render::deletion(&dry);
     assert!(
@@ -428,6 +443,10 @@ fn other_renderings() {
     assert!(text.starts_with("/r/g/a.png  353.4 KiB  purge\n"), "{text}");
     assert!(text.contains("skipped 2 files"), "{text}");
     assert!(text.contains("2 of them modified within grace"), "{text}");
+    assert!(
+        text.contains("listed)\n  3 groups matched\n  skipped 2 files"),
+        "{text}"
+    );
     assert_eq!(
         render::reload(&ReloadReply {
             reloaded: true,

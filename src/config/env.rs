@@ -10,8 +10,11 @@ use std::time::Duration;
 /// What the environment sets; `None` = not set (or empty).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnvOverrides {
-    /// `CHART_OUTPUT_DIR` → `roots[0].path` (creates the root if the file has none).
+    /// `CHART_OUTPUT_DIR`, else `STORAGE_CHARTS_PATH` → `roots[0].path` (creates the root if
+    /// the file has none).
     pub output_dir: Option<String>,
+    /// The variable `output_dir` came from, for messages about the path.
+    pub output_dir_var: Option<&'static str>,
     /// `CHART_MAX_AGE_HOURS` (float hours) → `roots[0].max_age`; zero = no limit.
     pub max_age: Option<Duration>,
     /// `CHART_MAX_SIZE_MB` (float MiB) → `roots[0].max_size`; zero = no limit.
@@ -69,10 +72,27 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>) -> Result<EnvOverrides, Config
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let mut o = EnvOverrides {
-        output_dir: get("CHART_OUTPUT_DIR"),
-        ..EnvOverrides::default()
-    };
+    let mut o = EnvOverrides::default();
+    // STORAGE_CHARTS_PATH is the storage configuration's name for the same directory;
+    // CHART_OUTPUT_DIR wins when both are set.
+    match (get("CHART_OUTPUT_DIR"), get("STORAGE_CHARTS_PATH")) {
+        (Some(dir), other) => {
+            if let Some(other) = other.filter(|o| *o != dir) {
+                let shown: String = other.chars().take(256).collect();
+                o.warnings.push(format!(
+                    "STORAGE_CHARTS_PATH={shown:?} is ignored: CHART_OUTPUT_DIR is set too and \
+                     wins. Fix: unset one of them"
+                ));
+            }
+            o.output_dir = Some(dir);
+            o.output_dir_var = Some("CHART_OUTPUT_DIR");
+        }
+        (None, Some(dir)) => {
+            o.output_dir = Some(dir);
+            o.output_dir_var = Some("STORAGE_CHARTS_PATH");
+        }
+        (None, None) => {}
+    }
     if let Some(v) = get("CHART_MAX_AGE_HOURS") {
         o.max_age = Some(duration(
             "CHART_MAX_AGE_HOURS",
@@ -180,6 +200,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.output_dir.as_deref(), Some("/srv/charts"));
+        assert_eq!(o.output_dir_var, Some("CHART_OUTPUT_DIR"));
         assert_eq!(o.max_age, Some(Duration::from_secs(360)));
         assert_eq!(o.max_size, Some(52_428_800));
         assert_eq!(o.resync_interval, Some(Duration::from_secs(150)));
@@ -188,11 +209,40 @@ mod tests {
     }
 
     #[test]
+    fn storage_charts_path_sets_the_root_unless_chart_output_dir_does() {
+        let o = with(&[("STORAGE_CHARTS_PATH", "/srv/storage")]).unwrap();
+        assert_eq!(o.output_dir.as_deref(), Some("/srv/storage"));
+        assert_eq!(o.output_dir_var, Some("STORAGE_CHARTS_PATH"));
+        assert!(o.warnings.is_empty());
+        let o = with(&[
+            ("STORAGE_CHARTS_PATH", "/srv/storage"),
+            ("CHART_OUTPUT_DIR", "/srv/charts"),
+        ])
+        .unwrap();
+        assert_eq!(o.output_dir.as_deref(), Some("/srv/charts"));
+        assert_eq!(o.output_dir_var, Some("CHART_OUTPUT_DIR"));
+        assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+        assert!(o.warnings[0].starts_with("STORAGE_CHARTS_PATH=\"/srv/storage\" is ignored"));
+        // The same directory under both names is no conflict; an empty one is not set.
+        for other in ["/srv/charts", ""] {
+            let o = with(&[
+                ("STORAGE_CHARTS_PATH", other),
+                ("CHART_OUTPUT_DIR", "/srv/charts"),
+            ])
+            .unwrap();
+            assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+        }
+        let o = with(&[("STORAGE_CHARTS_PATH", "/s"), ("CHART_OUTPUT_DIR", " ")]).unwrap();
+        assert_eq!(o.output_dir_var, Some("STORAGE_CHARTS_PATH"));
+    }
+
+    #[test]
     fn empty_values_are_ignored() {
         let o = with(&[
             ("CHART_MAX_SIZE_MB", ""),
             ("ENVIRONMENT", "  "),
             ("CHART_OUTPUT_DIR", ""),
+            ("STORAGE_CHARTS_PATH", " "),
         ])
         .unwrap();
         assert_eq!(o, EnvOverrides::default());

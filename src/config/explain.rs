@@ -96,7 +96,11 @@ pub fn explain(c: &Config, env: &dyn Fn(&str) -> Option<String>) -> String {
         line(
             k("path"),
             r.path.display().to_string(),
-            source(first("CHART_OUTPUT_DIR"), &["roots", &idx, "path"], false),
+            source(
+                first("CHART_OUTPUT_DIR").or_else(|| first("STORAGE_CHARTS_PATH")),
+                &["roots", &idx, "path"],
+                false,
+            ),
         );
         line(
             k("max_age"),

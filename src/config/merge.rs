@@ -37,7 +37,8 @@ pub const DEFAULT_EXCLUDE: &[&str] = &["*.tmp", "*.part", ".*"];
 /// errors can name the variable the operator actually has to fix.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Provenance {
-    pub output_dir_from_env: bool,
+    /// The variable that set `roots[0].path` (`CHART_OUTPUT_DIR` or `STORAGE_CHARTS_PATH`).
+    pub output_dir_var: Option<&'static str>,
 }
 
 /// The built-in defaults used when there is no config file: one root, created if missing,
@@ -97,7 +98,7 @@ fn strings(v: &[&str]) -> Vec<String> {
 /// Applies env overrides to the file values (they target the first root).
 fn apply_env(file: &mut FileConfig, env: &EnvOverrides, prov: &mut Provenance) {
     if let Some(dir) = &env.output_dir {
-        prov.output_dir_from_env = true;
+        prov.output_dir_var = env.output_dir_var.or(Some("CHART_OUTPUT_DIR"));
         match file.roots.first_mut() {
             Some(r) => r.path = dir.clone(),
             None => file.roots.push(FileRoot {

@@ -341,6 +341,54 @@ fn validation_errors_name_the_key() {
     assert!(e.contains("CHART_OUTPUT_DIR: the filesystem root"), "{e}");
 }
 
+/// `STORAGE_CHARTS_PATH` sets the first root like `CHART_OUTPUT_DIR`, which wins when both are
+/// set; errors about the path name the variable that supplied it.
+#[test]
+fn storage_charts_path_sets_the_first_root_and_errors_name_it() {
+    let c = ok(
+        "roots: [{path: /a}, {path: /b}]\n",
+        &[("STORAGE_CHARTS_PATH", "/srv/storage")],
+    );
+    assert_eq!(c.roots[0].path, Path::new("/srv/storage"));
+    assert_eq!(c.roots[1].path, Path::new("/b"));
+    let c = ok(
+        "",
+        &[
+            ("STORAGE_CHARTS_PATH", "/srv/storage"),
+            ("CHART_OUTPUT_DIR", "/srv/charts"),
+        ],
+    );
+    assert_eq!(c.roots.len(), 1);
+    assert_eq!(c.roots[0].path, Path::new("/srv/charts"));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("STORAGE_CHARTS_PATH=\"/srv/storage\" is ignored")),
+        "{:?}",
+        c.warnings
+    );
+    let e = err("roots: [{path: /a}]\n", &[("STORAGE_CHARTS_PATH", "/")]);
+    assert!(
+        e.contains("STORAGE_CHARTS_PATH: the filesystem root"),
+        "{e}"
+    );
+    let e = err(
+        "roots: [{path: /a}, {path: /srv/c/x}]\n",
+        &[("STORAGE_CHARTS_PATH", "/srv/c")],
+    );
+    assert!(
+        e.contains("roots[1].path: /srv/c/x and STORAGE_CHARTS_PATH /srv/c are nested"),
+        "{e}"
+    );
+    // The winner is the one named.
+    let e = err(
+        "",
+        &[("STORAGE_CHARTS_PATH", "/srv/c"), ("CHART_OUTPUT_DIR", "/")],
+    );
+    assert!(e.contains("CHART_OUTPUT_DIR: the filesystem root"), "{e}");
+    assert!(!e.contains("STORAGE_CHARTS_PATH"), "{e}");
+}
+
 #[test]
 fn zero_min_free_is_off_and_relative_paths_resolve() {
     let c = ok("socket: run/x.sock\nroots: [{path: charts/./a, min_free: 0%}, {path: /b, min_free: 10GiB}]\n", &[]);

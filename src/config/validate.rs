@@ -10,10 +10,9 @@ use std::time::Duration;
 const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
 fn root_path_key(i: usize, prov: &Provenance) -> String {
-    if i == 0 && prov.output_dir_from_env {
-        "CHART_OUTPUT_DIR".to_string()
-    } else {
-        format!("roots[{i}].path")
+    match prov.output_dir_var {
+        Some(var) if i == 0 => var.to_string(),
+        _ => format!("roots[{i}].path"),
     }
 }
 

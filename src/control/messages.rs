@@ -52,6 +52,9 @@ pub enum ClientRequest {
         dry_run: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         root: Option<String>,
+        /// Files inside `grace` go too (open, locked and protected files still stay).
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        include_young: bool,
     },
 }
 
@@ -129,6 +132,8 @@ pub struct RootStatus {
     pub total_size_mb: f64,
     pub oldest_file_age_hours: Option<f64>,
     pub newest_file_age_hours: Option<f64>,
+    /// The mean age of the managed files (each inode once); `null` without files.
+    pub average_file_age_hours: Option<f64>,
     pub max_age_hours: Option<f64>,
     pub max_size_mb: Option<f64>,
     pub usage_percent: Option<f64>,
@@ -279,7 +284,7 @@ pub struct ListedFile {
 
 /// `cleanup` and `purge`. A real run carries `files_removed` / `bytes_freed`, a dry run
 /// `would_remove` / `would_free_bytes` instead (so a script cannot mistake a rehearsal for a
-/// deletion); `skipped_in_grace` is `purge`'s only.
+/// deletion); `skipped_in_grace` and `groups_matched` are `purge`'s only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeletionReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,6 +301,10 @@ pub struct DeletionReply {
     pub dry_run: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_in_grace: Option<u64>,
+    /// The groups the purge's name or glob matched, over every root it acted on (with
+    /// `all`: every group of those roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_matched: Option<u64>,
 }
 
 impl DeletionReply {

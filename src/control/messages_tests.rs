@@ -31,6 +31,15 @@ fn every_client_request_is_accepted_by_the_decoder() {
             confirm: false,
             dry_run: true,
             root: None,
+            include_young: false,
+        },
+        ClientRequest::Purge {
+            group: Some("RELIANCE_*".into()),
+            all: false,
+            confirm: false,
+            dry_run: false,
+            root: None,
+            include_young: true,
         },
         ClientRequest::Purge {
             group: None,
@@ -38,6 +47,7 @@ fn every_client_request_is_accepted_by_the_decoder() {
             confirm: true,
             dry_run: false,
             root: Some("/r".into()),
+            include_young: false,
         },
     ];
     for req in requests {
@@ -67,14 +77,20 @@ fn every_client_request_is_accepted_by_the_decoder() {
                 assert_eq!(dry_run, *d)
             }
             (
-                Ok(Incoming::Owner(Request::Purge { dry_run, group, .. })),
+                Ok(Incoming::Owner(Request::Purge {
+                    dry_run,
+                    group,
+                    include_young,
+                    ..
+                })),
                 ClientRequest::Purge {
                     dry_run: d,
                     group: g,
+                    include_young: y,
                     ..
                 },
             ) => {
-                assert_eq!((&group, dry_run), (g, *d))
+                assert_eq!((&group, dry_run, include_young), (g, *d, *y))
             }
             (other, _) => panic!("{line} decoded as {other:?}"),
         }

@@ -145,7 +145,14 @@ pub fn decode(line: &[u8]) -> Result<Incoming, String> {
             }))
         }
         "purge" => {
-            fields.only(&["group", "all", "confirm", "dry_run", "root"])?;
+            fields.only(&[
+                "group",
+                "all",
+                "confirm",
+                "dry_run",
+                "root",
+                "include_young",
+            ])?;
             let group = fields.group()?;
             let all = fields.bool("all")?.unwrap_or(false);
             let confirm = fields.bool("confirm")?.unwrap_or(false);
@@ -173,6 +180,7 @@ pub fn decode(line: &[u8]) -> Result<Incoming, String> {
                 root: fields.root()?,
                 group,
                 dry_run: fields.bool("dry_run")?.unwrap_or(false),
+                include_young: fields.bool("include_young")?.unwrap_or(false),
             }))
         }
         other => Err(format!(
@@ -406,6 +414,7 @@ mod tests {
                 root: None,
                 group: Some(g),
                 dry_run: true,
+                include_young: false,
             }) => assert_eq!(g, "s-123"),
             other => panic!("{other:?}"),
         }
@@ -414,9 +423,23 @@ mod tests {
                 root: Some(r),
                 group: None,
                 dry_run: false,
+                include_young: false,
             }) => assert_eq!(r, PathBuf::from("/r")),
             other => panic!("{other:?}"),
         }
+        // A glob of groups, with the files inside grace too.
+        match ok(r#"{"cmd":"purge","group":"RELIANCE_*","include_young":true}"#) {
+            Incoming::Owner(Request::Purge {
+                group: Some(g),
+                include_young: true,
+                dry_run: false,
+                ..
+            }) => assert_eq!(g, "RELIANCE_*"),
+            other => panic!("{other:?}"),
+        }
+        assert!(err(r#"{"cmd":"purge","group":"g","include_young":"yes"}"#)
+            .starts_with("field \"include_young\" must be true or false"));
+        assert!(err(r#"{"cmd":"purge","group":"*/x"}"#).contains("'/'"));
         // A group with `all: false` is just a group purge.
         assert!(matches!(
             ok(r#"{"cmd":"purge","group":"g","all":false}"#),
@@ -459,7 +482,7 @@ mod tests {
             .contains("status takes no fields besides \"cmd\"; unknown field \"verbose\""));
         assert_eq!(
             err(r#"{"cmd":"purge","group":"g","dryrun":true}"#),
-            "unknown field \"dryrun\" for purge; it takes: group, all, confirm, dry_run, root"
+            "unknown field \"dryrun\" for purge; it takes: group, all, confirm, dry_run, root, include_young"
         );
     }
 

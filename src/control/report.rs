@@ -101,6 +101,7 @@ fn root_status(r: &RootStats, snap: &Snapshot, view: &View, now: SystemTime) -> 
         total_size_mb: round2(r.total_bytes as f64 / BYTES_PER_MB),
         oldest_file_age_hours: age_hours(r.oldest_mtime),
         newest_file_age_hours: age_hours(r.newest_mtime),
+        average_file_age_hours: age_hours(r.average_mtime),
         max_age_hours: r.max_age.map(|d| round2(d.as_secs_f64() / 3600.0)),
         max_size_mb: r.max_size.map(|b| round2(b as f64 / BYTES_PER_MB)),
         usage_percent: size_usage_percent(r).map(round2),
@@ -254,6 +255,13 @@ pub fn metrics(snap: &Snapshot, view: &View, now: SystemTime) -> String {
         roots
             .iter()
             .filter_map(|r| Some((label(r), since(r.oldest_mtime?, now).as_secs_f64()))),
+    );
+    out.gauge(
+        "chartd_average_file_age_seconds",
+        "Mean age of the managed files (absent: no files).",
+        roots
+            .iter()
+            .filter_map(|r| Some((label(r), since(r.average_mtime?, now).as_secs_f64()))),
     );
     out.counter(
         "chartd_removed_files_total",

@@ -16,6 +16,7 @@ pub(crate) fn root(path: &str) -> RootStats {
         total_bytes: 0,
         oldest_mtime: None,
         newest_mtime: None,
+        average_mtime: None,
         max_age: None,
         max_size: None,
         min_free_bytes: None,
@@ -95,6 +96,7 @@ fn unlimited_empty_root_has_nulls() {
     for key in [
         "oldest_file_age_hours",
         "newest_file_age_hours",
+        "average_file_age_hours",
         "max_age_hours",
         "max_size_mb",
         "usage_percent",
@@ -123,6 +125,7 @@ fn figures_are_rounded_and_summed() {
     a.max_age = Some(Duration::from_secs(90 * 60));
     a.oldest_mtime = Some(at(4_000)); // 1.111 h
     a.newest_mtime = Some(now() + Duration::from_secs(60)); // in the future: age 0
+    a.average_mtime = Some(at(2_700)); // 0.75 h
     a.last_eviction = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     a.removed_by_reason = [4, 1, 0, 2, 0, 0, 0];
     a.degraded = true;
@@ -140,6 +143,7 @@ fn figures_are_rounded_and_summed() {
     assert_eq!(r["max_age_hours"], 1.5);
     assert_eq!(r["oldest_file_age_hours"], 1.11);
     assert_eq!(r["newest_file_age_hours"], 0.0);
+    assert_eq!(r["average_file_age_hours"], 0.75);
     assert_eq!(r["last_eviction"], "2023-11-14T22:13:20Z");
     assert_eq!(r["removed_by_reason"]["age"], 4);
     assert_eq!(r["removed_by_reason"]["purge"], 2);
@@ -152,6 +156,7 @@ fn metrics_exposition() {
     let mut a = root("/srv/\"odd\"\\path\n");
     a.total_files = 7;
     a.max_size = Some(1000);
+    a.average_mtime = Some(at(90));
     a.removed_by_reason = [1, 2, 3, 4, 0, 0, 0];
     a.eviction_latency.observe(Duration::from_millis(3));
     a.eviction_latency.observe(Duration::from_secs(2));
@@ -165,6 +170,8 @@ fn metrics_exposition() {
     assert!(text.contains("chartd_managed_files{root=\"/srv/b\"} 0\n"));
     assert!(text.contains(&format!("chartd_max_size_bytes{{{label}}} 1000\n")));
     assert!(!text.contains("chartd_max_size_bytes{root=\"/srv/b\"}"));
+    assert!(text.contains(&format!("chartd_average_file_age_seconds{{{label}}} 90\n")));
+    assert!(!text.contains("chartd_average_file_age_seconds{root=\"/srv/b\"}"));
     assert!(text.contains(&format!(
         "chartd_removed_files_total{{{label},reason=\"free_space\"}} 3\n"
     )));

@@ -31,11 +31,14 @@ pub enum Request {
     },
     /// Enforce every limit now and resync the index.
     Cleanup { dry_run: bool },
-    /// Delete every managed file of `group`, or of the whole root when `group` is `None`
-    /// (the server has checked `all: true` + `confirm: true`).
+    /// Delete every managed file of the groups `group` names, or of the whole root when
+    /// `group` is `None` (the server has checked `all: true` + `confirm: true`). `group` is a
+    /// group name or a glob of group names (validated like a name: no `/`, `..`, NUL; the
+    /// owner compiles the glob). `include_young`: files inside `grace` go too.
     Purge {
         root: Option<PathBuf>,
         group: Option<String>,
         dry_run: bool,
+        include_young: bool,
     },
 }

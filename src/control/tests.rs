@@ -97,6 +97,7 @@ async fn owner(mut rx: mpsc::Receiver<CommandMsg>, seen: Arc<Mutex<Vec<Request>>
             }],
             dry_run,
             skipped_in_grace: None,
+            groups_matched: None,
         };
         let fields_of = match &msg.request {
             Request::Groups { .. } => fields(&GroupsReply {

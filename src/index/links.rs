@@ -125,6 +125,7 @@ impl Index {
         if add {
             self.total_files += 1;
             self.total_bytes = self.total_bytes.saturating_add(s.size);
+            self.mtime_sum_ns += i128::from(s.mtime_ns);
             self.dirs[g].g_files = self.dirs[g].g_files.saturating_add(1);
             self.dirs[g].g_bytes = self.dirs[g].g_bytes.saturating_add(s.size);
             if protected {
@@ -135,6 +136,7 @@ impl Index {
         } else {
             self.total_files = self.total_files.saturating_sub(1);
             self.total_bytes = self.total_bytes.saturating_sub(s.size);
+            self.mtime_sum_ns -= i128::from(s.mtime_ns);
             self.dirs[g].g_files = self.dirs[g].g_files.saturating_sub(1);
             self.dirs[g].g_bytes = self.dirs[g].g_bytes.saturating_sub(s.size);
             if protected {
@@ -142,6 +144,13 @@ impl Index {
                 self.protected_bytes = self.protected_bytes.saturating_sub(s.size);
             }
         }
+    }
+
+    /// The mean mtime of the counted managed files (each inode once), from the running sum:
+    /// O(1). `None` without files.
+    pub fn mean_mtime_ns(&self) -> Option<i64> {
+        let n = i128::from(self.total_files);
+        (n > 0).then(|| (self.mtime_sum_ns / n).clamp(i64::MIN.into(), i64::MAX.into()) as i64)
     }
 
     /// Whether this name carries its inode's share of the totals (false for the other names

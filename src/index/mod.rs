@@ -233,6 +233,8 @@ pub struct Index {
     /// Managed files and bytes, each inode once.
     pub total_files: u64,
     pub total_bytes: u64,
+    /// The sum of their mtimes (for the mean age; an i128 cannot overflow).
+    pub mtime_sum_ns: i128,
     pub unmanaged: u64,
     pub protected_files: u64,
     pub protected_bytes: u64,
@@ -272,6 +274,7 @@ impl Index {
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             total_files: 0,
             total_bytes: 0,
+            mtime_sum_ns: 0,
             unmanaged: 0,
             protected_files: 0,
             protected_bytes: 0,

@@ -367,3 +367,35 @@ fn review_handover_after_resize_through_another_link_uses_stale_size() {
         "the inode is 150 bytes on disk"
     );
 }
+
+#[test]
+fn mean_mtime_follows_every_change_and_counts_each_inode_once() {
+    let mut ix = Index::new(1);
+    assert_eq!(ix.mean_mtime_ns(), None);
+    let g = ix.add_dir(ROOT, os("g"), 2);
+    let a = ix.upsert_file(g, os("a.png"), info(1, 1_000, 10));
+    ix.upsert_file(g, os("b.png"), info(1, 3_000, 11));
+    assert_eq!(ix.mean_mtime_ns(), Some(2_000));
+    // A second name of b's inode is not a second file; unmanaged files do not count.
+    ix.upsert_file(ROOT, os("b-link.png"), info(1, 3_000, 11));
+    let mut u = info(1, 1_000_000, 12);
+    u.managed = false;
+    ix.upsert_file(g, os("x.tmp"), u);
+    assert_eq!(ix.mean_mtime_ns(), Some(2_000));
+    // Rewritten: its new mtime replaces the old one.
+    ix.upsert_file(g, os("a.png"), info(1, 5_000, 10));
+    assert_eq!(ix.mean_mtime_ns(), Some(4_000));
+    // Protected files are managed files too.
+    let mut p = info(1, 7_000, 13);
+    p.protected = true;
+    ix.upsert_file(g, os("keep.png"), p);
+    assert_eq!(ix.mean_mtime_ns(), Some(5_000));
+    ix.remove_file(a);
+    assert_eq!(ix.mean_mtime_ns(), Some(5_000));
+    // b's other name takes over its inode when b goes with its group.
+    ix.remove_dir_tree(g);
+    assert_eq!((ix.total_files, ix.mean_mtime_ns()), (1, Some(3_000)));
+    ix.remove_dir_tree(ROOT);
+    assert_eq!((ix.total_files, ix.mean_mtime_ns()), (0, None));
+    assert_eq!(ix.mtime_sum_ns, 0);
+}

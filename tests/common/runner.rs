@@ -23,6 +23,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_chartd");
 /// Variables of the replaced system: cleared so the host cannot leak into tests.
 pub const CHART_VARS: &[&str] = &[
     "CHART_OUTPUT_DIR",
+    "STORAGE_CHARTS_PATH",
     "CHART_MAX_AGE_HOURS",
     "CHART_MAX_SIZE_MB",
     "CHART_CLEANUP_INTERVAL_MINUTES",
