@@ -207,7 +207,8 @@ cleanup_enabled (true/false, 1/0, yes/no, on/off)
 .TP
 \fBENVIRONMENT\fR
 the preset; an unknown value (it belongs to the application too) is a warning and selects
-development
+development. The variable overrides \fBenvironment:\fR in the file, whatever its value: to
+let the file choose, run chartd without it (systemd: \fBUnsetEnvironment=ENVIRONMENT\fR)
 .TP
 \fBNO_COLOR\fR
 no colour in the client's tables

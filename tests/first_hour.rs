@@ -127,6 +127,77 @@ fn unknown_environment_variable_warns_and_selects_development() {
     );
 }
 
+/// Item 4, the fix the warning gives: the variable overrides `environment:` in the file even
+/// when chartd does not know its value, so the hint may not send people to the file alone. It
+/// says so, and following it (chartd without ENVIRONMENT) lets the file's environment apply.
+#[test]
+fn unknown_environment_hint_is_one_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("charts");
+    fs::create_dir(&root).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    fs::write(
+        &cfg,
+        format!(
+            "environment: production\nroots:\n  - path: {}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let o = chartd(
+        &["check-config", "--explain", "--config", c],
+        dir.path(),
+        &[("ENVIRONMENT", "test")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(
+        out.contains("environment = development  (variable ENVIRONMENT)"),
+        "{out}"
+    );
+    assert!(
+        err.contains("The variable overrides environment: in the config file")
+            && err.contains("run chartd without ENVIRONMENT")
+            && err.contains("UnsetEnvironment=ENVIRONMENT"),
+        "{err}"
+    );
+    assert!(!err.contains("wins over nothing"), "{err}");
+    // Following the hint: the same file, chartd without the variable.
+    let o = chartd(
+        &["check-config", "--explain", "--config", c],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains(&format!("environment = production  (file {c})")),
+        "{out}"
+    );
+    assert!(
+        out.contains("roots[0].max_size = 200MiB  (preset production)"),
+        "{out}"
+    );
+    assert!(
+        !text(&o.stderr).contains("ENVIRONMENT"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The other way the hint gives: a value chartd knows, which the variable then selects.
+    let o = chartd(
+        &["check-config", "--explain", "--config", c],
+        dir.path(),
+        &[("ENVIRONMENT", "staging")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("environment = staging  (variable ENVIRONMENT)"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
 /// Item 6: a dry run's figures are its own (`would_free_bytes`), not the 0 of `bytes_freed`.
 #[test]
 fn dry_run_figures_match_the_json() {
