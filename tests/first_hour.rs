@@ -544,3 +544,143 @@ fn grace_holding_is_shown_and_the_watermark_is_reached_after_the_block() {
     assert!(st["holding"]["blocked"].is_null(), "{st}");
     assert_eq!(st["files_removed"], 10, "{st}");
 }
+
+/// The name of the group with gid 65534 (`nogroup`, `nobody`), if there is one.
+fn group_65534() -> Option<String> {
+    let o = Command::new("getent")
+        .args(["group", "65534"])
+        .output()
+        .ok()?;
+    let line = String::from_utf8(o.stdout).ok()?;
+    let name = line.split(':').next()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// `chartd status ARGS` as uid/gid 65534 without a config file, with `XDG_RUNTIME_DIR` set (or
+/// not), in a private mount namespace where `/run` is an empty tmpfs: the host's `/run/chartd`
+/// is out of reach. With `system`, that directory is bind-mounted at `/run/chartd`, so the
+/// packaged daemon's socket, `/run/chartd/chartd.sock`, is the one in it.
+fn status_as_nobody(
+    args: &[&str],
+    home: &Path,
+    xdg: Option<&Path>,
+    system: Option<&Path>,
+) -> Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "set -e\n\
+             mount -t tmpfs -o size=1m,mode=0755 chartd-test-run /run\n\
+             if [ -n \"$SYSTEM\" ]; then mkdir -m 0755 /run/chartd; mount --bind \"$SYSTEM\" /run/chartd; fi\n\
+             exec \"$@\"",
+        )
+        .arg("sh") // $0
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            "NO_COLOR=1",
+        ])
+        .arg(format!("HOME={}", home.display()));
+    if let Some(x) = xdg {
+        cmd.arg(format!("XDG_RUNTIME_DIR={}", x.display()));
+    }
+    cmd.arg(BIN).arg("status").args(args);
+    cmd.env("SYSTEM", system.map(|p| p.as_os_str()).unwrap_or_default());
+    cmd.output().unwrap()
+}
+
+/// Item 10, socket discovery as a non-root user without `/etc/chartd/chartd.yaml`, against the
+/// real binary: the per-user path (`$XDG_RUNTIME_DIR/chartd/chartd.sock`) when a daemon is
+/// there, else the packaged daemon's `/run/chartd/chartd.sock`; with neither, the error names
+/// both paths it tried. Runs the client as uid 65534 in a private mount namespace whose `/run`
+/// is a fresh tmpfs, so the host's `/run/chartd` is never reached.
+#[test]
+fn a_non_root_client_finds_the_per_user_or_the_system_socket() {
+    if !have_unshare() || Command::new("setpriv").arg("--version").output().is_err() {
+        println!("SKIP: needs root, unshare --mount and setpriv to run the client as uid 65534");
+        return;
+    }
+    if Path::new("/etc/chartd/chartd.yaml").exists() {
+        println!("SKIP: /etc/chartd/chartd.yaml exists, the client would take its socket from it");
+        return;
+    }
+    let Some(group) = group_65534() else {
+        println!("SKIP: no group with gid 65534 to give the socket to");
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, root) = workspace();
+    tree(&root);
+    // uid 65534 reaches the socket: directories 0755, the socket 0660 in its group.
+    let xdg = dir.path().join("xdg");
+    let sockdir = xdg.join("chartd");
+    fs::create_dir_all(&sockdir).unwrap();
+    let empty_xdg = dir.path().join("xdg-empty");
+    fs::create_dir(&empty_xdg).unwrap();
+    for p in [dir.path(), &xdg, &sockdir, &empty_xdg] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let socket = sockdir.join("chartd.sock");
+    let config = dir.path().join("chartd.yaml");
+    fs::write(
+        &config,
+        config_text(
+            &root,
+            &socket,
+            &format!("max_size: 10MiB\n^control: {{ group: {group} }}"),
+        ),
+    )
+    .unwrap();
+    let d = Daemon::spawn(dir, root, socket, config, &[]);
+    let home = d.dir.path();
+    let answered = |o: &Output| -> Value {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        serde_json::from_str(&text(&o.stdout)).unwrap()
+    };
+    // 1. The per-user path: a daemon listens there, nothing in /run.
+    let v = answered(&status_as_nobody(&["--json"], home, Some(&xdg), None));
+    assert_eq!(v["roots"][0]["path"], d.root.to_str().unwrap(), "{v}");
+    assert_eq!(v["roots"][0]["total_files"], 9, "{v}");
+    // 2. Nothing at the per-user path: the packaged daemon's socket in /run/chartd.
+    let v = answered(&status_as_nobody(
+        &["--json"],
+        home,
+        Some(&empty_xdg),
+        Some(&sockdir),
+    ));
+    assert_eq!(v["roots"][0]["path"], d.root.to_str().unwrap(), "{v}");
+    // 3. Neither: exit 3, and the message names the paths it tried.
+    let o = status_as_nobody(&[], home, Some(&empty_xdg), None);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{}{err}", text(&o.stdout));
+    let per_user = empty_xdg.join("chartd/chartd.sock");
+    assert!(
+        err.contains("cannot reach the chartd daemon at /run/chartd/chartd.sock")
+            && err.contains(&format!("{} was tried too", per_user.display())),
+        "{err}"
+    );
+    // Without XDG_RUNTIME_DIR the per-user path is /tmp/chartd-65534/chartd.sock (unless a
+    // per-user daemon of uid 65534 runs on this host, which the test leaves alone).
+    let tmp_user = Path::new("/tmp/chartd-65534/chartd.sock");
+    if !tmp_user.exists() {
+        let o = status_as_nobody(&[], home, None, None);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{}{err}", text(&o.stdout));
+        assert!(
+            err.contains("/run/chartd/chartd.sock")
+                && err.contains("/tmp/chartd-65534/chartd.sock was tried too"),
+            "{err}"
+        );
+    }
+}
