@@ -684,3 +684,105 @@ fn a_non_root_client_finds_the_per_user_or_the_system_socket() {
         );
     }
 }
+
+/// Item 7: with deletions failing with EACCES, the log blamed "every remaining file is in
+/// grace" for two-hour-old files. chartd runs as uid 65534 (setpriv) on a root whose group
+/// directory belongs to root, so that its deletions really fail with EACCES: the blocked limit
+/// names the cause `failing`, nothing is counted inside grace, and the log says that deleting
+/// fails, not grace. Once the directory is writable, the same files go.
+#[test]
+fn failing_deletions_are_blamed_on_the_failure_not_on_grace() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        println!("SKIP: needs root and setpriv to run chartd as uid 65534");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, root) = workspace();
+    let socket = dir.path().join("chartd.sock");
+    let config = dir.path().join("chartd.yaml");
+    fs::write(
+        &config,
+        config_text(
+            &root,
+            &socket,
+            "max_size: 100KiB\nlow_watermark: 50%\ngrace: 60s",
+        ),
+    )
+    .unwrap();
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Created after the chown: `g/` and its charts (two hours old, long out of grace) belong
+    // to root, mode 0755, so uid 65534 may read them but not remove a name from `g/`.
+    for i in 0..15 {
+        file(&root.join(format!("g/c{i:02}.png")), 10 * KIB, hours(2));
+    }
+    fs::set_permissions(root.join("g"), fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        BIN,
+        "run",
+        "--config",
+    ])
+    .arg(&config);
+    let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
+    assert!(
+        wait_until(Duration::from_secs(10), || d.status_root()["holding"]
+            ["blocked"]["cause"]
+            == "failing"),
+        "{}\n{}",
+        d.status_root(),
+        d.log_text()
+    );
+    let st = d.status_root();
+    let h = &st["holding"];
+    assert_eq!(h["blocked"]["limit"], "max_size", "{st}");
+    assert_eq!(h["blocked"]["excess_bytes"], 50 * KIB, "{st}");
+    assert_eq!(
+        h["blocked"]["grace_files"], 0,
+        "nothing is inside grace: {st}"
+    );
+    assert_eq!(h["failing_files"], 15, "{st}");
+    assert_eq!(h["failing_bytes"], 150 * KIB, "{st}");
+    assert!(st["errors"].as_u64().is_some_and(|e| e >= 1), "{st}");
+    assert_eq!(st["files_removed"], 0, "{st}");
+    let reasons = st["alert_reasons"].to_string();
+    assert!(reasons.contains("deletions_failing"), "{st}");
+    let log = d.log_text();
+    assert!(
+        log.contains("nothing more may be deleted now: deleting the remaining files fails"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cannot delete") && log.contains("Permission denied"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("grace period"),
+        "grace is not to blame:\n{log}"
+    );
+    assert_eq!(walk_png(&d.root).0, 15, "every file is still there");
+    // Positive control: the same files go once uid 65534 may remove them (`cleanup` retries
+    // the held files at once), down to the low watermark.
+    Command::new("chown")
+        .args(["65534:65534"])
+        .arg(d.root.join("g"))
+        .status()
+        .unwrap();
+    d.request(r#"{"cmd":"cleanup"}"#);
+    assert!(
+        wait_until(Duration::from_secs(10), || d.status_root()["total_bytes"]
+            == 50 * KIB),
+        "{}\n{}",
+        d.status_root(),
+        d.log_text()
+    );
+    assert!(d.status_root()["holding"]["blocked"].is_null());
+    assert_eq!(walk_png(&d.root).0, 5);
+}
