@@ -321,6 +321,13 @@ mod tests {
             assert!(!text.contains("generate__assets"), "{f}");
             assert!(text.contains("status"), "{f}");
         }
+        // A number is not completed with file names (`groups --top N`).
+        let bash = fs::read_to_string(dir.path().join("chartd.bash")).unwrap();
+        let top = bash
+            .find("--top)")
+            .expect("groups --top in the bash completion");
+        let case = &bash[top..top + bash[top..].find(";;").unwrap_or(0)];
+        assert!(!case.contains("compgen -f"), "{case}");
         let page = fs::read_to_string(dir.path().join("chartd.1")).unwrap();
         for section in [
             ".SH COMMANDS",
