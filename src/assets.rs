@@ -232,7 +232,8 @@ cleanup_enabled (true/false, 1/0, yes/no, on/off)
 .TP
 \fBENVIRONMENT\fR
 the preset; an unknown value (it belongs to the application too) is a warning and selects
-development
+development. The variable overrides \fBenvironment:\fR in the file, whatever its value: to
+let the file choose, run chartd without it (systemd: \fBUnsetEnvironment=ENVIRONMENT\fR)
 .TP
 \fBNO_COLOR\fR
 no colour in the client's tables
@@ -347,6 +348,13 @@ mod tests {
             assert!(!text.contains("generate__assets"), "{f}");
             assert!(text.contains("status"), "{f}");
         }
+        // A number is not completed with file names (`groups --top N`).
+        let bash = fs::read_to_string(dir.path().join("chartd.bash")).unwrap();
+        let top = bash
+            .find("--top)")
+            .expect("groups --top in the bash completion");
+        let case = &bash[top..top + bash[top..].find(";;").unwrap_or(0)];
+        assert!(!case.contains("compgen -f"), "{case}");
         let page = fs::read_to_string(dir.path().join("chartd.1")).unwrap();
         for section in [
             ".SH COMMANDS",

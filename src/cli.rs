@@ -78,8 +78,8 @@ pub enum Command {
     },
     /// Show per-group totals (a group is the first directory under a root).
     Groups {
-        /// Only the N first groups after sorting.
-        #[arg(long, value_name = "N")]
+        /// Show only the first N groups after sorting (default: every group).
+        #[arg(long, value_name = "N", value_hint = ValueHint::Other)]
         top: Option<usize>,
         /// Order of the groups.
         #[arg(long, value_enum, default_value_t = SortKey::Bytes)]

@@ -385,7 +385,6 @@ fn purge(scope: Scope<'_>, a: PurgeArgs<'_>) -> Reply {
             targets.len() as u64
         };
         let epoch = r.index.epoch();
-        let grace = r.grace_ns();
         let mut victims: Vec<Victim> = Vec::new();
         for &target in &targets {
             let group_ino = r.index.dir(target).ino;
@@ -416,8 +415,14 @@ fn purge(scope: Scope<'_>, a: PurgeArgs<'_>) -> Reply {
             let s = *r.index.file(v.id);
             // Young files stay unless the operator asked for them; open, locked and protected
             // files stay whatever was asked.
+            let grace = r.index.prio(v.id).grace_ns;
             let young = s.mtime_ns.saturating_add(grace) > now && !a.include_young;
-            let held = s.held() && !a.dry_run;
+            // A file held only because it is inside grace (rules) is judged as young above.
+            let held = s.held()
+                && !a.dry_run
+                && r.index
+                    .hold_of(v.id)
+                    .is_none_or(|h| h.reason != HoldReason::Grace);
             if s.protected() || r.is_being_written(v.id) || young || held {
                 grace_skipped += u64::from(young && !s.protected());
                 pass.skipped += 1;

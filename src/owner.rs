@@ -7,7 +7,8 @@
 //!
 //! Like mini-redis's `purge_expired_tasks`, it never polls: it sleeps until the earliest of
 //! the next event, the next command, and the next deadline (the oldest file's expiry, the end
-//! of a blocking grace period, a held file's retry, a resync).
+//! of a blocking grace period, a held file's retry, a resync, and, only while a limit is
+//! blocked, a recount of the files inside grace that the snapshot shows).
 
 use crate::commands;
 use crate::config::Config;
@@ -401,6 +402,10 @@ impl Owner {
         for r in &self.roots {
             if r.more {
                 at(now);
+            }
+            if let Some(t) = r.grace_recount_due() {
+                // Late rather than early too: the count is not taken again before its time.
+                at(Instant::from_std(t) + Duration::from_millis(2));
             }
             if let Some(due) = r.next_due_ns {
                 let d = Duration::from_nanos(due.saturating_sub(now_wall).max(0) as u64);

@@ -1,9 +1,9 @@
 //! One governed root: its policy, its open directory, its index, and its counters.
 //!
 //! The owner task holds a `RootState` per configured root and is the only code that touches
-//! it: the crawl and event handling (`scan.rs`) keep the index equal to the disk, the
-//! enforcement (`evict.rs`) deletes from it, and [`RootState::stats`] summarises it for the
-//! snapshot that `status` reads.
+//! it: the crawl and event handling (`src/scan/`, `crawl.rs`) keep the index equal to the disk,
+//! the enforcement (`src/evict/`) deletes from it, and [`RootState::stats`] summarises it for
+//! the snapshot that `status` reads.
 
 use crate::config::{MinFree, RootConfig};
 use crate::fsops::{self, RootDir};
@@ -96,10 +96,27 @@ pub struct RootState {
     /// The last check of the watches against the kernel: what it held, and repairs made.
     pub kernel_watches: Option<u64>,
     pub watch_repairs: u64,
-    /// Files inside grace (count, bytes), and when they were last counted (a scan: at most
-    /// once a second, and only while a limit is blocked).
-    grace_count: Option<(Instant, u64, u64)>,
+    /// Files inside grace, as last counted (a scan: only while a limit is blocked, and at most
+    /// once a second; see [`RootState::grace_recount_due`]).
+    grace_count: Option<GraceCount>,
 }
+
+/// A count of the files inside grace, and what it was taken from.
+#[derive(Debug, Clone, Copy)]
+struct GraceCount {
+    at: Instant,
+    files: u64,
+    bytes: u64,
+    /// The index it counted (`Index::epoch`, `Index::changes`): if either differs now, files
+    /// were added, removed or rewritten since and the count may be off.
+    index: (u64, u64),
+    /// Wall-clock ns at which the oldest counted file leaves grace (the count drops then with
+    /// no change to the index at all).
+    ages_out_ns: Option<i64>,
+}
+
+/// The grace count is scanned at most this often (it is O(files)).
+const GRACE_RECOUNT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
@@ -406,25 +423,62 @@ impl RootState {
             *b = b.saturating_add(size);
         }
         let mut blocked = self.limits.iter().find_map(|l| l.blocked.clone());
-        if let Some(b) = &mut blocked {
-            let now = Instant::now();
-            let fresh = self
-                .grace_count
-                .filter(|(t, _, _)| now.duration_since(*t) < Duration::from_secs(1));
-            let (files, bytes) = match fresh {
-                Some((_, f, b)) => (f, b),
-                None => {
-                    let since = now_ns().saturating_sub(self.grace_ns());
-                    let (f, b) = self.index.managed_newer_than(since);
-                    self.grace_count = Some((now, f, b));
-                    (f, b)
-                }
-            };
-            b.grace_files = files;
-            b.grace_bytes = bytes;
+        match &mut blocked {
+            Some(b) => {
+                let c = self.grace_count();
+                b.grace_files = c.files;
+                b.grace_bytes = c.bytes;
+            }
+            // Nothing blocked: no count is kept, and none is due (no timer while idle).
+            None => self.grace_count = None,
         }
         h.blocked = blocked;
         h
+    }
+
+    /// The files inside grace: the last count while it is still exact (the index unchanged and
+    /// no counted file out of grace since), else a new count, but not more often than once a
+    /// second (between two counts a snapshot may under-count; the owner then publishes again
+    /// at [`RootState::grace_recount_due`]).
+    fn grace_count(&mut self) -> GraceCount {
+        let now = Instant::now();
+        let wall = now_ns();
+        let index = (self.index.epoch(), self.index.changes());
+        if let Some(c) = self.grace_count {
+            let exact = c.index == index && c.ages_out_ns.is_none_or(|t| wall < t);
+            if exact || now.duration_since(c.at) < GRACE_RECOUNT {
+                return c;
+            }
+        }
+        let grace = self.grace_ns();
+        let n = self.index.managed_newer_than(wall.saturating_sub(grace));
+        let c = GraceCount {
+            at: now,
+            files: n.files,
+            bytes: n.bytes,
+            index,
+            ages_out_ns: n.oldest_ns.map(|o| o.saturating_add(grace)),
+        };
+        self.grace_count = Some(c);
+        c
+    }
+
+    /// When the published grace count may be wrong and must be taken again: the index changed
+    /// since it was counted (files written inside the last second of a burst: no event follows
+    /// the last batch to publish them), or a counted file leaves grace. `None` while no limit
+    /// is blocked (no count is kept then), and while the count stays exact.
+    pub fn grace_recount_due(&self) -> Option<Instant> {
+        let c = self.grace_count?;
+        if self.limits.iter().all(|l| l.blocked.is_none()) {
+            return None;
+        }
+        let earliest = c.at + GRACE_RECOUNT;
+        if c.index != (self.index.epoch(), self.index.changes()) {
+            return Some(earliest);
+        }
+        let ages_out = c.ages_out_ns?;
+        let wait = Duration::from_nanos(ages_out.saturating_sub(now_ns()).max(0) as u64);
+        Some(earliest.max(Instant::now() + wait))
     }
 
     pub fn stats(&mut self) -> RootStats {

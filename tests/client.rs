@@ -79,10 +79,25 @@ fn usage_errors_are_exit_2() {
     );
 }
 
-/// Issue #14, item 11: every option and argument has help text; `--sort` lists its values.
+/// Issue #14, item 11: every option and argument of every subcommand has help text; `--sort`
+/// lists its values.
 #[test]
 fn help_describes_every_option() {
-    for (cmd, wants) in [
+    // Every subcommand `chartd --help` lists, so that a new one is checked too.
+    let top = chartd(&["--help"]);
+    let listing = String::from_utf8_lossy(&top.stdout).into_owned();
+    let subcommands: Vec<String> = listing
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect();
+    assert!(subcommands.len() >= 11, "{listing}");
+    let listed: Vec<Vec<&str>> = subcommands.iter().map(|c| vec![c.as_str(), "-h"]).collect();
+    let specific: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (
             vec!["status", "-h"],
             vec![
@@ -119,21 +134,30 @@ fn help_describes_every_option() {
             vec!["--config", "--explain", "where it came from"],
         ),
         (vec!["clean", "-h"], vec!["--config", "built-in"]),
-    ] {
+        (
+            vec!["groups", "-h"],
+            vec!["--top <N>", "Show only the first N groups after sorting"],
+        ),
+    ];
+    for (cmd, wants) in listed.into_iter().map(|c| (c, Vec::new())).chain(specific) {
         let o = chartd(&cmd);
         let out = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(0), "{cmd:?}");
         for want in wants {
             assert!(out.contains(want), "{cmd:?}: missing {want:?} in\n{out}");
         }
-        // No option is left without a description (the short help puts it on the same line).
+        // No option or argument is left without a description (the short help puts it on the
+        // same line).
         for line in out.lines() {
             let t = line.trim();
-            if t.starts_with("--") && !t.contains("  ") {
+            let item = t.starts_with("--")
+                || (t.starts_with('-') && t.len() > 1)
+                || t.starts_with('<')
+                || t.starts_with('[');
+            if item && !t.contains("  ") {
                 panic!("{cmd:?}: {t:?} has no help text\n{out}");
             }
         }
     }
-    let top = chartd(&["--help"]);
-    assert!(!String::from_utf8_lossy(&top.stdout).contains("generate-assets"));
+    assert!(!listing.contains("generate-assets"));
 }

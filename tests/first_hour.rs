@@ -127,6 +127,77 @@ fn unknown_environment_variable_warns_and_selects_development() {
     );
 }
 
+/// Item 4, the fix the warning gives: the variable overrides `environment:` in the file even
+/// when chartd does not know its value, so the hint may not send people to the file alone. It
+/// says so, and following it (chartd without ENVIRONMENT) lets the file's environment apply.
+#[test]
+fn unknown_environment_hint_is_one_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("charts");
+    fs::create_dir(&root).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    fs::write(
+        &cfg,
+        format!(
+            "environment: production\nroots:\n  - path: {}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let o = chartd(
+        &["check-config", "--explain", "--config", c],
+        dir.path(),
+        &[("ENVIRONMENT", "test")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(
+        out.contains("environment = development  (variable ENVIRONMENT)"),
+        "{out}"
+    );
+    assert!(
+        err.contains("The variable overrides environment: in the config file")
+            && err.contains("run chartd without ENVIRONMENT")
+            && err.contains("UnsetEnvironment=ENVIRONMENT"),
+        "{err}"
+    );
+    assert!(!err.contains("wins over nothing"), "{err}");
+    // Following the hint: the same file, chartd without the variable.
+    let o = chartd(
+        &["check-config", "--explain", "--config", c],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains(&format!("environment = production  (file {c})")),
+        "{out}"
+    );
+    assert!(
+        out.contains("roots[0].max_size = 200MiB  (preset production)"),
+        "{out}"
+    );
+    assert!(
+        !text(&o.stderr).contains("ENVIRONMENT"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The other way the hint gives: a value chartd knows, which the variable then selects.
+    let o = chartd(
+        &["check-config", "--explain", "--config", c],
+        dir.path(),
+        &[("ENVIRONMENT", "staging")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("environment = staging  (variable ENVIRONMENT)"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
 /// Item 6: a dry run's figures are its own (`would_free_bytes`), not the 0 of `bytes_freed`.
 #[test]
 fn dry_run_figures_match_the_json() {
@@ -411,23 +482,42 @@ fn another_tree_on_a_socket_in_use_is_refused() {
 /// Item 1 and 2 of the first hour: what grace holds is shown (files and bytes inside grace,
 /// the excess, when the next becomes eligible), and once files leave grace eviction goes down
 /// to the low watermark, not just under the limit.
+///
+/// The files inside grace are counted (a scan of the index) at most once a second. The count
+/// that covers the last writes of a burst must still reach `status` although no event follows
+/// them: the second burst below lands within a second of the first count, on purpose.
 #[test]
 fn grace_holding_is_shown_and_the_watermark_is_reached_after_the_block() {
     // Grace is long enough that a loaded CI machine still sees the files inside it: the
-    // first assertion observes a state that lasts exactly `grace`.
+    // assertions up to the eviction observe a state that lasts exactly `grace`.
     let d = Daemon::start("max_size: 100KiB\nlow_watermark: 50%\ngrace: 12s", |_| {});
-    // 150 KiB of fresh charts: over the limit, all inside grace.
-    for i in 0..15 {
+    let grace_files = || d.status_root()["holding"]["blocked"]["grace_files"].clone();
+    // 110 KiB of fresh charts: over the limit, all inside grace. The limit is blocked, and the
+    // files inside grace are counted, once the last of them is indexed.
+    for i in 0..11 {
         write_file(&d.root.join(format!("g/c{i:02}.png")), 10 * KIB as usize);
     }
     assert!(
-        // Files inside grace are counted at most once a second (a scan of the index): wait
-        // until the count covers the last writes too.
-        wait_until(Duration::from_secs(8), || d.status_root()["holding"]
-            ["blocked"]["grace_files"]
-            == 15),
+        wait_until(Duration::from_secs(8), || grace_files() == 11),
         "{}",
         d.status_root()
+    );
+    // At once (well within the second after that count): 40 KiB more, and then nothing.
+    for i in 11..15 {
+        write_file(&d.root.join(format!("g/c{i:02}.png")), 10 * KIB as usize);
+    }
+    let written = Instant::now();
+    // Published within about a second of the last change, although no event comes after the
+    // last writes (a stale count used to stay until the files left grace).
+    assert!(
+        wait_until(Duration::from_secs(6), || grace_files() == 15),
+        "the count stayed at {} after the last writes: {}",
+        grace_files(),
+        d.status_root()
+    );
+    println!(
+        "grace_files reached 15 {:?} after the last write",
+        written.elapsed()
     );
     let st = d.status_root();
     let b = &st["holding"]["blocked"];
@@ -453,4 +543,246 @@ fn grace_holding_is_shown_and_the_watermark_is_reached_after_the_block() {
     let st = d.status_root();
     assert!(st["holding"]["blocked"].is_null(), "{st}");
     assert_eq!(st["files_removed"], 10, "{st}");
+}
+
+/// The name of the group with gid 65534 (`nogroup`, `nobody`), if there is one.
+fn group_65534() -> Option<String> {
+    let o = Command::new("getent")
+        .args(["group", "65534"])
+        .output()
+        .ok()?;
+    let line = String::from_utf8(o.stdout).ok()?;
+    let name = line.split(':').next()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// `chartd status ARGS` as uid/gid 65534 without a config file, with `XDG_RUNTIME_DIR` set (or
+/// not), in a private mount namespace where `/run` is an empty tmpfs: the host's `/run/chartd`
+/// is out of reach. With `system`, that directory is bind-mounted at `/run/chartd`, so the
+/// packaged daemon's socket, `/run/chartd/chartd.sock`, is the one in it.
+fn status_as_nobody(
+    args: &[&str],
+    home: &Path,
+    xdg: Option<&Path>,
+    system: Option<&Path>,
+) -> Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "set -e\n\
+             mount -t tmpfs -o size=1m,mode=0755 chartd-test-run /run\n\
+             if [ -n \"$SYSTEM\" ]; then mkdir -m 0755 /run/chartd; mount --bind \"$SYSTEM\" /run/chartd; fi\n\
+             exec \"$@\"",
+        )
+        .arg("sh") // $0
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            "NO_COLOR=1",
+        ])
+        .arg(format!("HOME={}", home.display()));
+    if let Some(x) = xdg {
+        cmd.arg(format!("XDG_RUNTIME_DIR={}", x.display()));
+    }
+    cmd.arg(BIN).arg("status").args(args);
+    cmd.env("SYSTEM", system.map(|p| p.as_os_str()).unwrap_or_default());
+    cmd.output().unwrap()
+}
+
+/// Item 10, socket discovery as a non-root user without `/etc/chartd/chartd.yaml`, against the
+/// real binary: the per-user path (`$XDG_RUNTIME_DIR/chartd/chartd.sock`) when a daemon is
+/// there, else the packaged daemon's `/run/chartd/chartd.sock`; with neither, the error names
+/// both paths it tried. Runs the client as uid 65534 in a private mount namespace whose `/run`
+/// is a fresh tmpfs, so the host's `/run/chartd` is never reached.
+#[test]
+fn a_non_root_client_finds_the_per_user_or_the_system_socket() {
+    if !have_unshare() || Command::new("setpriv").arg("--version").output().is_err() {
+        println!("SKIP: needs root, unshare --mount and setpriv to run the client as uid 65534");
+        return;
+    }
+    if Path::new("/etc/chartd/chartd.yaml").exists() {
+        println!("SKIP: /etc/chartd/chartd.yaml exists, the client would take its socket from it");
+        return;
+    }
+    let Some(group) = group_65534() else {
+        println!("SKIP: no group with gid 65534 to give the socket to");
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, root) = workspace();
+    tree(&root);
+    // uid 65534 reaches the socket: directories 0755, the socket 0660 in its group.
+    let xdg = dir.path().join("xdg");
+    let sockdir = xdg.join("chartd");
+    fs::create_dir_all(&sockdir).unwrap();
+    let empty_xdg = dir.path().join("xdg-empty");
+    fs::create_dir(&empty_xdg).unwrap();
+    for p in [dir.path(), &xdg, &sockdir, &empty_xdg] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let socket = sockdir.join("chartd.sock");
+    let config = dir.path().join("chartd.yaml");
+    fs::write(
+        &config,
+        config_text(
+            &root,
+            &socket,
+            &format!("max_size: 10MiB\n^control: {{ group: {group} }}"),
+        ),
+    )
+    .unwrap();
+    let d = Daemon::spawn(dir, root, socket, config, &[]);
+    let home = d.dir.path();
+    let answered = |o: &Output| -> Value {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        serde_json::from_str(&text(&o.stdout)).unwrap()
+    };
+    // 1. The per-user path: a daemon listens there, nothing in /run.
+    let v = answered(&status_as_nobody(&["--json"], home, Some(&xdg), None));
+    assert_eq!(v["roots"][0]["path"], d.root.to_str().unwrap(), "{v}");
+    assert_eq!(v["roots"][0]["total_files"], 9, "{v}");
+    // 2. Nothing at the per-user path: the packaged daemon's socket in /run/chartd.
+    let v = answered(&status_as_nobody(
+        &["--json"],
+        home,
+        Some(&empty_xdg),
+        Some(&sockdir),
+    ));
+    assert_eq!(v["roots"][0]["path"], d.root.to_str().unwrap(), "{v}");
+    // 3. Neither: exit 3, and the message names the paths it tried.
+    let o = status_as_nobody(&[], home, Some(&empty_xdg), None);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{}{err}", text(&o.stdout));
+    let per_user = empty_xdg.join("chartd/chartd.sock");
+    assert!(
+        err.contains("cannot reach the chartd daemon at /run/chartd/chartd.sock")
+            && err.contains(&format!("{} was tried too", per_user.display())),
+        "{err}"
+    );
+    // Without XDG_RUNTIME_DIR the per-user path is /tmp/chartd-65534/chartd.sock (unless a
+    // per-user daemon of uid 65534 runs on this host, which the test leaves alone).
+    let tmp_user = Path::new("/tmp/chartd-65534/chartd.sock");
+    if !tmp_user.exists() {
+        let o = status_as_nobody(&[], home, None, None);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{}{err}", text(&o.stdout));
+        assert!(
+            err.contains("/run/chartd/chartd.sock")
+                && err.contains("/tmp/chartd-65534/chartd.sock was tried too"),
+            "{err}"
+        );
+    }
+}
+
+/// Item 7: with deletions failing with EACCES, the log blamed "every remaining file is in
+/// grace" for two-hour-old files. chartd runs as uid 65534 (setpriv) on a root whose group
+/// directory belongs to root, so that its deletions really fail with EACCES: the blocked limit
+/// names the cause `failing`, nothing is counted inside grace, and the log says that deleting
+/// fails, not grace. Once the directory is writable, the same files go.
+#[test]
+fn failing_deletions_are_blamed_on_the_failure_not_on_grace() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        println!("SKIP: needs root and setpriv to run chartd as uid 65534");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, root) = workspace();
+    let socket = dir.path().join("chartd.sock");
+    let config = dir.path().join("chartd.yaml");
+    fs::write(
+        &config,
+        config_text(
+            &root,
+            &socket,
+            "max_size: 100KiB\nlow_watermark: 50%\ngrace: 60s",
+        ),
+    )
+    .unwrap();
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Created after the chown: `g/` and its charts (two hours old, long out of grace) belong
+    // to root, mode 0755, so uid 65534 may read them but not remove a name from `g/`.
+    for i in 0..15 {
+        file(&root.join(format!("g/c{i:02}.png")), 10 * KIB, hours(2));
+    }
+    fs::set_permissions(root.join("g"), fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        BIN,
+        "run",
+        "--config",
+    ])
+    .arg(&config);
+    let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
+    assert!(
+        wait_until(Duration::from_secs(10), || d.status_root()["holding"]
+            ["blocked"]["cause"]
+            == "failing"),
+        "{}\n{}",
+        d.status_root(),
+        d.log_text()
+    );
+    let st = d.status_root();
+    let h = &st["holding"];
+    assert_eq!(h["blocked"]["limit"], "max_size", "{st}");
+    assert_eq!(h["blocked"]["excess_bytes"], 50 * KIB, "{st}");
+    assert_eq!(
+        h["blocked"]["grace_files"], 0,
+        "nothing is inside grace: {st}"
+    );
+    assert_eq!(h["failing_files"], 15, "{st}");
+    assert_eq!(h["failing_bytes"], 150 * KIB, "{st}");
+    assert!(st["errors"].as_u64().is_some_and(|e| e >= 1), "{st}");
+    assert_eq!(st["files_removed"], 0, "{st}");
+    let reasons = st["alert_reasons"].to_string();
+    assert!(reasons.contains("deletions_failing"), "{st}");
+    let log = d.log_text();
+    assert!(
+        log.contains("nothing more may be deleted now: deleting the remaining files fails"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cannot delete") && log.contains("Permission denied"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("grace period"),
+        "grace is not to blame:\n{log}"
+    );
+    assert_eq!(walk_png(&d.root).0, 15, "every file is still there");
+    // Positive control: the same files go once uid 65534 may remove them (`cleanup` retries
+    // the held files at once), down to the low watermark.
+    Command::new("chown")
+        .args(["65534:65534"])
+        .arg(d.root.join("g"))
+        .status()
+        .unwrap();
+    d.request(r#"{"cmd":"cleanup"}"#);
+    assert!(
+        wait_until(Duration::from_secs(10), || d.status_root()["total_bytes"]
+            == 50 * KIB),
+        "{}\n{}",
+        d.status_root(),
+        d.log_text()
+    );
+    assert!(d.status_root()["holding"]["blocked"].is_null());
+    assert_eq!(walk_png(&d.root).0, 5);
 }

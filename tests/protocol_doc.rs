@@ -2,6 +2,10 @@
 //! `src/control/messages.rs`: every field a reply type serializes is listed in its row, and
 //! every field a row lists is one the type serializes. A renamed or added field fails here
 //! until the README says so.
+//!
+//! Also the README's source map against `src/`, and every `NAME.rs` the docs and comments
+//! mention against the files that exist (a module turned into a directory fails here until
+//! the references follow it).
 
 use chartd::control::messages::*;
 use serde_json::Value;
@@ -315,4 +319,116 @@ fn the_parser_reads_nested_lists() {
     let mut problems = Vec::new();
     diff("", &parse("a, x"), &parse("a, b"), &mut problems);
     assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+fn manifest_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every file below `dir` (relative to the manifest dir), skipping `target`.
+fn files_below(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if p.is_dir() {
+            files_below(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn the_readme_source_map_names_every_module() {
+    let readme = std::fs::read_to_string(manifest_dir().join("README.md")).unwrap();
+    let at = readme
+        .find("## Development")
+        .expect("a Development section");
+    let start = readme[at..].find("```\nsrc/\n").expect("the source map") + at;
+    let end = start + 4 + readme[start + 4..].find("```").unwrap();
+    let map = &readme[start..end];
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(manifest_dir().join("src"))
+        .unwrap()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let shown = if e.path().is_dir() {
+            format!("{name}/")
+        } else if name.ends_with("_tests.rs") || !name.ends_with(".rs") {
+            continue;
+        } else {
+            name
+        };
+        if !map.contains(&shown) {
+            missing.push(shown);
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "the README's source map leaves out {missing:?}"
+    );
+}
+
+#[test]
+fn every_source_file_the_docs_name_exists() {
+    let root = manifest_dir();
+    let mut ours = Vec::new();
+    for d in ["src", "tests", "benches", "fuzz"] {
+        files_below(&root.join(d), &mut ours);
+    }
+    let names: std::collections::BTreeSet<String> = ours
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let mut docs: Vec<std::path::PathBuf> = ours
+        .iter()
+        .filter(|p| p.starts_with(root.join("src")))
+        .cloned()
+        .collect();
+    for f in ["README.md", "BENCHMARKS.md", "Cargo.toml"] {
+        docs.push(root.join(f));
+    }
+    let mut stale = Vec::new();
+    for doc in &docs {
+        let Ok(text) = std::fs::read_to_string(doc) else {
+            continue;
+        };
+        let word = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
+        for (n, line) in text.lines().enumerate() {
+            for token in line.split(|c: char| !word(c)) {
+                let token = token.trim_end_matches('.');
+                let Some(stem) = token.strip_suffix(".rs") else {
+                    continue;
+                };
+                if stem.is_empty() || stem.ends_with('/') {
+                    continue;
+                }
+                let ok = if ["src/", "tests/", "benches/", "fuzz/"]
+                    .iter()
+                    .any(|d| token.starts_with(d))
+                {
+                    root.join(token).exists()
+                } else {
+                    let base = token.rsplit('/').next().unwrap_or(token);
+                    names.contains(base)
+                };
+                if !ok {
+                    let shown = doc.strip_prefix(&root).unwrap_or(doc).display().to_string();
+                    stale.push(format!("{shown}:{}: {token}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "names of files that do not exist:\n{}",
+        stale.join("\n")
+    );
 }

@@ -152,8 +152,10 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>) -> Result<EnvOverrides, Config
             let shown: String = v.chars().take(64).collect();
             o.warnings.push(format!(
                 "ENVIRONMENT: unknown environment {shown:?}; using the development preset (24h / 1000 MiB). \
-                 Fix: set ENVIRONMENT to development, staging or production for chartd, or set \
-                 environment: in the config file (it wins over nothing but the variable)"
+                 The variable overrides environment: in the config file. Fix: run chartd without \
+                 ENVIRONMENT (under systemd: UnsetEnvironment=ENVIRONMENT, which also drops one read \
+                 by EnvironmentFile=) and set environment: in the config file, or give chartd \
+                 ENVIRONMENT=development, staging or production"
             ));
             Environment::Development
         }));

@@ -1,7 +1,8 @@
 //! What a client may ask of the index owner, as decoded by [`protocol`](super::protocol).
 //!
-//! Plain data in a file of its own, with no `crate::` paths, so that the fuzz crate can
-//! compile `protocol.rs` against it without the rest of the daemon (see `fuzz/src/lib.rs`).
+//! Plain data in a file of its own, with no `crate::` paths. (The fuzz crate once compiled
+//! `protocol.rs` against it by `#[path]`; it now links the library, and
+//! `fuzz/fuzz_targets/request.rs` fuzzes `protocol::decode` through it.)
 
 use std::path::PathBuf;
 

@@ -30,6 +30,7 @@ impl Index {
 
     /// Adds (`add`) or withdraws one name's share of the totals and its place in the queue.
     pub(super) fn account(&mut self, id: FileId, add: bool) {
+        self.changes = self.changes.wrapping_add(1);
         let s = self.files[id as usize];
         if !s.managed() {
             self.unmanaged = if add {

@@ -200,6 +200,15 @@ pub struct FileInfo {
     pub protected: bool,
 }
 
+/// What [`Index::managed_newer_than`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NewerThan {
+    pub files: u64,
+    pub bytes: u64,
+    /// The oldest mtime among them.
+    pub oldest_ns: Option<i64>,
+}
+
 #[derive(Debug)]
 pub struct Index {
     files: Vec<FileSlot>,
@@ -230,6 +239,8 @@ pub struct Index {
     /// Groups found over their quota, for eviction to trim (deduplicated by `flag::OVER`).
     over_quota: Vec<DirId>,
     epoch: u64,
+    /// Bumped by every change to the files' totals (see [`Index::changes`]).
+    changes: u64,
     /// Managed files and bytes, each inode once.
     pub total_files: u64,
     pub total_bytes: u64,
@@ -272,6 +283,7 @@ impl Index {
             over_quota: Vec::new(),
             oldest_scan: None,
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
+            changes: 0,
             total_files: 0,
             total_bytes: 0,
             mtime_sum_ns: 0,
@@ -305,6 +317,13 @@ impl Index {
     /// This index's epoch (unique per index built in this process).
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// A counter bumped by every change to a file's share of the totals (a file added, removed,
+    /// resized, touched, reclassified): a figure derived from the files is still exact while
+    /// this and [`Index::epoch`] are unchanged.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn key_hash(&self, parent: u32, name: &OsStr) -> u64 {
@@ -517,14 +536,19 @@ impl Index {
         held.into_iter().chain(q).min()
     }
 
-    /// Managed files (counted names) with an mtime after `ns`, and their bytes: O(n), for the
-    /// status figures of a blocked limit only (rate-limited by the caller).
-    pub fn managed_newer_than(&self, ns: i64) -> (u64, u64) {
+    /// Managed files (counted names) with an mtime after `ns`, their bytes, and the oldest
+    /// such mtime (when the count next drops by time alone): O(n), for the status figures of a
+    /// blocked limit only (rate-limited by the caller).
+    pub fn managed_newer_than(&self, ns: i64) -> NewerThan {
         self.files
             .iter()
             .filter(|s| s.flags & (flag::LIVE | flag::COUNTED) == flag::LIVE | flag::COUNTED)
             .filter(|s| s.mtime_ns > ns)
-            .fold((0, 0), |(f, b), s| (f + 1, b + s.size))
+            .fold(NewerThan::default(), |n, s| NewerThan {
+                files: n.files + 1,
+                bytes: n.bytes.saturating_add(s.size),
+                oldest_ns: Some(n.oldest_ns.map_or(s.mtime_ns, |o| o.min(s.mtime_ns))),
+            })
     }
 
     // ---------------------------------------------------------------- housekeeping

@@ -399,3 +399,24 @@ fn mean_mtime_follows_every_change_and_counts_each_inode_once() {
     assert_eq!((ix.total_files, ix.mean_mtime_ns()), (0, None));
     assert_eq!(ix.mtime_sum_ns, 0);
 }
+
+#[test]
+fn changes_mark_every_change_to_the_totals_and_newer_than_finds_the_oldest() {
+    let mut ix = Index::new(1);
+    let c0 = ix.changes();
+    let a = ix.upsert_file(ROOT, os("a.png"), info(10, 100, 10));
+    let c1 = ix.changes();
+    assert_ne!(c0, c1, "a file added");
+    ix.upsert_file(ROOT, os("b.png"), info(20, 300, 11));
+    ix.upsert_file(ROOT, os("b.png"), info(20, 400, 11));
+    let c2 = ix.changes();
+    assert_ne!(c1, c2, "a file rewritten with the same size");
+    let n = ix.managed_newer_than(150);
+    assert_eq!((n.files, n.bytes, n.oldest_ns), (1, 20, Some(400)));
+    assert_eq!(ix.managed_newer_than(50).oldest_ns, Some(100));
+    assert_eq!(ix.managed_newer_than(400), NewerThan::default());
+    ix.set_held(a, true);
+    assert_eq!(ix.changes(), c2, "holds do not change the totals");
+    ix.remove_file(a);
+    assert_ne!(ix.changes(), c2, "a file removed");
+}

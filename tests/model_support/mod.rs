@@ -1431,7 +1431,7 @@ fn walk(root: &Path) -> (DiskView, Option<(i128, PathBuf)>) {
     }
     // The rules of `policy`: G3 has no age limit, and G1's two newest managed names are kept
     // whatever their age; protected files never age out.
-    aging.sort_by(|a, b| b.1.cmp(&a.1));
+    aging.sort_by_key(|a| std::cmp::Reverse(a.1));
     let mut kept_in_g1 = 0;
     for (group, t, path, protected) in aging {
         if group == "G1" && kept_in_g1 < 2 {
