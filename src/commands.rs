@@ -21,6 +21,7 @@ use crate::stats::Reason;
 use crate::watcher::Watcher;
 use std::ffi::OsStr;
 use std::path::Path;
+use std::time::Instant;
 
 /// At most this many paths are listed in a `cleanup` / `purge` answer.
 const MAX_LISTED: usize = 1000;
@@ -30,6 +31,9 @@ pub struct Scope<'a> {
     pub roots: &'a mut [RootState],
     pub watcher: &'a mut Watcher,
     pub cleanup_enabled: bool,
+    /// When the owner received the command (the start of the eviction latency of its
+    /// deletions).
+    pub received: Instant,
 }
 
 pub fn handle(scope: Scope<'_>, req: Request) -> Reply {
@@ -255,7 +259,7 @@ fn cleanup(scope: Scope<'_>, dry_run: bool) -> Reply {
         r.counters.resyncs += 1;
         r.resync_all(scope.watcher);
         // One pass per root: a dry run's would-be figures must not leak into the next root.
-        let mut pass = Pass::new(dry_run, true);
+        let mut pass = Pass::new(dry_run, true).triggered_at(scope.received);
         pass.unlimited();
         r.enforce(scope.watcher, &mut pass);
         totals.add(&mut pass);
@@ -315,7 +319,7 @@ fn purge(scope: Scope<'_>, root: Option<&Path>, group: Option<&str>, dry_run: bo
             })
             .collect();
         victims.sort_by_key(|v| v.mtime_ns);
-        let mut pass = Pass::new(dry_run, true);
+        let mut pass = Pass::new(dry_run, true).triggered_at(scope.received);
         pass.unlimited();
         let mut replaced = false;
         for v in victims {
