@@ -366,6 +366,8 @@ fn capacity(roots: &[RootStatus], style: &Style) -> String {
                 None => "none".to_string(),
             };
             let full = match root.time_to_full_hours {
+                // Status rounds to 0.01 h: "0m" would read as "full now".
+                Some(h) if h * 60.0 < 1.0 => "<1m".to_string(),
                 Some(h) => hours(h),
                 // Growing, but no room is known (no size limit and no file system figures).
                 None if root.write_bytes_per_second > root.evicted_bytes_per_second => {
