@@ -65,7 +65,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Show the daemon's figures per root: usage, age, free space, alert, what is held.
+    /// Show the daemon's figures per root: usage, age, free space, alert, what is held, capacity.
     Status {
         /// Print the daemon's JSON reply (also when it cannot be reached: {"ok": false, ...}).
         #[arg(long)]

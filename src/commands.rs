@@ -22,6 +22,7 @@ use crate::stats::Reason;
 use crate::watcher::Watcher;
 use std::ffi::OsStr;
 use std::path::Path;
+use std::time::Instant;
 
 /// At most this many paths are listed in a `cleanup` / `purge` answer.
 const MAX_LISTED: usize = 1000;
@@ -31,6 +32,9 @@ pub struct Scope<'a> {
     pub roots: &'a mut [RootState],
     pub watcher: &'a mut Watcher,
     pub cleanup_enabled: bool,
+    /// When the owner received the command (the start of the eviction latency of its
+    /// deletions).
+    pub received: Instant,
 }
 
 pub fn handle(scope: Scope<'_>, req: Request) -> Reply {
@@ -280,7 +284,7 @@ fn cleanup(scope: Scope<'_>, dry_run: bool) -> Reply {
         r.counters.resyncs += 1;
         r.resync_all(scope.watcher);
         // One pass per root: a dry run's would-be figures must not leak into the next root.
-        let mut pass = Pass::new(dry_run, true);
+        let mut pass = Pass::new(dry_run, true).triggered_at(scope.received);
         pass.unlimited();
         r.enforce(scope.watcher, &mut pass);
         totals.add(&mut pass);
@@ -354,6 +358,7 @@ struct PurgeArgs<'a> {
 
 fn purge(scope: Scope<'_>, a: PurgeArgs<'_>) -> Reply {
     refuse_if_observing(scope.cleanup_enabled, a.dry_run)?;
+    let received = scope.received;
     let now = now_ns();
     let mut found = a.group.is_none();
     let mut grace_skipped = 0u64;
@@ -401,7 +406,7 @@ fn purge(scope: Scope<'_>, a: PurgeArgs<'_>) -> Reply {
             }));
         }
         victims.sort_by_key(|v| v.mtime_ns);
-        let mut pass = Pass::new(a.dry_run, true);
+        let mut pass = Pass::new(a.dry_run, true).triggered_at(received);
         pass.unlimited();
         let mut replaced = false;
         for v in victims {

@@ -53,6 +53,9 @@ pub struct Owner {
     pending_resync: Option<Instant>,
     /// When the latest overflow was seen: a pending resync runs early once overflows stop.
     last_overflow: Option<Instant>,
+    /// When the owner received what it is handling now (a batch of events, a command, a
+    /// reload, its timer firing): the start of the eviction latency of the passes it runs.
+    woke: std::time::Instant,
 }
 
 pub struct OwnerChannels {
@@ -100,6 +103,7 @@ impl Owner {
             overflow_backoff: Duration::from_secs(1),
             pending_resync: None,
             last_overflow: None,
+            woke: std::time::Instant::now(),
         })
     }
 
@@ -121,6 +125,7 @@ impl Owner {
             );
         }
         self.check_watches();
+        self.woke = std::time::Instant::now();
         self.enforce_all();
         self.publish();
         let _ = ready.send(());
@@ -135,7 +140,7 @@ impl Owner {
             // eviction ends. Random order serves every ready branch in turn.
             tokio::select! {
                 msg = self.ctl.recv() => {
-                    self.progress.idle.store(false, Ordering::Release);
+                    self.woke();
                     match msg {
                         Some(Ctl::Reload(cfg, reply)) => {
                             let r = self.reload(*cfg);
@@ -145,19 +150,20 @@ impl Owner {
                     }
                 }
                 ev = self.feed.rx.recv() => {
-                    self.progress.idle.store(false, Ordering::Release);
+                    self.woke();
                     match ev {
                         Some(ev) => self.handle_batch(ev),
                         None => break,
                     }
                 }
                 cmd = self.commands.recv() => {
-                    self.progress.idle.store(false, Ordering::Release);
+                    self.woke();
                     if let Some(cmd) = cmd {
                         let scope = commands::Scope {
                             roots: &mut self.roots,
                             watcher: &mut self.watcher,
                             cleanup_enabled: self.cfg.cleanup_enabled,
+                            received: self.woke,
                         };
                         let resyncs = matches!(cmd.request, crate::control::Request::Cleanup { .. });
                         let reply = commands::handle(scope, cmd.request);
@@ -169,7 +175,7 @@ impl Owner {
                     }
                 }
                 _ = sleep_until(wake) => {
-                    self.progress.idle.store(false, Ordering::Release);
+                    self.woke();
                     self.on_timer();
                 }
             }
@@ -179,6 +185,13 @@ impl Owner {
             self.publish();
         }
         self.progress.idle.store(true, Ordering::Release);
+    }
+
+    /// Woken by a batch of events, a command, a reload or the timer: no longer idle, and what
+    /// it acts on was received now.
+    fn woke(&mut self) {
+        self.progress.idle.store(false, Ordering::Release);
+        self.woke = std::time::Instant::now();
     }
 
     /// Drains up to a batch of events, coalesces them per path, applies them, then enforces.
@@ -254,7 +267,8 @@ impl Owner {
                     // Crossing max_size is acted on at once, not at the end of the batch:
                     // this bounds the overshoot during a burst.
                     if root.over_max_size() {
-                        let mut pass = Pass::new(false, false);
+                        let trigger = root.more.unwrap_or(self.woke);
+                        let mut pass = Pass::new(false, false).triggered_at(trigger);
                         root.enforce(&mut self.watcher, &mut pass);
                     }
                 }
@@ -376,10 +390,12 @@ impl Owner {
 
     pub(crate) fn enforce_all(&mut self) {
         for r in &mut self.roots {
-            let mut pass = Pass::new(false, false);
+            // Work left over by a pass that ran out of budget keeps its original trigger.
+            let trigger = r.more.unwrap_or(self.woke);
+            let mut pass = Pass::new(false, false).triggered_at(trigger);
             r.enforce(&mut self.watcher, &mut pass);
             r.next_due_ns = pass.next_due_ns;
-            r.more = pass.more;
+            r.more = pass.more.then_some(trigger);
             if r.degraded.is_some() && r.dir.is_some() && r.next_degraded_check.is_none() {
                 let every = DEGRADED_RESCAN.min(self.cfg.resync_interval);
                 r.next_degraded_check = Some(std::time::Instant::now() + every);
@@ -400,7 +416,7 @@ impl Owner {
             at(t);
         }
         for r in &self.roots {
-            if r.more {
+            if r.more.is_some() {
                 at(now);
             }
             if let Some(t) = r.grace_recount_due() {

@@ -74,8 +74,10 @@ pub struct RootState {
     pub ready: bool,
     /// Wall-clock ns when the next file expires or leaves a blocking grace period.
     pub next_due_ns: Option<i64>,
-    /// The last enforcement pass ran out of budget: run another one at once.
-    pub more: bool,
+    /// The last enforcement pass ran out of budget: run another one at once. Holds the trigger
+    /// of the unfinished work, so that the deletions of the next passes count their latency
+    /// from it rather than from the wake-up that resumes them.
+    pub more: Option<Instant>,
     /// Pressure and blocking of the size, count, free-space and inode limits (indexed by
     /// `evict::Limit`).
     pub limits: [crate::evict::LimitState; 4],
@@ -178,7 +180,7 @@ impl RootState {
             error_backoff: Duration::from_secs(1),
             ready: false,
             next_due_ns: None,
-            more: false,
+            more: None,
             limits: Default::default(),
             rules,
             fs_free_inodes: 0,
@@ -374,13 +376,15 @@ impl RootState {
         p
     }
 
-    pub fn record_removal(&mut self, reason: Reason, bytes: u64, started: Instant) {
+    /// Counts one deletion; `trigger` is when the owner received what the pass acts on (see
+    /// `Pass::triggered_at`), the start of the eviction latency.
+    pub fn record_removal(&mut self, reason: Reason, bytes: u64, trigger: Instant) {
         let c = &mut self.counters;
         c.files_removed = c.files_removed.saturating_add(1);
         c.bytes_freed = c.bytes_freed.saturating_add(bytes);
         c.by_reason[reason as usize] = c.by_reason[reason as usize].saturating_add(1);
         c.last_eviction = Some(SystemTime::now());
-        c.latency.observe(started.elapsed());
+        c.latency.observe(trigger.elapsed());
     }
 
     /// Drops every watch of this root (it is no longer configured).

@@ -342,10 +342,71 @@ pub fn status(answer: &StatusReply, style: &Style) -> String {
         rows,
         style,
     );
+    out.push('\n');
+    out += &capacity(roots, style);
     for root in roots {
         out += &notes(root, style);
     }
     out
+}
+
+/// `1.2 MiB/s`
+pub fn rate(bytes_per_second: f64) -> String {
+    format!("{}/s", bytes(bytes_per_second))
+}
+
+/// The capacity figures (issue 13): do the limits fit the load? One row per root; a figure
+/// that does not exist yet is a word, never an invented number.
+fn capacity(roots: &[RootStatus], style: &Style) -> String {
+    let rows = roots
+        .iter()
+        .map(|root| {
+            let retention = match root.effective_retention_hours {
+                Some(h) => hours(h),
+                None => "none".to_string(),
+            };
+            let full = match root.time_to_full_hours {
+                // Status rounds to 0.01 h: "0m" would read as "full now".
+                Some(h) if h * 60.0 < 1.0 => "<1m".to_string(),
+                Some(h) => hours(h),
+                // Growing, but no room is known (no size limit and no file system figures).
+                None if root.write_bytes_per_second > root.evicted_bytes_per_second => {
+                    "-".to_string()
+                }
+                None => "not growing".to_string(),
+            };
+            vec![
+                l(root.path.clone()),
+                r(format!(
+                    "{retention} / {}",
+                    hours_or_dash(root.max_age_hours)
+                )),
+                r(rate(root.write_bytes_per_second)),
+                r(rate(root.evicted_bytes_per_second)),
+                r(full),
+                Cell {
+                    color: (root.premature_evictions > 0).then_some(YELLOW),
+                    ..r(count(root.premature_evictions))
+                },
+            ]
+        })
+        .collect();
+    let premature = format!(
+        "PREMATURE ({} MIN)",
+        crate::capacity::PREMATURE_WINDOW.as_secs() / 60
+    );
+    table(
+        &[
+            "ROOT",
+            "RETENTION / MAX AGE",
+            "WRITE",
+            "EVICT",
+            "FULL IN",
+            &premature,
+        ],
+        rows,
+        style,
+    )
 }
 
 /// What a root's alert, degradation and held files mean, in a sentence each.

@@ -290,6 +290,14 @@ fn sample_status() -> StatusReply {
     a.watches = 512;
     a.resyncs = 3;
     a.last_eviction = Some(SystemTime::now() - Duration::from_secs(300));
+    a.capacity = crate::capacity::CapacityFigures {
+        effective_retention_hours: Some(5.2),
+        write_bytes_per_second: 1_258_291.2,   // 1.2 MiB/s
+        evicted_bytes_per_second: 1_153_433.6, // 1.1 MiB/s
+        time_to_full_hours: Some(3.4),
+        premature_evictions: 2,
+        ..Default::default()
+    };
     let mut b = root("/srv/charts/sessions");
     b.total_files = 3;
     b.total_bytes = 1234;
@@ -341,6 +349,28 @@ fn status_table() {
         "{text}"
     );
     assert!(text.contains("degraded: /srv/charts/sessions: inotify watch limit reached"));
+    // The capacity figures, one row per root; what does not exist yet is a word.
+    let head = lines
+        .iter()
+        .position(|l| l.starts_with("ROOT") && l.contains("RETENTION / MAX AGE"))
+        .unwrap_or_else(|| panic!("no capacity table:\n{text}"));
+    assert!(
+        lines[head].contains("WRITE") && lines[head].ends_with("FULL IN  PREMATURE (10 MIN)"),
+        "{}",
+        lines[head]
+    );
+    let a = lines[head + 1];
+    assert!(a.starts_with("/srv/charts/output"), "{a}");
+    assert!(a.contains("5.2h / 24.0h"), "{a}");
+    assert!(a.contains("1.2 MiB/s") && a.contains("1.1 MiB/s"), "{a}");
+    assert!(a.contains("3.4h") && a.ends_with('2'), "{a}");
+    let b = lines[head + 2];
+    assert!(b.starts_with("/srv/charts/sessions"), "{b}");
+    assert!(b.contains("none / -"), "{b}");
+    assert!(
+        b.contains("0 B/s") && b.contains("not growing") && b.ends_with('0'),
+        "{b}"
+    );
     assert!(!text.contains('\x1b'));
     let colored = render::status(&sample_status(), &Style { color: true });
     assert!(colored.contains("\x1b[32mOK\x1b[0m"));

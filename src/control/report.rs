@@ -330,7 +330,7 @@ pub fn metrics(snap: &Snapshot, view: &View, now: SystemTime) -> String {
     );
     out.histograms(
         "chartd_eviction_latency_seconds",
-        "Time from a limit being crossed to the deletions that restore it.",
+        "Seconds from the owner receiving the events (or the timer firing, or the command) that required a deletion to its unlink.",
         roots.iter().map(|r| (label(r), &r.eviction_latency)),
     );
     let verdicts: Vec<_> = roots

@@ -151,8 +151,8 @@ impl RootState {
                 let before = self.index.total_bytes;
                 self.index.remove_file(id);
                 let bytes = before.saturating_sub(self.index.total_bytes);
-                let started = pass.started.unwrap_or_else(Instant::now);
-                self.record_removal(reason, bytes, started);
+                let trigger = pass.trigger.unwrap_or_else(Instant::now);
+                self.record_removal(reason, bytes, trigger);
                 self.error_backoff = Duration::from_secs(1);
                 self.fs_free = self.fs_free.saturating_add(freed);
                 pass.files += 1;

@@ -58,7 +58,9 @@ pub struct Pass {
     /// Files skipped (locked, unreadable, failing, changed), for purge answers.
     pub skipped: u64,
     budget: usize,
-    started: Option<Instant>,
+    /// When the owner received what this pass acts on (see [`Pass::triggered_at`]): the
+    /// eviction-latency histogram counts from here to each unlink.
+    trigger: Option<Instant>,
     /// A dry run's would-be deletions, so that its figures add up as if they had happened.
     virtual_bytes: u64,
     virtual_free: u64,
@@ -72,9 +74,18 @@ impl Pass {
             dry_run,
             collect,
             budget: PASS_BUDGET,
-            started: Some(Instant::now()),
+            trigger: Some(Instant::now()),
             ..Pass::default()
         }
+    }
+
+    /// The moment the owner received the batch of events, the timer firing or the command
+    /// that this pass acts on (by default, the pass's own start). A limit crossed by an event
+    /// is acted on in the pass that follows the batch holding the event, so the latency
+    /// recorded for each deletion is the time from that batch's receipt to the unlink.
+    pub fn triggered_at(mut self, at: Instant) -> Pass {
+        self.trigger = Some(at);
+        self
     }
 
     /// No per-pass deletion budget (explicit `cleanup` / `purge` / `clean --once`).
@@ -486,5 +497,65 @@ impl RootState {
     /// The earliest retry of a held file.
     pub fn next_held_retry(&self) -> Option<Instant> {
         self.index.next_hold_retry()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::root::Progress;
+    use crate::watcher::Watcher;
+    use std::sync::Arc;
+
+    /// A root of four 10-byte charts, an hour old, limited to 20 bytes (low watermark 100 %):
+    /// a pass deletes two of them.
+    fn over_limit() -> (tempfile::TempDir, RootState, Watcher) {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..4 {
+            let p = dir.path().join(format!("g/c{i}.png"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_len(10).unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+                .unwrap();
+        }
+        let mut rc = crate::policy::tests::test_root(&dir.path().to_string_lossy());
+        rc.max_size = Some(20);
+        rc.low_watermark = 1.0;
+        rc.prune_empty_dirs = false;
+        let mut root = RootState::new(
+            rc,
+            true,
+            Duration::from_secs(3600),
+            Arc::new(Progress::default()),
+        )
+        .unwrap();
+        let mut w = Watcher::disabled();
+        root.resync_all(&mut w);
+        (dir, root, w)
+    }
+
+    #[test]
+    fn eviction_latency_counts_from_the_trigger() {
+        // The owner received the batch that crossed the limit 2 s before the pass ran: each
+        // deletion's latency includes those 2 s.
+        let Some(received) = Instant::now().checked_sub(Duration::from_secs(2)) else {
+            return; // a machine up for less than 2 s
+        };
+        let (_dir, mut root, mut w) = over_limit();
+        let mut pass = Pass::new(false, false).triggered_at(received);
+        root.enforce(&mut w, &mut pass);
+        assert_eq!(pass.files, 2);
+        let h = &root.counters.latency;
+        assert_eq!(h.count, 2);
+        assert!(h.sum_seconds >= 4.0, "{h:?}");
+        assert_eq!(h.buckets.last(), Some(&0), "{h:?}"); // none within 1 s
+
+        // Without a trigger, a pass counts from its own start.
+        let (_dir, mut root, mut w) = over_limit();
+        let mut pass = Pass::new(false, false);
+        root.enforce(&mut w, &mut pass);
+        assert_eq!(pass.files, 2);
+        assert!(root.counters.latency.sum_seconds < 2.0);
     }
 }

@@ -10,10 +10,15 @@
 # service active, `chartd status` for root / group chartd / others, eviction of files written
 # by an application user, journal, reload (good and broken config), a second root governed
 # through a drop-in, fd limit under the syscall filter, watchdog, stop, upgrade,
-# remove (keeps data + config), purge (keeps data). Then the same cycle with the .rpm in a
-# fresh container. Prints `N passed, M failed`; exits 1 if anything failed.
+# remove (keeps data + config), purge (keeps data). The metrics endpoint: chartd-metrics.socket
+# (disabled by default) enabled, GET /metrics over the socket passed in by LISTEN_FDS with the
+# sandbox unchanged (PrivateNetwork=yes, AF_UNIX only), and Debian's prometheus scraping it
+# with the shipped rules (promtool check rules; target up, a chartd_ series queryable, rules
+# loaded). Then the same cycle with the .rpm in a fresh container. Prints `N passed, M failed`;
+# exits 1 if anything failed.
 #
-# Not root, or no systemd-nspawn possible here: prints a SKIP line and exits 0.
+# Not root, or no systemd-nspawn possible here: prints a SKIP line and exits 0. Then nothing,
+# not even the exposure check or the Prometheus scrape, has been checked.
 #
 # Environment (all optional):
 #   CHARTD_SYSTEST_DIR=/var/tmp/chartd-systest   rootfs cache (cache/) and per-run state (run/)
