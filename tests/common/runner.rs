@@ -183,7 +183,37 @@ pub fn try_request_at(socket: &Path, line: &str) -> Result<Value, String> {
     let mut r = BufReader::new(s);
     let mut out = String::new();
     r.read_line(&mut out).map_err(|e| format!("read: {e}"))?;
-    serde_json::from_str(&out).map_err(|e| format!("answer is not JSON ({e}): {out:?}"))
+    let v: Value =
+        serde_json::from_str(&out).map_err(|e| format!("answer is not JSON ({e}): {out:?}"))?;
+    check_typed(line, &v, &out);
+    Ok(v)
+}
+
+/// Every successful answer must decode into its typed reply (`chartd::control::messages`),
+/// the types the daemon serializes and the CLI decodes: the tests read answers by key, and
+/// this makes a field renamed or dropped on either side fail every test that asks, not only
+/// the ones that read that key. A test that sends deliberately bad requests gets errors, which
+/// are not checked here.
+fn check_typed(request: &str, answer: &Value, raw: &str) {
+    use chartd::control::messages as m;
+    if answer.get("ok") != Some(&Value::Bool(true)) {
+        return;
+    }
+    let Ok(req) = serde_json::from_str::<Value>(request) else {
+        return;
+    };
+    let r = match req.get("cmd").and_then(Value::as_str) {
+        Some("status") => m::decode_reply::<m::StatusReply>(raw).map(drop),
+        Some("groups") => m::decode_reply::<m::GroupsReply>(raw).map(drop),
+        Some("list") => m::decode_reply::<m::ListReply>(raw).map(drop),
+        Some("cleanup") | Some("purge") => m::decode_reply::<m::DeletionReply>(raw).map(drop),
+        Some("reload") => m::decode_reply::<m::ReloadReply>(raw).map(drop),
+        Some("metrics") => m::decode_reply::<m::MetricsReply>(raw).map(drop),
+        _ => Ok(()),
+    };
+    if let Err(e) = r {
+        panic!("the answer to {request} does not decode into its typed reply: {e:?}\n{raw}");
+    }
 }
 
 /// [`try_request_at`] without the reason.
