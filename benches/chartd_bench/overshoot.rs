@@ -120,14 +120,6 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
                     "off_name_max_excess_files",
                     None,
                 ),
-                row_reps(
-                    "overshoot: catch-up after the burst",
-                    "s",
-                    lower,
-                    None,
-                    &per(0, "catch_up_s"),
-                    &per(1, "catch_up_s"),
-                ),
             ],
         );
     }

@@ -345,7 +345,7 @@ fn ladder(tp: &Value) -> String {
     let mut t = format!(
         "\n**Event throughput{}** ({}, on tmpfs, four files per directory in turn over {} directories, {} s per step, kernel \
          `max_queued_events` {}): highest sustained rate with no overflow and an exact \
-         index: **{}**{} (target ≥ 50k files/s: {}); chartd CPU {} µs/file. Reference: the \
+         index: **{}**{} ({}); chartd CPU {} µs/file. Reference: the \
          writer alone, measured right before each step.\n\n| rate | achieved | writer alone \
          | overflows | index exact | catch-up | CPU µs/file |{} result |\n\
          |---|---|---|---|---|---|---|{}---|\n",
@@ -368,7 +368,14 @@ fn ladder(tp: &Value) -> String {
         } else {
             ""
         },
-        verdict(Some(best.is_some_and(|b| b >= 50_000.0 * 0.95))),
+        if evict {
+            "no target: the 50k files/s target is the event path's".into()
+        } else {
+            format!(
+                "target ≥ 50k files/s: {}",
+                verdict(Some(best.is_some_and(|b| b >= 50_000.0 * 0.95)))
+            )
+        },
         tp["cpu_us_per_file"].as_f64().map_or("–".into(), |c| format!("{c:.1}")),
         if evict { " deletions/s during the step |" } else { "" },
         if evict { "---|" } else { "" },

@@ -8,7 +8,7 @@
 //!
 //! May touch: `<tmpfs>/tp` (created and removed) and the daemons it starts.
 
-use crate::compare::{block, row, row_reps, turn_order, Better};
+use crate::compare::{block, row, turn_order, Better};
 use crate::daemon::{wait_status, Daemon, DaemonCfg};
 use crate::opts::{Bin, Opts};
 use crate::sample::{task_delta, task_samples};
@@ -234,33 +234,56 @@ fn summary(o: &Opts, evict: bool, steps: &[Value]) -> Value {
     })
 }
 
-/// Rows for one ladder: the highest sustained rate, and CPU per file at every rate both
-/// binaries passed.
+/// Rows for one ladder: the highest sustained rate (no verdict when either ladder ended on a
+/// pass: the rate is then the writer's or the ladder's), and CPU per file at the highest rate
+/// both binaries passed, with the spread of the ratio over every rate both passed.
 fn rows(mode: &str, a: &Value, b: &Value) -> Vec<Value> {
     let best = |v: &Value| v["max_sustained_files_per_s"].as_f64().unwrap_or(f64::NAN);
+    // A ladder that ended on a pass (the writer limited, or no higher rate to try) gives a
+    // floor, not the limit.
+    let floor = |v: &Value| {
+        v["steps"]
+            .as_array()
+            .and_then(|s| s.last())
+            .is_some_and(|s| s["pass"] == true)
+    };
+    let limited = floor(a) || floor(b);
     let mut out = vec![row(
-        &format!("throughput ({mode}): highest sustained rate"),
+        &format!(
+            "throughput ({mode}): highest sustained rate{}",
+            if limited {
+                " (a ladder ended on a pass: a floor, no verdict)"
+            } else {
+                ""
+            }
+        ),
         "files/s",
         Better::Higher,
-        Some(1.10),
+        (!limited).then_some(1.10),
         (best(a), &[best(a)]),
         (best(b), &[best(b)]),
     )];
     let (mut ca, mut cb) = (Vec::new(), Vec::new());
+    let mut top = None;
     let steps = |v: &Value| v["steps"].as_array().cloned().unwrap_or_default();
     for (x, y) in steps(a).iter().zip(&steps(b)) {
         if x["pass"] == true && y["pass"] == true {
             ca.push(x["cpu_us_per_file"].as_f64().unwrap_or(0.0));
             cb.push(y["cpu_us_per_file"].as_f64().unwrap_or(0.0));
+            top = x["rate"].as_u64();
         }
     }
-    out.push(row_reps(
-        &format!("throughput ({mode}): CPU per file, over the steps both passed"),
+    let last = |v: &[f64]| v.last().copied().unwrap_or(f64::NAN);
+    out.push(row(
+        &format!(
+            "throughput ({mode}): CPU per file at {} files/s, the highest rate both passed (spread: every rate both passed)",
+            top.map_or("–".into(), |r| r.to_string())
+        ),
         "µs",
         Better::Lower,
         Some(1.10),
-        &ca,
-        &cb,
+        (last(&ca), &ca),
+        (last(&cb), &cb),
     ));
     out
 }
