@@ -1,7 +1,8 @@
-//! The benchmark's chartd: one daemon per measurement, started through the shared dev harness
-//! (`tests/common/runner.rs`: config text, clean environment, `READY=1`, requests, SIGTERM),
-//! with what the benchmark adds: a run directory under the bench dir, the time from spawn to
-//! `READY=1`, and registration for the signal cleanup.
+//! The benchmark's chartd: one daemon per measurement, of the binary asked for (this build or
+//! a baseline build), started through the shared dev harness (`tests/common/runner.rs`: config
+//! text, clean environment, `READY=1`, requests, SIGTERM), with what the benchmark adds: a run
+//! directory under the bench dir, the time from spawn to `READY=1`, and registration for the
+//! signal cleanup.
 //!
 //! May touch: its run directory (`$CHARTD_BENCH_DIR/run/<pid>-<seq>`: config, sockets, log,
 //! removed at stop) and the daemon it started (by PID).
