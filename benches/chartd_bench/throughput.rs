@@ -236,7 +236,8 @@ fn summary(o: &Opts, evict: bool, steps: &[Value]) -> Value {
 
 /// Rows for one ladder: the highest sustained rate (no verdict when either ladder ended on a
 /// pass: the rate is then the writer's or the ladder's), and CPU per file at the highest rate
-/// both binaries passed, with the spread of the ratio over every rate both passed.
+/// both binaries passed without being writer-limited (so both ran at that rate), with the
+/// spread of the ratio over every such rate.
 fn rows(mode: &str, a: &Value, b: &Value) -> Vec<Value> {
     let best = |v: &Value| v["max_sustained_files_per_s"].as_f64().unwrap_or(f64::NAN);
     // A ladder that ended on a pass (the writer limited, or no higher rate to try) gives a
@@ -267,7 +268,8 @@ fn rows(mode: &str, a: &Value, b: &Value) -> Vec<Value> {
     let mut top = None;
     let steps = |v: &Value| v["steps"].as_array().cloned().unwrap_or_default();
     for (x, y) in steps(a).iter().zip(&steps(b)) {
-        if x["pass"] == true && y["pass"] == true {
+        let clean = |s: &Value| s["pass"] == true && s["writer_limited"] != true;
+        if clean(x) && clean(y) {
             ca.push(x["cpu_us_per_file"].as_f64().unwrap_or(0.0));
             cb.push(y["cpu_us_per_file"].as_f64().unwrap_or(0.0));
             top = x["rate"].as_u64();
@@ -276,7 +278,7 @@ fn rows(mode: &str, a: &Value, b: &Value) -> Vec<Value> {
     let last = |v: &[f64]| v.last().copied().unwrap_or(f64::NAN);
     out.push(row(
         &format!(
-            "throughput ({mode}): CPU per file at {} files/s, the highest rate both passed (spread: every rate both passed)",
+            "throughput ({mode}): CPU per file at {} files/s, the highest rate both passed at that rate (spread: every such rate)",
             top.map_or("–".into(), |r| r.to_string())
         ),
         "µs",
