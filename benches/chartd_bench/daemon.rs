@@ -1,14 +1,15 @@
-//! The benchmark's chartd: one daemon per measurement, started through the shared dev harness
-//! (`tests/common/runner.rs`: config text, clean environment, `READY=1`, requests, SIGTERM),
-//! with what the benchmark adds: a run directory under the bench dir, the time from spawn to
-//! `READY=1`, and registration for the signal cleanup.
+//! The benchmark's chartd: one daemon per measurement, of the binary asked for (this build or
+//! a baseline build), started through the shared dev harness (`tests/common/runner.rs`: config
+//! text, clean environment, `READY=1`, requests, SIGTERM), with what the benchmark adds: a run
+//! directory under the bench dir, the time from spawn to `READY=1`, and registration for the
+//! signal cleanup.
 //!
 //! May touch: its run directory (`$CHARTD_BENCH_DIR/run/<pid>-<seq>`: config, sockets, log,
 //! removed at stop) and the daemon it started (by PID).
 
 use crate::common::{
     config_text_at, log_tail, open_log, proc_status_kib, run_command, spawn_logged, terminate,
-    try_request_at, ReadyNotify, BIN,
+    try_request_at, ReadyNotify,
 };
 use crate::system::{forget_child, register_child};
 use crate::util::{err, Res};
@@ -32,6 +33,8 @@ pub struct Daemon {
 static RUN_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 pub struct DaemonCfg<'a> {
+    /// The chartd binary: this build, or a baseline build of another commit.
+    pub bin: &'a Path,
     pub root: &'a Path,
     pub cleanup: bool,
     /// Extra lines under the root.
@@ -61,7 +64,7 @@ impl Daemon {
             .map_err(err("config"))?;
         let log_path = run.join("chartd.log");
         let log = open_log(&log_path, false)?;
-        let mut cmd = run_command(Path::new(BIN), &cfg_path);
+        let mut cmd = run_command(c.bin, &cfg_path);
         cmd.env_remove("RUST_LOG")
             .env("NOTIFY_SOCKET", notify.path())
             .stdin(Stdio::null());
@@ -121,15 +124,6 @@ pub fn wait_status(d: &Daemon, timeout: Duration, mut f: impl FnMut(&Value) -> b
             return Err(format!("timed out waiting for chartd; last status: {s}"));
         }
         thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// An observe-only daemon (no limits, cleanup off): crawl, memory, status, idle, throughput.
-pub fn observe_cfg(root: &Path) -> DaemonCfg<'_> {
-    DaemonCfg {
-        root,
-        cleanup: false,
-        root_lines: "max_age: 0\nmax_size: 0",
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Evt {
     pub t: Instant,
     pub wd: i32,
     pub mask: u32,
+    pub cookie: u32,
     pub name: Vec<u8>,
 }
 
@@ -52,6 +53,7 @@ impl Watcher {
                     t: Instant::now(),
                     wd: ev.wd(),
                     mask: ev.events().bits(),
+                    cookie: ev.cookie(),
                     name: ev
                         .file_name()
                         .map(|n| n.to_bytes().to_vec())
@@ -100,9 +102,3 @@ impl Drop for Watcher {
         }
     }
 }
-
-pub const IN_DELETE: u32 = 0x200;
-/// chartd takes a victim off its name (a rename to a private name) before it unlinks it: the
-/// name is gone at this event, the unlink of the private name follows within microseconds.
-pub const IN_MOVED_FROM: u32 = 0x40;
-pub const IN_Q_OVERFLOW: u32 = 0x4000;

@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo bench --bench chartd_bench -- [--sizes 10k,100k,1m] [--quick] [--cold] [--only LIST]
+//!     [--baseline-bin PATH [--baseline-label NAME]]
 //! ```
 //!
 //! It builds synthetic chart trees once (cached under `$CHARTD_BENCH_DIR`, default
@@ -9,14 +10,19 @@
 //! them, and measures every figure next to a reference taken in the same run, so that the noise
 //! of a shared machine cancels: crawl vs `find`, RSS vs an empty root, reaction latency vs a
 //! minimal inotify reactor, status vs an empty-root daemon, idle vs an empty-root daemon,
-//! event throughput vs the writer alone. Results go to `target/bench/results-<date>.json` and
-//! the table into `BENCHMARKS.md`. See BENCHMARKS.md for the method. Needs root (sysctl,
-//! drop_caches); it raises `fs.inotify.max_user_watches` for the run and restores it.
+//! event throughput vs the writer alone. With `--baseline-bin`, every measurement that runs
+//! chartd also runs the baseline binary (another build, e.g. of an older commit), interleaved
+//! with this one, and a side-by-side table shows both with their ratio. The `rules` phase
+//! compares 20 retention rules against none on this build. Results go to
+//! `target/bench/results-<date>.json` and the table into `BENCHMARKS.md` (unless `--no-md`).
+//! See BENCHMARKS.md for the method. Needs root (sysctl, drop_caches, tmpfs); it raises
+//! `fs.inotify.max_user_watches` for the run and restores it.
 //!
 //! This file is the entry point only: the command line, the order of the phases, and writing
-//! the results. Each phase is a module of its own next to this file, the table
-//! renderer is `render.rs`, and the daemon runner, requests and files come from the dev harness
-//! the integration tests use (`tests/common/`, included below by path).
+//! the results. Each phase is a module of its own next to this file, the table renderers are
+//! `render.rs` and `render_cmp.rs` (side by side), and the daemon runner, requests and files
+//! come from the dev harness the integration tests use (`tests/common/`, included below by
+//! path).
 //!
 //! May touch: `$CHARTD_BENCH_DIR` (trees, run directories, the tmpfs), the sysctl and page
 //! cache as above (restored / harmless), `target/bench/` and BENCHMARKS.md's results block.
@@ -24,6 +30,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+mod compare;
 mod crawl;
 mod daemon;
 mod idle;
@@ -35,12 +42,15 @@ mod opts;
 mod overshoot;
 mod reaction;
 mod render;
+mod render_cmp;
+mod rules;
 mod sample;
 mod status;
 mod system;
 mod throughput;
 mod tree;
 mod util;
+mod victim;
 
 use common::BIN;
 use crawl::phase_observe;
@@ -48,6 +58,7 @@ use live::{phase_live, Live};
 use meta::{machine, sh, utc, MANIFEST_DIR};
 use opts::{parse_opts, Opts};
 use render::{label, table, write_md};
+use rules::phase_rules;
 use serde_json::{json, Value};
 use std::fs;
 use std::path::Path;
@@ -112,6 +123,10 @@ fn run(o: &Opts) -> Res<Value> {
             let r = phase_live(o, n, Live::Overshoot, &t.path, &mut out);
             note_err(&mut out, "overshoot", r);
         }
+        if o.wants("rules") {
+            let r = phase_rules(o, n, &empty_root, &mut out);
+            note_err(&mut out, "rules", r);
+        }
         sizes.push(out);
     }
     let mut results = json!({ "sizes": sizes });
@@ -122,12 +137,33 @@ fn run(o: &Opts) -> Res<Value> {
             let r = phase_throughput(o, &t.path, &mut tp);
             note_err(&mut tp, "throughput", r);
         }
-        results["throughput"] = tp["throughput"].take();
-        if let Some(e) = tp.get("errors") {
-            results["throughput_errors"] = e.clone();
+        if let Some(m) = tp.as_object_mut() {
+            for (k, v) in std::mem::take(m) {
+                let k = if k == "errors" {
+                    "throughput_errors".into()
+                } else {
+                    k
+                };
+                results[k] = v;
+            }
         }
     }
     Ok(results)
+}
+
+/// `BIN --version`, first line.
+fn version_of(bin: &Path) -> String {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -181,12 +217,20 @@ fn main() {
     results["machine"] = machine();
     results["args"] = json!(args.join(" "));
     results["chartd"] = json!(BIN);
+    if let Some(b) = &o.baseline {
+        results["baseline"] = json!({
+            "bin": b.path,
+            "label": b.label,
+            "version": version_of(&b.path),
+        });
+    }
     results["repetitions"] = json!(format!(
         "{} runs (N < 1M) / {} (N ≥ 1M) for crawl and memory, {} status round trips, {} reaction samples, {} s idle",
         o.reps_small, o.reps_large, o.status_n, o.reaction_n, o.idle_secs
     ));
     results["quick"] = json!(o.quick);
-    let t = table(&results, &o);
+    let mut t = table(&results, &o);
+    t.push_str(&render_cmp::tables(&results));
     println!("\n{t}");
     let dir = Path::new(MANIFEST_DIR).join("target").join("bench");
     let _ = fs::create_dir_all(&dir);

@@ -1,14 +1,19 @@
 //! Phase `reaction`: a writer's close() → chartd's unlink of the victim that pays for it, on a
-//! live tree, next to a minimal inotify reactor doing the same job in the same run.
+//! live tree, next to a minimal inotify reactor doing the same job in the same run. With two
+//! variants (a baseline binary, or rules against none) the samples are cut into blocks, one
+//! daemon per variant per block, the variants taking turns; the tree is restored after each.
 //!
 //! May touch: the live tree's new-file directory and victims (the live phase repairs them), its
 //! scratch directory (reference files), and nothing of the daemon but its status.
 
+use crate::compare::{block, row, row_pct, turn_order, Better};
 use crate::daemon::Daemon;
-use crate::inotify::{Watcher, IN_DELETE, IN_MOVED_FROM};
+use crate::inotify::{Evt, Watcher};
+use crate::live::{restore, start_live, LiveVariant, NEW_DIR};
 use crate::opts::Opts;
 use crate::tree::{make_file, Tree, CHARTS};
 use crate::util::{err, pct, stats, Res};
+use crate::victim::Tracker;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::fd::AsFd;
@@ -43,83 +48,99 @@ pub fn start_reactor(dir: &Path) -> Res<(thread::JoinHandle<()>, PathBuf)> {
     Ok((h, dir.join("stop")))
 }
 
-/// `--reaction-n` samples: each writes a file of the next victim's size into `new_dir` and times
-/// its `close()` to the victim's IN_DELETE; then the same against the reference reactor in
-/// `scratch`. `next_victim` advances through `order`, chartd's eviction order.
-#[allow(clippy::too_many_arguments)]
-pub fn reaction(
-    o: &Opts,
+/// What one variant's samples measured; latencies in ms, one vector per block.
+#[derive(Default)]
+pub struct ReactionRuns {
+    /// close() → the victim unlinked (IN_DELETE of its private name, or of its name).
+    pub gone_ms: Vec<Vec<f64>>,
+    /// close() → the victim's name gone (IN_MOVED_FROM, or IN_DELETE of the name).
+    pub off_name_ms: Vec<Vec<f64>>,
+    /// open(O_CREAT) → the victim unlinked (not clamped: chartd may evict before close(), as
+    /// soon as the new file's size is written).
+    pub create_ms: Vec<Vec<f64>>,
+    pub early: usize,
+    pub missed: usize,
+    pub files_removed: u64,
+}
+
+/// The reaction samples of every variant, and the reference reactor's, interleaved with them.
+pub struct Reaction {
+    pub runs: Vec<ReactionRuns>,
+    pub reference_ms: Vec<f64>,
+}
+
+/// The reference reactor and the harness's watcher, shared by every block.
+struct Ctx<'a> {
+    w: Watcher,
+    refdir: PathBuf,
+    ref_wd: i32,
+    ref_next: usize,
+    reference_ms: Vec<f64>,
+    new_dir: &'a Path,
+    new_seq: usize,
+}
+
+/// Waits (up to 5 s) for the victim (`wd`, `name`) to be off its name and gone; returns the
+/// times of both.
+fn wait_gone(w: &Watcher, wd: i32, name: &[u8]) -> Option<(Instant, Instant)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut t = Tracker::new();
+    let mut off = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let e: Evt = w.rx.recv_timeout(left).ok()?;
+        let s = t.on_event(e.wd, e.mask, e.cookie, &e.name, |ewd, n| {
+            (ewd == wd && n == name).then_some(())
+        });
+        if s.off_name.is_some() {
+            off.get_or_insert(e.t);
+        }
+        if s.gone.is_some() {
+            return Some((off.unwrap_or(e.t), e.t));
+        }
+    }
+}
+
+/// `count` samples against daemon `d`: each writes a file of the next victim's size into the
+/// new-file directory and times its `close()` to the victim's deletion; then the same against
+/// the reference reactor. The victims are the first `count` of `order`.
+fn samples(
     tree: &Tree,
     d: &Daemon,
     order: &[u32],
-    next_victim: &mut usize,
-    new_dir: &Path,
-    scratch: &Path,
-    out: &mut Value,
+    count: usize,
+    c: &mut Ctx,
+    r: &mut ReactionRuns,
 ) -> Res<()> {
     use rustix::fs::inotify::WatchFlags;
-    let samples = o.reaction_n.min(tree.n / 4);
-    let refdir = scratch.join("ref");
-    fs::create_dir_all(&refdir).map_err(err("ref dir"))?;
-    for j in 0..samples {
-        make_file(&refdir.join(format!("v{j}.png")), 1, None)?;
-    }
-    let (reactor, reactor_stop) = start_reactor(&refdir)?;
-    let w = Watcher::new(&scratch.join("wake-r"))?;
-    let ref_wd = w.add(&refdir, WatchFlags::DELETE)?;
-    let mut close_ms = Vec::new();
-    let mut create_ms = Vec::new();
-    let mut ref_ms = Vec::new();
-    let mut early = 0;
-    let mut missed = 0;
-    let wait_delete = |wd: i32, name: &[u8]| -> Option<Instant> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match w.rx.recv_timeout(left) {
-                Ok(e)
-                    if e.wd == wd
-                        && e.mask & (IN_DELETE | IN_MOVED_FROM) != 0
-                        && e.name == name =>
-                {
-                    return Some(e.t)
-                }
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    };
-    for j in 0..samples {
+    let (mut gone, mut off, mut create) = (Vec::new(), Vec::new(), Vec::new());
+    for &v in &order[..count] {
         // chartd
-        let v = order[*next_victim] as usize;
-        *next_victim += 1;
-        let wd = w.add(
-            &tree.dir_path(v / 4),
-            WatchFlags::DELETE | WatchFlags::MOVED_FROM,
-        )?;
-        w.drain();
+        let v = v as usize;
+        let flags = WatchFlags::DELETE | WatchFlags::MOVED_FROM | WatchFlags::MOVED_TO;
+        let wd = c.w.add(&tree.dir_path(v / 4), flags)?;
+        c.w.drain();
         let size = tree.size(v);
         let t_create = Instant::now();
-        let f = fs::File::create(new_dir.join(format!("n{j:06}.png"))).map_err(err("write"))?;
+        let p = c.new_dir.join(format!("n{:06}.png", c.new_seq));
+        c.new_seq += 1;
+        let f = fs::File::create(p).map_err(err("write"))?;
         f.set_len(size).map_err(err("set_len"))?;
         let t_close = Instant::now();
         drop(f);
-        match wait_delete(wd, CHARTS[v % 4].as_bytes()) {
-            Some(t) => {
+        match wait_gone(&c.w, wd, CHARTS[v % 4].as_bytes()) {
+            Some((t_off, t)) => {
                 if t < t_close {
-                    early += 1;
+                    r.early += 1;
                 }
-                let signed = if t >= t_close {
-                    (t - t_close).as_secs_f64()
-                } else {
-                    -(t_close - t).as_secs_f64()
-                };
-                close_ms.push(signed.max(0.0) * 1e3);
-                create_ms.push((t - t_create).as_secs_f64() * 1e3);
+                let since = |t: Instant| t.saturating_duration_since(t_close).as_secs_f64() * 1e3;
+                gone.push(since(t));
+                off.push(since(t_off));
+                create.push((t - t_create).as_secs_f64() * 1e3);
             }
             None => {
-                missed += 1;
-                if missed > 5 {
+                r.missed += 1;
+                if r.missed > 5 {
                     return Err(format!(
                         "victim {} not deleted within 5 s (more than 5 misses); chartd log:\n{}",
                         tree.file_path(v).display(),
@@ -130,36 +151,188 @@ pub fn reaction(
         }
         thread::sleep(Duration::from_millis(3));
         // reference reactor
-        w.drain();
-        let f = fs::File::create(refdir.join(format!("w{j}.png"))).map_err(err("write"))?;
+        c.w.drain();
+        let j = c.ref_next;
+        c.ref_next += 1;
+        let f = fs::File::create(c.refdir.join(format!("w{j}.png"))).map_err(err("write"))?;
         f.set_len(size).map_err(err("set_len"))?;
         let t_close = Instant::now();
         drop(f);
-        if let Some(t) = wait_delete(ref_wd, format!("v{j}.png").as_bytes()) {
-            ref_ms.push((t - t_close).as_secs_f64() * 1e3);
+        if let Some((_, t)) = wait_gone(&c.w, c.ref_wd, format!("v{j}.png").as_bytes()) {
+            c.reference_ms.push((t - t_close).as_secs_f64() * 1e3);
         }
         thread::sleep(Duration::from_millis(3));
     }
+    r.gone_ms.push(gone);
+    r.off_name_ms.push(off);
+    r.create_ms.push(create);
+    Ok(())
+}
+
+/// `--reaction-n` samples per variant, in blocks (one daemon per variant per block, the
+/// variants taking turns; the tree restored after each daemon), each sample followed by one of
+/// the reference reactor.
+pub fn reaction(o: &Opts, tree: &Tree, variants: &[LiveVariant]) -> Res<Reaction> {
+    use rustix::fs::inotify::WatchFlags;
+    let samples = o.reaction_n.min(tree.n / 4);
+    let blocks = if variants.len() > 1 {
+        o.reaction_blocks.min(samples)
+    } else {
+        1
+    };
+    let scratch = o
+        .base
+        .join("scratch")
+        .join(format!("{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    let refdir = scratch.join("ref");
+    fs::create_dir_all(&refdir).map_err(err("ref dir"))?;
+    for j in 0..samples * variants.len() {
+        make_file(&refdir.join(format!("v{j}.png")), 1, None)?;
+    }
+    let (reactor, reactor_stop) = start_reactor(&refdir)?;
+    let w = Watcher::new(&scratch.join("wake-r"))?;
+    let ref_wd = w.add(&refdir, WatchFlags::DELETE)?;
+    let new_dir = tree.root.join(NEW_DIR);
+    let mut c = Ctx {
+        w,
+        refdir,
+        ref_wd,
+        ref_next: 0,
+        reference_ms: Vec::new(),
+        new_dir: &new_dir,
+        new_seq: 0,
+    };
+    let mut runs: Vec<ReactionRuns> = variants.iter().map(|_| ReactionRuns::default()).collect();
+    let r = (|| -> Res<()> {
+        for b in 0..blocks {
+            let count = samples / blocks + usize::from(b < samples % blocks);
+            for k in turn_order(b, variants.len()) {
+                let v = &variants[k];
+                let d = start_live(o, tree, &v.v)?;
+                let r = samples_in(tree, &d, v, count, &mut c, &mut runs[k]);
+                d.stop()?;
+                restore(tree, v.order[..count].iter().map(|&i| i as usize))?;
+                r?;
+            }
+        }
+        Ok(())
+    })();
     let _ = fs::File::create(&reactor_stop);
     let _ = reactor.join();
-    drop(w);
-    let st = d.status()?;
+    drop(c.w);
+    let _ = fs::remove_dir_all(&scratch);
+    r?;
+    for (v, r) in variants.iter().zip(&runs) {
+        let all = r.gone_ms.concat();
+        eprintln!(
+            "  [{}] {}: reaction close→gone p50/p99 {:.3}/{:.3} ms (off its name {:.3}/{:.3} ms); {} evicted before close, {} missed",
+            tree.n,
+            v.v.label,
+            pct(&all, 50.0),
+            pct(&all, 99.0),
+            pct(&r.off_name_ms.concat(), 50.0),
+            pct(&r.off_name_ms.concat(), 99.0),
+            r.early,
+            r.missed
+        );
+    }
     eprintln!(
-        "  [{}] reaction close→gone p50/p99 {:.3}/{:.3} ms (reference reactor {:.3}/{:.3} ms); {early} evicted before close, {missed} missed",
+        "  [{}] reference reactor p50/p99 {:.3}/{:.3} ms",
         tree.n,
-        pct(&close_ms, 50.0),
-        pct(&close_ms, 99.0),
-        pct(&ref_ms, 50.0),
-        pct(&ref_ms, 99.0)
+        pct(&c.reference_ms, 50.0),
+        pct(&c.reference_ms, 99.0)
     );
+    Ok(Reaction {
+        runs,
+        reference_ms: c.reference_ms,
+    })
+}
+
+/// One block of one variant; its daemon's removals counted.
+fn samples_in(
+    tree: &Tree,
+    d: &Daemon,
+    v: &LiveVariant,
+    count: usize,
+    c: &mut Ctx,
+    r: &mut ReactionRuns,
+) -> Res<()> {
+    samples(tree, d, &v.order, count, c, r)?;
+    r.files_removed += d.status()?["files_removed"].as_u64().unwrap_or(0);
+    Ok(())
+}
+
+/// Comparison rows of variant 0 against variant 1.
+pub fn reaction_rows(x: &Reaction, bound: Option<f64>) -> Vec<Value> {
+    let (a, b) = (&x.runs[0], &x.runs[1]);
+    let (ea, eb) = (a.early as f64, b.early as f64);
+    vec![
+        row(
+            "reaction: victims unlinked before the writer's close() (counted as 0)",
+            "n",
+            Better::Lower,
+            None,
+            (ea, &[ea]),
+            (eb, &[eb]),
+        ),
+        row_pct(
+            "reaction: close() → victim unlinked, p50",
+            50.0,
+            bound,
+            &a.gone_ms,
+            &b.gone_ms,
+        ),
+        row_pct(
+            "reaction: close() → victim unlinked, p99",
+            99.0,
+            bound,
+            &a.gone_ms,
+            &b.gone_ms,
+        ),
+        row_pct(
+            "reaction: open() → victim unlinked, p50",
+            50.0,
+            None,
+            &a.create_ms,
+            &b.create_ms,
+        ),
+        row_pct(
+            "reaction: close() → victim off its name, p50",
+            50.0,
+            None,
+            &a.off_name_ms,
+            &b.off_name_ms,
+        ),
+        row_pct(
+            "reaction: close() → victim off its name, p99",
+            99.0,
+            None,
+            &a.off_name_ms,
+            &b.off_name_ms,
+        ),
+    ]
+}
+
+/// `out["reaction"]`: this build's figures (and the comparison with the baseline, if any).
+pub fn reaction_json(tree: &Tree, variants: &[LiveVariant], x: &Reaction, out: &mut Value) {
+    let r = &x.runs[0];
     out["reaction"] = json!({
         "indexed_files": tree.n,
-        "close_to_gone_ms": stats(&close_ms),
-        "create_to_gone_ms": stats(&create_ms),
-        "reference_reactor_ms": stats(&ref_ms),
-        "evicted_before_close": early,
-        "missed": missed,
-        "files_removed": st["files_removed"],
+        "close_to_gone_ms": stats(&r.gone_ms.concat()),
+        "close_to_off_name_ms": stats(&r.off_name_ms.concat()),
+        "create_to_gone_ms": stats(&r.create_ms.concat()),
+        "reference_reactor_ms": stats(&x.reference_ms),
+        "evicted_before_close": r.early,
+        "missed": r.missed,
+        "files_removed": r.files_removed,
+        "blocks": r.gone_ms.len(),
     });
-    Ok(())
+    if variants.len() > 1 {
+        out["compare"]["reaction"] = block(
+            &variants[0].v.label,
+            &variants[1].v.label,
+            reaction_rows(x, Some(1.10)),
+        );
+    }
 }

@@ -27,7 +27,7 @@ fn f(v: &Value, ptr: &str) -> Option<f64> {
     v.pointer(ptr).and_then(Value::as_f64)
 }
 
-fn fmt_ms(v: Option<f64>) -> String {
+pub fn fmt_ms(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() && x < 1.0 => format!("{:.0} µs", x * 1000.0),
         Some(x) if x.is_finite() => format!("{x:.2} ms"),
@@ -35,7 +35,7 @@ fn fmt_ms(v: Option<f64>) -> String {
     }
 }
 
-fn fmt_s(v: Option<f64>) -> String {
+pub fn fmt_s(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() && x < 1.0 => format!("{:.0} ms", x * 1000.0),
         Some(x) if x.is_finite() => format!("{x:.2} s"),
@@ -47,7 +47,7 @@ fn fmt_pair(a: String, b: String) -> String {
     format!("{a} / {b}")
 }
 
-fn fmt_bytes(v: Option<f64>) -> String {
+pub fn fmt_bytes(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() && x >= 1024.0 * 1024.0 => {
             format!("{:.1} MiB", x / 1024.0 / 1024.0)
@@ -190,7 +190,7 @@ pub fn table(results: &Value, o: &Opts) -> String {
         None,
     );
     row(
-        "reaction: writer close() → victim gone (p50 / p99)",
+        "reaction: writer close() → victim unlinked (p50 / p99)",
         &|s| {
             fmt_pair(
                 fmt_ms(f(s, "/reaction/close_to_gone_ms/median")),
@@ -199,6 +199,17 @@ pub fn table(results: &Value, o: &Opts) -> String {
         },
         "p99 ≤ 5 ms at 1M",
         lg("/reaction/close_to_gone_ms/p99").map(|x| x <= 5.0),
+    );
+    row(
+        "reaction: of which until the victim is off its name (p50 / p99)",
+        &|s| {
+            fmt_pair(
+                fmt_ms(f(s, "/reaction/close_to_off_name_ms/median")),
+                fmt_ms(f(s, "/reaction/close_to_off_name_ms/p99")),
+            )
+        },
+        "",
+        None,
     );
     row(
         "reaction reference: minimal inotify reactor (p50 / p99)",
@@ -212,7 +223,7 @@ pub fn table(results: &Value, o: &Opts) -> String {
         None,
     );
     row(
-        "overshoot: max excess over max_size, burst at 10k files/s",
+        "overshoot: max excess over max_size (victims counted at their unlink), burst at 10k files/s",
         &|s| {
             match f(s, "/overshoot/max_excess_bytes") {
             Some(b) => format!(
@@ -319,45 +330,80 @@ pub fn table(results: &Value, o: &Opts) -> String {
             ));
         }
     }
-    if let Some(tp) = results.get("throughput").filter(|v| !v.is_null()) {
-        let best = tp["max_sustained_files_per_s"].as_f64();
-        t.push_str(&format!(
-            "\n**Event throughput** (observe-only, on tmpfs, four files per directory in turn over {} directories, {} s per step, kernel \
-             `max_queued_events` {}): highest sustained rate with no overflow and an exact \
-             index: **{}**{} (target ≥ 50k files/s: {}); chartd CPU {} µs/file. Reference: the \
-             writer alone, measured right before each step.\n\n| rate | achieved | writer alone \
-             | overflows | index exact | catch-up | CPU µs/file | result |\n\
-             |---|---|---|---|---|---|---|---|\n",
-            tp["directories"],
-            tp["seconds_per_step"],
-            tp["kernel_max_queued_events"],
-            best.map_or("none".into(), |b| format!("{b:.0} files/s")),
-            if tp["writer_limited"] == true {
-                " (writer-limited: the machine could not create files faster, so chartd's limit \
-                 is at least this)"
-            } else {
-                ""
-            },
-            verdict(Some(best.is_some_and(|b| b >= 50_000.0 * 0.95))),
-            tp["cpu_us_per_file"].as_f64().map_or("–".into(), |c| format!("{c:.1}")),
-        ));
-        for s in tp["steps"].as_array().into_iter().flatten() {
-            t.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {} | {} | {:.2} s | {:.1} | {} |\n",
-                s["rate"],
-                s["achieved"].as_f64().unwrap_or(0.0),
-                s["writer_alone"].as_f64().unwrap_or(0.0),
-                s["overflows"],
-                s["index_exact"],
-                s["catch_up_s"].as_f64().unwrap_or(0.0),
-                s["cpu_us_per_file"].as_f64().unwrap_or(0.0),
-                match (s["pass"] == true, s["writer_limited"] == true) {
-                    (true, false) => "pass",
-                    (true, true) => "pass (writer-limited)",
-                    _ => "FAIL",
-                }
-            ));
+    for key in ["throughput", "throughput_evict"] {
+        if let Some(tp) = results.get(key).filter(|v| !v.is_null()) {
+            t.push_str(&ladder(tp));
         }
+    }
+    t
+}
+
+/// One throughput ladder (observe-only, or with eviction under a size limit).
+fn ladder(tp: &Value) -> String {
+    let evict = tp["mode"] == "evict";
+    let best = tp["max_sustained_files_per_s"].as_f64();
+    let mut t = format!(
+        "\n**Event throughput{}** ({}, on tmpfs, four files per directory in turn over {} directories, {} s per step, kernel \
+         `max_queued_events` {}): highest sustained rate with no overflow and an exact \
+         index: **{}**{} ({}); chartd CPU {} µs/file. Reference: the \
+         writer alone, measured right before each step.\n\n| rate | achieved | writer alone \
+         | overflows | index exact | catch-up | CPU µs/file |{} result |\n\
+         |---|---|---|---|---|---|---|{}---|\n",
+        if evict { ", with eviction" } else { "" },
+        if evict {
+            format!(
+                "the root starts with {} old files exactly at `max_size`, `low_watermark: 100%`, `grace: 0s`: every file written costs a deletion",
+                tp["prefill_files"]
+            )
+        } else {
+            "observe-only".into()
+        },
+        tp["directories"],
+        tp["seconds_per_step"],
+        tp["kernel_max_queued_events"],
+        best.map_or("none".into(), |b| format!("{b:.0} files/s")),
+        if tp["writer_limited"] == true {
+            " (writer-limited: the machine could not create files faster, so chartd's limit \
+             is at least this)"
+        } else {
+            ""
+        },
+        if evict {
+            "no target: the 50k files/s target is the event path's".into()
+        } else {
+            format!(
+                "target ≥ 50k files/s: {}",
+                verdict(Some(best.is_some_and(|b| b >= 50_000.0 * 0.95)))
+            )
+        },
+        tp["cpu_us_per_file"].as_f64().map_or("–".into(), |c| format!("{c:.1}")),
+        if evict { " deletions/s during the step |" } else { "" },
+        if evict { "---|" } else { "" },
+    );
+    for s in tp["steps"].as_array().into_iter().flatten() {
+        t.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {} | {} | {:.2} s | {:.1} |{} {} |\n",
+            s["rate"],
+            s["achieved"].as_f64().unwrap_or(0.0),
+            s["writer_alone"].as_f64().unwrap_or(0.0),
+            s["overflows"],
+            s["index_exact"],
+            s["catch_up_s"].as_f64().unwrap_or(0.0),
+            s["cpu_us_per_file"].as_f64().unwrap_or(0.0),
+            if evict {
+                format!(
+                    " {:.0} |",
+                    s["deletions_per_s_during_step"].as_f64().unwrap_or(0.0)
+                )
+            } else {
+                String::new()
+            },
+            match (s["pass"] == true, s["writer_limited"] == true) {
+                (true, false) => "pass",
+                (true, true) => "pass (writer-limited)",
+                _ => "FAIL",
+            }
+        ));
     }
     t
 }

@@ -35,7 +35,7 @@ pub fn rand_size(seed: u64) -> u64 {
     MIN_SIZE + mix(seed) % (MAX_SIZE - MIN_SIZE + 1)
 }
 
-fn dir_name(d: usize) -> String {
+pub fn dir_name(d: usize) -> String {
     format!("S{:05}_{}", d / IVS.len(), IVS[d % IVS.len()])
 }
 
