@@ -10,6 +10,9 @@
 //!
 //! Best effort: when anything is missing (a cpuset that forbids it, notify's thread not found,
 //! no watcher at all as in `clean --once`) the crawl simply runs unpinned.
+//!
+//! May touch: the CPU affinity of the calling thread and of notify's thread (found through
+//! `/proc/self/task`), put back when `Pinned` drops; nothing else.
 
 use rustix::thread::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet, Pid};
 

@@ -1,6 +1,9 @@
 //! `chartd generate-assets --out DIR`: the man page and the shell completions, generated from
 //! the same clap definition the binary parses (packaging/build.sh runs it at package build
 //! time).
+//!
+//! May touch: the `cli` definition (read) and the files it writes into the `--out` directory it is
+//! given; nothing of the daemon.
 
 use crate::cli::Cli;
 use clap::{Arg, Command, CommandFactory};

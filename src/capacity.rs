@@ -32,6 +32,9 @@
 //!   [`RECENT_SLOTS`] evictions are remembered (a set of path hashes, open addressing, probe
 //!   length [`PROBE`]); under a heavier eviction rate the oldest are forgotten, so this is a
 //!   lower bound then.
+//!
+//! May touch: nothing outside its own tracker and its arguments (pure; time is passed in). It uses
+//! `stats::Reason` while `stats` embeds `CapacityFigures` (a type cycle).
 
 use crate::stats::Reason;
 use serde_json::{json, Map, Value};

@@ -1,5 +1,9 @@
 //! `chartd clean --once`: crawl every root, enforce every limit once, print what was (or
 //! would be) removed, exit. For cron users, and for trying a policy before running the daemon.
+//!
+//! May touch: the config (through `config::load`), each configured root through `RootState` (one
+//! crawl, one unlimited or dry-run eviction pass), stdout and stderr; no watches, no socket, no
+//! root lock.
 
 use crate::config::{self, CliOverrides};
 use crate::evict::Pass;

@@ -10,6 +10,10 @@
 //! again right before its deletion: the index is still the one the list was made from (its
 //! epoch), the slot is still the same file (inode, size, mtime), still managed, still in the
 //! group it was chosen in. A replaced root stops the purge, and the answer says so.
+//!
+//! May touch: the roots in its `Scope` (their index and counters, and their disk through `evict`
+//! and `scan`) and the owner's watcher, lent in the `Scope` for a `cleanup` resync; never the owner
+//! itself, the snapshot or the socket.
 
 use crate::control::messages::{
     fields, DeletionReply, GroupRow, GroupsReply, ListReply, ListedFile, RemovedFile,

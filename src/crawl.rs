@@ -7,6 +7,10 @@
 //! while the owner adds the next watches and files the previous listings into the index.
 //! "Watch first, then read" still holds for every directory: a reader only ever gets a
 //! directory whose watch is already in place.
+//!
+//! May touch: the root's index and counters (through `RootState` and `Index` methods), its watches
+//! through the `Watcher` it is given, the disk read-only through `fsops` (fd-relative, no symlinks,
+//! one mount), and thread CPU affinity through `affinity`.
 
 use crate::fsops::{self, Kind, Meta};
 use crate::index::{DirId, ROOT};

@@ -1,6 +1,10 @@
 //! The supervisor: loads the config, starts the index owner on its own thread, serves the
 //! control socket, talks to systemd (READY, STATUS, WATCHDOG, STOPPING), and handles signals
 //! (SIGTERM/SIGINT: graceful stop, a second one exits at once; SIGHUP: reload).
+//!
+//! May touch: what it starts: config, logging, root locks, the open-files limit, signals, the
+//! control socket file (removed at exit), the metrics listener, `NOTIFY_SOCKET`; the owner only
+//! through its channels and `Progress`, never an index.
 
 use crate::config::{self, CliOverrides, Config};
 use crate::control::{self, CommandMsg, ReloadMsg};

@@ -21,6 +21,10 @@
 //! How long a limit has been crossed needs state across snapshots: [`Tracker`] keeps it, fed
 //! by the control server with every snapshot the owner publishes (so the times are those of
 //! the owner's publications, not of whoever asked `status`).
+//!
+//! May touch: nothing outside its `Tracker` and its arguments (pure; times are passed in). It
+//! reaches back into `control` (`AlertLevel`, `report::floor_usage_percent`), which owns its
+//! `Tracker`.
 
 use crate::config::RootConfig;
 use crate::control::messages::AlertLevel;

@@ -6,6 +6,9 @@
 //!
 //! config → watcher → owner → index → eviction → deletion; the control socket reads the
 //! snapshots the owner publishes, and the CLI speaks typed requests to it.
+//!
+//! May touch: nothing itself (it only declares the modules); each module's own `May touch:` line
+//! says what that module may.
 
 pub mod affinity;
 pub mod assets;

@@ -1,5 +1,8 @@
 //! Logging: journald when chartd runs under systemd (stderr is the journal), text on stderr
 //! otherwise; the level can change on reload.
+//!
+//! May touch: the process-wide tracing subscriber (installed once, level reloadable), stderr or
+//! journald, and `JOURNAL_STREAM`.
 
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::layer::SubscriberExt;

@@ -1,4 +1,6 @@
 //! The `chartd` binary: parses the command line and calls into the library (`src/lib.rs`).
+//!
+//! May touch: the command line and the exit code; everything else through the library.
 
 use chartd::cli::{Cli, Command};
 use chartd::{assets, clean_once, client, config, daemon};

@@ -15,6 +15,10 @@
 //!     tokio::spawn(metrics_http::serve(l, snap_rx.clone(), stop_rx.clone()));
 //! }
 //! ```
+//!
+//! May touch: its TCP listener (bound from `metrics.listen`, or adopted from systemd's
+//! `LISTEN_FDS`), its connections, and the metrics text of the latest snapshot (through
+//! `control::Context`); never an index or a root.
 
 use crate::config::metrics::MetricsConfig;
 use http_body_util::Full;

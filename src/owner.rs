@@ -9,6 +9,10 @@
 //! the next event, the next command, and the next deadline (the oldest file's expiry, the end
 //! of a blocking grace period, a held file's retry, a resync, and, only while a limit is
 //! blocked, a recount of the files inside grace that the snapshot shows).
+//!
+//! May touch: the roots (`RootState`) and the watcher it owns, and through them the indexes and the
+//! disk (`scan`, `evict`, `commands`); root locks on reload; the snapshot it publishes. Reached
+//! only through its channels (debug builds also read `CHARTD_TEST_PANIC_ON`).
 
 use crate::commands;
 use crate::config::Config;

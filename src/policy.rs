@@ -1,5 +1,7 @@
 //! Which files a root manages (include / exclude) and which it must never delete (protect),
 //! compiled once per config from the root's globs.
+//!
+//! May touch: nothing outside its arguments (pure: compiled globs over path components).
 
 use crate::config::RootConfig;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};

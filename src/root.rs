@@ -4,6 +4,10 @@
 //! it: the crawl and event handling (`src/scan/`, `crawl.rs`) keep the index equal to the disk,
 //! the enforcement (`src/evict/`) deletes from it, and [`RootState::stats`] summarises it for
 //! the snapshot that `status` reads.
+//!
+//! May touch: its own fields and index; the disk through `fsops` (open and check the root, free
+//! space), plus creating a missing root and taking its `rootlock`; eviction and the scanner only
+//! through `enforce`.
 
 use crate::config::{MinFree, RootConfig};
 use crate::fsops::{self, RootDir};

@@ -7,6 +7,9 @@
 //! a runtime directory, and the kernel drops it when the process dies (no stale lock after a
 //! `kill -9`). The refusal names the first daemon's pid and socket, found through
 //! `/proc/locks` (who holds the lock) and `/proc/net/unix` (that pid's listening sockets).
+//!
+//! May touch: a `flock` on each root directory (held in a process-wide table) and `/proc/locks`,
+//! `/proc/PID/fd`, `/proc/net/unix` (read, to name a rival); nothing below a root.
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -5,6 +5,9 @@
 //! first seen, so that the event path never matches a glob: a file's limits are two array
 //! lookups away (file → group → rule). Slot 0 is "no rule" (the root's own values); rule `i`
 //! of the config is slot `i + 1`. First match wins.
+//!
+//! May touch: nothing outside its arguments (pure), except `describe_groups` (`check-config`),
+//! which lists the first level of each configured root, read-only.
 
 use crate::config::RootConfig;
 use globset::{GlobSet, GlobSetBuilder};

@@ -8,6 +8,8 @@
 //! anyway), while `READY=1`, `WATCHDOG=1`, `RELOADING=1` and `STOPPING=1` are kept and sent
 //! again on the next retry. The messages are formatted by the `sd-notify` crate's
 //! `NotifyState`; only the sending is chartd's own.
+//!
+//! May touch: `NOTIFY_SOCKET` only (a non-blocking datagram socket to the service manager).
 
 use sd_notify::NotifyState;
 use std::fmt::Write as _;

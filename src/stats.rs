@@ -1,6 +1,8 @@
 //! Figures the index owner publishes after every batch of work, so that `status` and `metrics`
 //! are answered from a snapshot, without walking the index or the disk, and even while the owner
 //! is busy (crawling a million files, say).
+//!
+//! May touch: nothing (plain data: the snapshot types and a histogram).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

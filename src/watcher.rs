@@ -7,6 +7,9 @@
 //! blocks: when the channel is full it sets the overflow flag, and the owner answers that with
 //! a resync, exactly as it answers a kernel queue overflow. Backpressure therefore ends in a
 //! rescan, never in unbounded memory.
+//!
+//! May touch: inotify watches (through notify), its bounded channel and overflow flag; never the
+//! index. Its handler runs on notify's thread and asks `fsops` only whether a name is private.
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{Config, INotifyWatcher, RecursiveMode, Watcher as _};

@@ -5,7 +5,8 @@
 //!
 //! Also the README's source map against `src/`, and every `NAME.rs` the docs and comments
 //! mention against the files that exist (a module turned into a directory fails here until
-//! the references follow it).
+//! the references follow it), and every module's opening comment against issue 12's rule: it
+//! says what the module may touch.
 
 use chartd::control::messages::*;
 use serde_json::Value;
@@ -430,5 +431,38 @@ fn every_source_file_the_docs_name_exists() {
         stale.is_empty(),
         "names of files that do not exist:\n{}",
         stale.join("\n")
+    );
+}
+
+/// Issue 12: every module's opening comment says what it may touch, in a paragraph that starts
+/// `May touch:`, so that a new module states it too.
+#[test]
+fn every_module_says_what_it_may_touch() {
+    let mut files = Vec::new();
+    files_below(&manifest_dir().join("src"), &mut files);
+    let mut silent: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.ends_with(".rs") && name != "tests.rs" && !name.ends_with("_tests.rs")
+        })
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            !text
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .any(|l| l.starts_with("//! May touch: "))
+        })
+        .map(|p| {
+            p.strip_prefix(manifest_dir())
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    silent.sort();
+    assert!(
+        silent.is_empty(),
+        "modules whose opening //! comment has no `May touch:` paragraph: {silent:?}"
     );
 }

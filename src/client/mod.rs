@@ -6,6 +6,10 @@
 //!
 //! Exit codes: 0 ok; 1 the daemon answered with an error; 2 usage (bad flags, unreadable
 //! `--config`); 3 the daemon could not be reached or gave no usable answer.
+//!
+//! May touch: the control socket (one blocking request with timeouts), the config and environment
+//! (only to find the socket), `/etc/group` (for an error message), stdout and stderr; never a root
+//! or the daemon's state.
 
 mod render;
 pub mod top;

@@ -2,6 +2,8 @@
 //!
 //! Pure functions from the daemon's typed reply (`control::messages`) to text; a limit that
 //! is not configured (`None`) prints as `-`.
+//!
+//! May touch: nothing outside its arguments (pure: typed replies in, text out).
 
 use crate::control::messages::{
     AlertLevel, DeletionReply, GroupsReply, ListReply, ReloadReply, RootStatus, StatusReply,

@@ -6,6 +6,9 @@
 //! daemon's `history` (when present); below, the biggest groups. `q` (or Esc, Ctrl-C) quits.
 //! Plain ratatui widgets over crossterm, so it works in any terminal and over SSH; no colour
 //! when `NO_COLOR` is set. The terminal is restored on exit, on error and on panic.
+//!
+//! May touch: the control socket (read-only `status` and `groups` requests, through `exchange`),
+//! the terminal (raw mode, alternate screen, stdin polled) and `NO_COLOR`; never a root.
 
 use super::render::{bytes, count, hours};
 use super::{exchange, resolve_socket, unreachable_message, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};

@@ -1,6 +1,9 @@
 //! Environment variables of the system chartd replaces. They override the file, apply to the
 //! first root (the replaced system had exactly one output directory), and are ignored when
 //! empty so that `CHART_MAX_SIZE_MB=` in a unit file does not break start-up.
+//!
+//! May touch: nothing outside its arguments (pure: the variables come through the `env` closure it
+//! is given).
 
 use super::presets::parse_environment;
 use super::units::MAX_DURATION;

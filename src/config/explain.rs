@@ -1,6 +1,9 @@
 //! `chartd check-config --explain`: every effective value with where it came from (variable,
 //! file, preset, default), because "why is max_size 200 MiB?" is the first question after a
 //! surprise, and the answer is spread over a file, the environment and a preset table.
+//!
+//! May touch: the config file the `Config` came from (read again, for its keys) and the environment
+//! through the closure it is given; writes nothing.
 
 use super::units::{format_duration, format_size};
 use super::{Config, Environment};

@@ -4,6 +4,8 @@
 //! Unit-bearing values are wrapper types with hand-written serde impls, so that a bad value
 //! is reported by serde with its key path and line, and so that `to_yaml` writes the same
 //! human units (`6h`, `200MiB`, `90%`) that the parser reads.
+//!
+//! May touch: nothing outside its arguments (pure: the serde schema and its conversions).
 
 use super::presets::parse_environment;
 use super::units;

@@ -6,6 +6,9 @@
 //! and is not created; `max_age: 6` meaning six *seconds* to someone used to
 //! `CHART_MAX_AGE_HOURS`; an age limit below grace (grace wins); `200MB` (10^6) next to
 //! `CHART_MAX_SIZE_MB=200` (MiB).
+//!
+//! May touch: the metadata of each configured root path (exists, is a directory, writable),
+//! read-only; nothing below it.
 
 use super::Config;
 use serde_yaml::Value;

@@ -2,6 +2,8 @@
 //!
 //! Precedence, highest first: CLI flag > environment variable > file > preset > default.
 //! See `presets.rs` for exactly when a preset applies.
+//!
+//! May touch: nothing outside its arguments (pure).
 
 use super::env::EnvOverrides;
 use super::file::{Dur, FileConfig, FileRoot, Size};

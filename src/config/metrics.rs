@@ -8,6 +8,8 @@
 //! Under the packaged systemd unit (`PrivateNetwork=yes`) chartd cannot bind a TCP port; there
 //! `chartd-metrics.socket` passes the listening socket in and `listen` is not needed (a passed
 //! socket wins over `listen`).
+//!
+//! May touch: nothing outside its arguments (pure).
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};

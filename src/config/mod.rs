@@ -3,6 +3,10 @@
 //!
 //! Precedence (highest first): CLI flag > environment variable > file > preset > default.
 //! Everything here is plain data; nothing in this module touches the watched roots.
+//!
+//! May touch: the config file (read, at most 1 MiB), the process environment, and whether `/run` is
+//! writable (the default socket path); `check-config` also prints the groups that
+//! `rules::describe_groups` lists in each root (a reach into `rules`, which consumes the config).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -9,6 +9,8 @@
 //! config file at all, the built-in defaults select the development preset (unless
 //! `ENVIRONMENT` selects another). An explicit `0` always means "no limit"; a preset never
 //! overrides it.
+//!
+//! May touch: nothing outside its arguments (pure).
 
 use super::Environment;
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! and are fuzz targets, so they must never panic: all arithmetic is checked, and strings are
 //! only split at indexes returned by `find` on ASCII characters, which are always UTF-8
 //! boundaries.
+//!
+//! May touch: nothing outside its arguments (pure).
 
 use std::time::Duration;
 

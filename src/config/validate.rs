@@ -1,5 +1,8 @@
 //! Checks on the merged config. Every message starts with the key (or the environment
 //! variable) to fix, because the operator reads it in `journalctl` without the file at hand.
+//!
+//! May touch: nothing outside its arguments (pure); globs go through `policy::compile`, the
+//! compiler the policy uses (a reach into `policy`, which consumes the config).
 
 use super::merge::Provenance;
 use super::{Config, MinFree};

@@ -3,6 +3,9 @@
 //!
 //! Only the local files are read: groups that exist only in LDAP/SSSD are not found; the error
 //! messages say so, and `control.admin_uids` / a numeric gid work regardless.
+//!
+//! May touch: `/etc/group` and `/etc/passwd`, read-only (through `read`); the lookups are pure over
+//! the text.
 
 use std::path::Path;
 

@@ -15,6 +15,8 @@
 //! [`protocol`](super::protocol), which the fuzz crate compiles on its own; [`ClientRequest`]
 //! is what well-behaved clients encode, and a unit test checks that `protocol::decode` accepts
 //! every encoding of it.
+//!
+//! May touch: nothing (plain serde types; pure).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

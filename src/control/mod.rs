@@ -28,6 +28,10 @@
 //! Modules: [`protocol`] (decode/validate/encode, pure), [`report`] (status JSON and metrics
 //! text from a snapshot, pure), [`server`] (connections, limits, permissions), [`socket`] (creating the socket file),
 //! [`accounts`] (`/etc/group`, `/etc/passwd` lookups).
+//!
+//! May touch: the latest snapshot (read), the owner's command channel and the supervisor's reload
+//! channel, through its submodules, and the owner's live `Progress::idle` flag (in `server`: not a
+//! snapshot); never an index or a root.
 
 pub mod accounts;
 pub mod messages;

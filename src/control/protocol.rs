@@ -8,6 +8,8 @@
 //!
 //! Unknown fields are refused rather than ignored: a typo such as `"dryrun": true` in a `purge`
 //! must not silently turn a rehearsal into a real deletion.
+//!
+//! May touch: nothing outside its arguments (pure over bytes).
 
 use super::{GroupSort, Request};
 use serde_json::{Map, Value};

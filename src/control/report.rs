@@ -7,6 +7,9 @@
 //! Sizes in MB are MiB (1 MB = 1,048,576 bytes), hours and percentages are rounded to two
 //! decimals; a limit that is not configured is `null`, never 0 (0 would read as "full").
 //! `alert` and `alert_reasons` come from [`crate::health`].
+//!
+//! May touch: nothing outside its arguments (pure over the snapshot, the alert tracker, the root
+//! configs and "now").
 
 use super::messages::{BlockedStatus, CapacityHistory, HoldingStatus, RootStatus, StatusReply};
 use crate::config::RootConfig;

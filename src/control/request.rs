@@ -3,6 +3,8 @@
 //! Plain data in a file of its own, with no `crate::` paths. (The fuzz crate once compiled
 //! `protocol.rs` against it by `#[path]`; it now links the library, and
 //! `fuzz/fuzz_targets/request.rs` fuzzes `protocol::decode` through it.)
+//!
+//! May touch: nothing (plain data).
 
 use std::path::PathBuf;
 

@@ -6,6 +6,10 @@
 //! stalls, floods, or never reads costs one task and ~72 KiB until it is dropped, and never
 //! delays other clients. `control` is re-read for every connection and every request, so a
 //! reload changes limits and admin lists without restarting the listener.
+//!
+//! May touch: its connections, the `Context` (snapshot, alert tracker, configs), `/etc/group` and
+//! `/etc/passwd` (admin checks), the owner's command and the supervisor's reload channels; besides
+//! the snapshot it reads the owner's live `Progress::idle` flag.
 
 use super::messages::{fields, MetricsReply, ReloadReply};
 use super::protocol::{self, Incoming, MAX_LINE};

@@ -1,5 +1,8 @@
 //! Creating the control socket file: permissions, group, and the rules for an existing path
 //! (replace a stale socket, refuse a live one, never touch anything that is not a socket).
+//!
+//! May touch: the socket path and its parent directory only (creates the directory, removes a stale
+//! socket, binds, chmods, chowns, links) and `/etc/group`; never a path that is not a socket.
 
 use super::accounts;
 use crate::config::ControlConfig;

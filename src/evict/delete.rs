@@ -11,6 +11,10 @@
 //! (`grace`, at least 2 s): a writer that has just made sure its directory exists (`mkdir -p`)
 //! and is about to create a file in it must not find it gone. `purge` prunes at once: the
 //! operator asked for the group to go.
+//!
+//! May touch: the root's index and counters (through `RootState` and `Index` methods) and the disk
+//! only through `fsops` (one file deleted, emptied directories removed); never the watcher or the
+//! scanner (changed paths go back in `RootState::stale`).
 
 use super::Pass;
 use crate::fsops::{self, DeleteOutcome, Expect};

@@ -23,6 +23,10 @@
 //! Never deleted: files inside `grace`, unmanaged or protected files (not in the queue at
 //! all), files being written, `flock`ed, unreadable or failing (held out of the queue, see
 //! `index/held.rs`). Deleting one chosen file is `delete.rs`.
+//!
+//! May touch: the root's index (queue, holds, writers), its limit state and counters, the
+//! filesystem's free space (`RootState::update_space`), and the disk only through `delete`; never
+//! the watcher, the scanner or the owner.
 
 mod delete;
 mod quota;

@@ -6,6 +6,9 @@
 //! this runs only for groups that crossed: one walk of the group per trim, which the low
 //! watermark amortises over the files it removes. A trim that is blocked (files in grace,
 //! being written, locked) lists the group again for the next pass.
+//!
+//! May touch: the root's index (group totals, queue, over-quota list), deleting only through
+//! `delete`; nothing else.
 
 use super::{Pass, Reason};
 use crate::index::{DirId, HoldReason};

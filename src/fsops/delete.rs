@@ -27,6 +27,9 @@
 //! A file chartd cannot open is held and reported, never deleted blind. Private names are
 //! never managed, their events are dropped, and a leftover of a crash between 2 and 3 is
 //! removed when a walk finds it.
+//!
+//! May touch: the one file it is handed and its directory, fd-relative (open, `flock` probe, rename
+//! to a private name and back, unlink), and chartd's leftover private names; no chartd state.
 
 use super::{stat_at, stat_fd, Kind, Meta, RootDir};
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};

@@ -7,6 +7,9 @@
 //! from the root fd, one component at a time or with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, so a directory swapped for a symlink mid-way makes
 //! the operation fail instead of escaping the root.
+//!
+//! May touch: the filesystem under a root, fd-relative, never following symlinks or leaving the
+//! root's mount (and `statvfs` of that filesystem); no chartd state.
 
 mod delete;
 

@@ -1,5 +1,7 @@
 //! The directory tree of the index: nodes linked to their parent, children and files,
 //! looked up by (parent, name).
+//!
+//! May touch: the index's directory nodes, their lookup table and the name arena; never the disk.
 
 use super::*;
 

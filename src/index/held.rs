@@ -9,6 +9,8 @@
 //! next one in O(1) and releases due ones in O(log n) each. A file being written is held until
 //! it has been quiet for the writer timeout: a lost `IN_CLOSE_WRITE` (an overflow) or a
 //! `truncate(2)` (which has none) can delay its eviction, never block it for good.
+//!
+//! May touch: the index's holds, writer records and their retry queue; never the disk.
 
 use super::*;
 use std::cmp::Reverse;

@@ -8,6 +8,8 @@
 //! is a lookup in `by_ino`, a table of bare ids (about 5 bytes a file) hashed by inode.
 //!
 //! Every change to a file's totals goes through [`Index::account`].
+//!
+//! May touch: the index's totals (root and group) and its `by_ino` table; never the disk.
 
 use super::*;
 

@@ -8,6 +8,9 @@
 //! through the slabs.
 //!
 //! The index only records what the caller tells it; it never touches the disk.
+//!
+//! May touch: only its own memory, and the compiled `Rules` it is given (read); never the disk, the
+//! watcher, eviction or the owner.
 
 mod dirs;
 mod held;
@@ -508,7 +511,7 @@ impl Index {
     /// they are never in the queue, and a scan for them would cost O(n)).
     ///
     /// With rules the head of the queue is the file that expires first, not the oldest: then
-    /// the answer is a scan of the index, at most every [`OLDEST_SCAN_EVERY`] (status reads
+    /// the answer is a scan of the index, at most every `OLDEST_SCAN_EVERY` (status reads
     /// it on every snapshot).
     pub fn oldest_mtime(&mut self) -> Option<i64> {
         if !self.rules.uniform() {

@@ -4,6 +4,8 @@
 //! here a name costs its bytes plus a 5-byte [`NameRef`]. Removed names leave garbage behind;
 //! the owner compacts the arena when garbage outweighs live bytes, so the cost stays
 //! proportional to what is indexed (amortised O(1) per removal).
+//!
+//! May touch: nothing but its own byte arena (pure).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -18,6 +18,9 @@
 //! (`FileSlot::in_queue`), with the greatest key among them; a queued file of a big directory
 //! is in `file_queue` with its key. Every change to a file's key or queued state goes through
 //! `q_insert` / `q_remove`, every change to a directory's file count through `q_count`.
+//!
+//! May touch: the index's two eviction queues and the queued flags of its file slots; never the
+//! disk.
 
 use super::*;
 

@@ -1,5 +1,8 @@
 //! Mark and sweep: a resync clears the SEEN marks, the walk sets them on everything it finds,
 //! and whatever is left unmarked is gone from disk.
+//!
+//! May touch: the SEEN marks of the index's files and directories; never the disk (the walk is the
+//! caller's).
 
 use super::*;
 

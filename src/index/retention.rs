@@ -14,6 +14,9 @@
 //! Quotas: the totals of a group (`g_files`, `g_bytes`) change in `links.rs`; a group found
 //! over its quota there is listed once (flag `OVER`) for eviction to trim
 //! ([`Index::take_over_quota`]).
+//!
+//! May touch: the index's queue keys, `keep_newest` lists and over-quota list, and its `Rules`
+//! (read); never the disk.
 
 use super::*;
 

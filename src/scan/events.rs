@@ -2,6 +2,10 @@
 //! at the next name below it (an event path is only a hint of *where* to look; what the index
 //! records always comes from a fresh `statx`). Also the root's own trouble (removed, replaced)
 //! and the writers' state.
+//!
+//! May touch: the root's index (through `RootState` and `Index` methods), the disk read-only
+//! through `fsops` (fd-relative, no symlinks), and the root's watches through the `Watcher` it is
+//! given; reopening a vanished root goes through `root`.
 
 use crate::fsops::{self, Kind};
 use crate::index::{DirId, ROOT};

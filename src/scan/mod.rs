@@ -7,6 +7,10 @@
 //! following symlinks, and a directory on another mount is never entered. A directory that
 //! cannot be read (EACCES, EMFILE, EIO: anything but "gone") keeps what the index knows of it:
 //! only what is known to be gone is swept.
+//!
+//! May touch: the root's index and counters, the disk through `fsops` (read; its one write removes
+//! chartd's own leftover private names), watches through the `Watcher`, and the allocator
+//! (`malloc_trim`); it borrows `writer_quiet` from `evict`.
 
 mod events;
 mod watches;

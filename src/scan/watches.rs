@@ -3,6 +3,9 @@
 //! inode, and a directory renamed while events were lost is briefly indexed under both names),
 //! checked against what the kernel holds after every resync, and the degraded state when the
 //! watch limit leaves directories without one.
+//!
+//! May touch: the root's watches (through the `Watcher` it is given), the watched flags of its
+//! index, and `/proc/self/fd` and `/proc/self/fdinfo` (read, `kernel_watches`).
 
 use crate::index::DirId;
 use crate::root::RootState;
