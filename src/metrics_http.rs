@@ -12,7 +12,7 @@
 //!
 //! ```ignore
 //! if let Some(l) = metrics_http::listener(&cfg.metrics)? { // Err(String): log it, exit 1
-//!     tokio::spawn(metrics_http::serve(l, snap_rx.clone(), stop_rx.clone()));
+//!     tokio::spawn(metrics_http::serve(l, ctx.clone(), stop_rx.clone())); // the control Context
 //! }
 //! ```
 //!

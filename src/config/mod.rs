@@ -2,7 +2,8 @@
 //! the environment presets, and the built-in defaults, merged into one validated [`Config`].
 //!
 //! Precedence (highest first): CLI flag > environment variable > file > preset > default.
-//! Everything here is plain data; nothing in this module touches the watched roots.
+//! Everything here is plain data; the only looks at the watched roots are read-only: `lint.rs`
+//! checks that each root exists and is writable, and `check-config` lists each root's groups.
 //!
 //! May touch: the config file (read, at most 1 MiB), the process environment, and whether `/run` is
 //! writable (the default socket path); `check-config` also prints the groups that

@@ -12,12 +12,14 @@
 //! let std_listener = control::bind(&config.socket, &config.control)?; // Err(String): print, exit
 //! // Inside the runtime:
 //! let listener = tokio::net::UnixListener::from_std(std_listener)?;
-//! let ctx = Arc::new(control::Context {
-//!     snapshot,                  // watch::Receiver<Arc<Snapshot>> from the owner
-//!     commands,                  // mpsc::Sender<CommandMsg>; the owner answers each `reply`
-//!     reload,                    // mpsc::Sender<ReloadMsg>; the supervisor answers
-//!     control: RwLock::new(config.control.clone()), // replace on reload: new limits and
-//! });                                               // admins apply to the next request
+//! let ctx = Arc::new(control::Context::new(
+//!     snapshot,              // watch::Receiver<Arc<Snapshot>> from the owner
+//!     commands,              // mpsc::Sender<CommandMsg>; the owner answers each `reply`
+//!     reload,                // mpsc::Sender<ReloadMsg>; the supervisor answers
+//!     config.control.clone(), // replaced on reload: new limits and admins apply to the next request
+//!     config.roots.clone(),  // grace per root, for the alert rule; replaced on reload
+//!     progress,              // the owner's liveness, for `stale`
+//! ));
 //! tokio::spawn(control::serve(listener, ctx.clone(), shutdown_rx)); // watch::Receiver<bool>
 //! ```
 //!
@@ -43,10 +45,7 @@ pub mod socket;
 #[cfg(test)]
 pub(crate) mod tests;
 
-// Unused until the daemon loop (main branch) calls them; the allow can go then.
-#[allow(unused_imports)]
 pub use server::{serve, Context};
-#[allow(unused_imports)]
 pub use socket::bind;
 
 pub use request::{GroupSort, Request};
