@@ -13,6 +13,7 @@
 pub mod affinity;
 pub mod assets;
 pub mod capacity;
+pub mod check_config;
 pub mod clean_once;
 pub mod cli;
 pub mod client;

@@ -3,7 +3,7 @@
 //! May touch: the command line and the exit code; everything else through the library.
 
 use chartd::cli::{Cli, Command};
-use chartd::{assets, clean_once, client, config, daemon};
+use chartd::{assets, check_config, clean_once, client, config, daemon};
 use clap::Parser;
 
 fn main() {
@@ -20,9 +20,7 @@ fn main() {
                 socket: socket.clone(),
             },
         ),
-        Command::CheckConfig { config, explain } => {
-            config::check_config_main(config.as_deref(), *explain)
-        }
+        Command::CheckConfig { config, explain } => check_config::run(config.as_deref(), *explain),
         Command::Clean {
             once: _,
             dry_run,

@@ -6,8 +6,7 @@
 //! checks that each root exists and is writable, and `check-config` lists each root's groups.
 //!
 //! May touch: the config file (read, at most 1 MiB), the process environment, and whether `/run` is
-//! writable (the default socket path); `check-config` also prints the groups that
-//! `rules::describe_groups` lists in each root (a reach into `rules`, which consumes the config).
+//! writable (the default socket path); `lint.rs` looks at each root path, read-only.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -404,29 +403,7 @@ impl Config {
     }
 }
 
-/// `chartd check-config [--config FILE]`: prints the effective configuration as YAML on
-/// stdout and returns 0, or prints `chartd: <error>` on stderr and returns 1. Kept here so
-/// that any `main.rs` can dispatch to it.
-pub fn check_config_main(path: Option<&Path>, explain: bool) -> i32 {
-    match load(path, &CliOverrides::default()) {
-        Ok(config) => {
-            if explain {
-                print!(
-                    "{}",
-                    explain::explain(&config, &|name| std::env::var(name).ok())
-                );
-            } else {
-                print!("{}", config.to_yaml());
-            }
-            print!("{}", crate::rules::describe_groups(&config.roots));
-            for w in &config.warnings {
-                eprintln!("chartd: warning: {w}");
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("chartd: {e}");
-            1
-        }
-    }
+/// Each effective value with where it came from (`check-config --explain`).
+pub fn explain_text(config: &Config) -> String {
+    explain::explain(config, &|name| std::env::var(name).ok())
 }
