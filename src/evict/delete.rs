@@ -150,7 +150,10 @@ impl RootState {
                 self.index
                     .hold(id, HoldReason::Changed, Instant::now() + CHANGED_RETRY);
             }
-            Ok(DeleteOutcome::Deleted { freed }) => {
+            Ok(DeleteOutcome::Deleted {
+                freed,
+                beneath_at_ns,
+            }) => {
                 let size = slot.size;
                 let before = self.index.total_bytes;
                 self.index.remove_file(id);
@@ -177,6 +180,7 @@ impl RootState {
                     bytes = size,
                     age_seconds = age.as_secs(),
                     reason = reason.as_str(),
+                    beneath_at_ns,
                     "deleted {} ({} bytes, age {}, reason {})",
                     path.display(),
                     size,

@@ -68,7 +68,10 @@ pub struct Expect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
     /// Unlinked. `freed` estimates the bytes returned to the filesystem (0 for another hard link).
-    Deleted { freed: u64 },
+    /// `beneath_at_ns`: the wall-clock time (ns since 1970) at which the file's directory was
+    /// last seen beneath the root, right before the unlink: a directory renamed out of the root
+    /// after that moment races this one syscall, and the log says so precisely.
+    Deleted { freed: u64, beneath_at_ns: i64 },
     /// The file taken off the name was not the expected one, and the name had been taken
     /// again by the time chartd went to put it back: the writer's second rename replaced it,
     /// so it was unlinked (what that rename did to it).
@@ -161,10 +164,14 @@ pub fn delete_file(
             let _ = put_back(dir, &private, name);
             return Ok(DeleteOutcome::Gone);
         }
+        let beneath_at_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
         rustix::fs::unlinkat(dir, &private, AtFlags::empty())?;
         drop(fd);
         return Ok(DeleteOutcome::Deleted {
             freed: freed(&taken),
+            beneath_at_ns,
         });
     }
     match put_back(dir, &private, name) {

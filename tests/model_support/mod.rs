@@ -144,7 +144,8 @@ pub struct Summary {
     pub overflows: u64,
     pub root_replacements: u64,
     pub sacred_checked: u64,
-    /// Unlinks logged within 1 ms after we renamed the file's directory out of the root.
+    /// Unlinks that raced our rename of the file's directory out of the root: chartd saw the
+    /// directory beneath the root before the rename returned, and unlinked right after.
     pub raced_renames: u64,
     /// Names found empty and then holding the same inode again: chartd took the file off its
     /// name, found it changed, and put it back (see `check`).
@@ -229,6 +230,9 @@ struct Writer {
 struct LogIndex {
     offset: u64,
     by_path: HashMap<String, Vec<i128>>,
+    /// Per deleted path, when chartd last saw its directory beneath the root before the
+    /// unlink (`beneath_at_ns` of the log line), in the order of `by_path`.
+    beneath: HashMap<String, Vec<Option<i128>>>,
     count: u64,
 }
 
@@ -255,11 +259,21 @@ impl LogIndex {
                         let rest = &line[i + 9..];
                         if let Some(end) = rest.find(" (") {
                             let ts = parse_ts(line.split_whitespace().next().unwrap_or(""));
+                            let beneath = line.find("beneath_at_ns=").and_then(|j| {
+                                line[j + 14..]
+                                    .split(|c: char| !c.is_ascii_digit())
+                                    .next()
+                                    .and_then(|d| d.parse::<i128>().ok())
+                            });
                             self.count += 1;
                             self.by_path
                                 .entry(rest[..end].to_string())
                                 .or_default()
                                 .push(ts.unwrap_or(0));
+                            self.beneath
+                                .entry(rest[..end].to_string())
+                                .or_default()
+                                .push(beneath);
                         }
                     }
                 }
@@ -396,36 +410,49 @@ impl World {
         if let Some(why) = self.sacred(path, &e) {
             if let Some((t_mv, inside)) = &e.moved_out {
                 // Moved out of the root by a rename: chartd may have checked it just before and
-                // unlinked it just after (a race no cleaner can close). Accept an unlink logged
-                // within 1 ms of the rename; anything later deleted a file outside the root.
+                // unlinked it just after (a race of one syscall that no cleaner can close).
+                // chartd logs when it last saw the directory beneath the root, right before
+                // the unlink: at or before the rename (`t_mv`, taken when the rename returned),
+                // the deletion was decided and checked inside the root. Lines without that
+                // field are judged by the log time, within 1 ms of the rename.
                 let key = inside.display().to_string();
                 let mut ts = None;
                 for _ in 0..20 {
                     self.log.update(&self.d.log);
                     ts = self.log.by_path.get(&key).and_then(|v| {
+                        let b = self.log.beneath.get(&key);
                         v.iter()
+                            .enumerate()
                             .rev()
-                            .find(|&&t| t >= t_mv - 1_000_000_000)
-                            .copied()
+                            .find(|(_, &t)| t >= t_mv - 1_000_000_000)
+                            .map(|(i, &t)| (t, b.and_then(|b| b.get(i).copied().flatten())))
                     });
                     if ts.is_some() {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                if let Some(ts) = ts {
-                    if ts <= t_mv + 1_000_000 {
+                if let Some((ts, beneath)) = ts {
+                    let raced = match beneath {
+                        Some(b) => b <= *t_mv,
+                        None => ts <= t_mv + 1_000_000,
+                    };
+                    if raced {
                         self.sum.raced_renames += 1;
                         return;
                     }
                     self.fail(format!(
                         "chartd deleted {} ({}) {:.3} s after its directory was renamed out of \
-                         the root to {} (token {:?})",
+                         the root to {} (token {:?}; chartd saw it beneath the root {})",
                         inside.display(),
                         why,
                         secs(ts - t_mv),
                         path.display(),
-                        v.token.trim()
+                        v.token.trim(),
+                        match beneath {
+                            Some(b) => format!("{:.6} s after the rename", secs(b - t_mv)),
+                            None => "at an unlogged time".to_string(),
+                        }
                     ));
                     return;
                 }
@@ -1703,6 +1730,7 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
         log: LogIndex {
             offset: 0,
             by_path: HashMap::new(),
+            beneath: HashMap::new(),
             count: 0,
         },
         counter: 0,
@@ -1821,7 +1849,7 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
         "MODEL SEED={seed} {}: {} ops {:?}; {} deletions checked, chartd logged {} deletions; \
          {} restarts, {} root replacements, {} overflows (chartd's count since its last start); \
          {} sacred files checked by content; {} unlinks raced a rename out of the root \
-         (within 1 ms, accepted); {} names found empty for a moment and put back by chartd; \
+         (checked beneath the root before the rename returned: accepted); {} names found empty for a moment and put back by chartd; \
          quiescence {:.1?}",
         if w.failures.is_empty() && q.is_ok() {
             "ok"
