@@ -125,10 +125,18 @@ impl RootState {
             }
         };
         let dir_ino = fsops::stat_fd(&dir_fd).map(|m| m.ino).unwrap_or(0);
+        // Beneath the root, and the root still where it is configured: a root renamed away
+        // (replaced by a new directory) takes its whole tree out of chartd's charge, although
+        // every fd chartd holds still reaches it (the long model run deleted files 0.7 s after
+        // such a move, before the events saying so were handled, on a loaded machine).
+        let real_path = &self.real_path;
         let still_beneath = || {
             root.open_dir_path(dir_comps)
                 .and_then(|fd| fsops::stat_fd(&fd))
                 .is_ok_and(|m| m.ino == dir_ino && root.same_mount(&m))
+                && fsops::stat_path(real_path).is_ok_and(|m| {
+                    m.kind == fsops::Kind::Dir && m.ino == root.meta.ino && root.same_mount(&m)
+                })
         };
         match fsops::delete_file(root, &dir_fd, name, expect, still_beneath) {
             Ok(DeleteOutcome::Superseded { .. }) => {
@@ -298,6 +306,10 @@ impl RootState {
         let node = *self.index.dir(d);
         let name = self.index.dir_name(d).to_owned();
         let parent_comps = self.index.dir_path(node.parent);
+        // Not in a root that was renamed away (see `evict_one`).
+        if !self.root_unchanged() {
+            return false;
+        }
         let Some(root) = &self.dir else { return false };
         let Ok(pfd) = root.open_dir_path(&parent_comps) else {
             return false;

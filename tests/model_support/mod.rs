@@ -34,6 +34,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
 pub const GRACE: Duration = Duration::from_secs(2);
+/// chartd's writer timeout for this grace: `max(grace, evict::MIN_WRITER_QUIET)`.
+const WRITER_QUIET: Duration = if GRACE.as_nanos() > chartd::evict::MIN_WRITER_QUIET.as_nanos() {
+    GRACE
+} else {
+    chartd::evict::MIN_WRITER_QUIET
+};
 
 // ------------------------------------------------------------------------------- PRNG
 
@@ -147,6 +153,9 @@ pub struct Summary {
     /// Unlinks that raced our rename of the file's directory out of the root: chartd saw the
     /// directory beneath the root before the rename returned, and unlinked right after.
     pub raced_renames: u64,
+    /// Files deleted while open for writing after their writer had been quiet for chartd's
+    /// writer timeout (accepted: see `writer_went_quiet`).
+    pub writer_timeouts: u64,
     /// Names found empty and then holding the same inode again: chartd took the file off its
     /// name, found it changed, and put it back (see `check`).
     pub put_back_seen: u64,
@@ -387,10 +396,24 @@ impl World {
         if self.locked.contains_key(&e.vid) {
             return Some("flocked");
         }
-        if self.writers.iter().any(|w| w.vid == e.vid) {
+        if self.writers.iter().any(|w| w.vid == e.vid) && !self.writer_went_quiet(e) {
             return Some("open for writing");
         }
         None
+    }
+
+    /// Whether the writer of `e`'s version had stopped changing it for chartd's writer
+    /// timeout by the time it was last seen intact: a file open for writing counts as being
+    /// written while it keeps changing (issue #10: a lost close event must not pin a file for
+    /// good), so a writer stalled that long (the model's own process starved on a loaded
+    /// machine) may lose it. Judged at the earliest moment the deletion can have happened.
+    fn writer_went_quiet(&self, e: &Entry) -> bool {
+        let quiet = WRITER_QUIET.as_nanos() as i128;
+        let last_change = self.versions[e.vid]
+            .history
+            .last()
+            .map_or(i128::MAX, |(when, _)| *when);
+        last_change.saturating_add(quiet) <= e.last_ok
     }
 
     fn new_version(&mut self, mut v: Version) -> usize {
@@ -997,7 +1020,10 @@ impl World {
                         if self.entries.contains_key(&path) {
                             // Judge it as still open (it was, until just now).
                             let e = self.entries.remove(&path).unwrap();
-                            if self.under_root(&path) {
+                            if self.under_root(&path) && self.writer_went_quiet(&e) {
+                                self.sum.writer_timeouts += 1;
+                                self.sum.deletions_checked += 1;
+                            } else if self.under_root(&path) {
                                 self.fail(format!(
                                     "chartd removed {} while it was open for writing",
                                     path.display()
@@ -1850,6 +1876,7 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
          {} restarts, {} root replacements, {} overflows (chartd's count since its last start); \
          {} sacred files checked by content; {} unlinks raced a rename out of the root \
          (checked beneath the root before the rename returned: accepted); {} names found empty for a moment and put back by chartd; \
+         {} open files deleted after their writer stalled past the writer timeout (accepted); \
          quiescence {:.1?}",
         if w.failures.is_empty() && q.is_ok() {
             "ok"
@@ -1866,6 +1893,7 @@ pub fn run(seed: u64, prof: &Profile) -> (Summary, Result<(), String>) {
         w.sum.sacred_checked,
         w.sum.raced_renames,
         w.sum.put_back_seen,
+        w.sum.writer_timeouts,
         w.sum.quiescence
     );
     let mut errs = w.failures.clone();
