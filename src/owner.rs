@@ -355,7 +355,7 @@ impl Owner {
         }
         if let Some(kernel) = crate::scan::kernel_watches() {
             for r in &mut self.roots {
-                r.check_watches(&kernel, &mut self.watcher);
+                r.check_watches(&kernel, &mut self.watcher, crate::scan::kernel_watches);
             }
         }
     }
@@ -365,7 +365,9 @@ impl Owner {
         if self.resync_due().is_some_and(|t| t <= now) {
             self.resync_now();
         }
-        let mut resynced = false;
+        // A resync, or the retry of a repair that left the watches disagreeing with the
+        // kernel, ends with a kernel check.
+        let mut check = false;
         for r in &mut self.roots {
             if r.retry_root.is_some_and(|(t, _)| t <= now.into_std()) {
                 r.check_root(&mut self.watcher);
@@ -374,15 +376,16 @@ impl Owner {
                 r.next_resync = now.into_std() + self.cfg.resync_interval;
                 r.counters.resyncs += 1;
                 r.resync_all(&mut self.watcher);
-                resynced = true;
+                check = true;
             }
             if r.next_degraded_check.is_some_and(|t| t <= now.into_std()) {
                 r.next_degraded_check = None;
                 r.rescan_unwatched(&mut self.watcher);
+                check |= r.watch_mismatch.is_some();
             }
             r.run_due_prunes();
         }
-        if resynced {
+        if check {
             self.check_watches();
         }
         self.enforce_all();
