@@ -37,7 +37,8 @@ pub fn run(config_path: Option<&Path>, dry_run: bool) -> i32 {
                 return 1;
             }
         };
-        root.resync_all(&mut watcher);
+        // A dry run deletes nothing, leftovers of interrupted deletions included.
+        root.resync_all_with(&mut watcher, !dry_run);
         if let Some(why) = &root.degraded {
             eprintln!("chartd: {why}");
             failed = true;

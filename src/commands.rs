@@ -286,7 +286,9 @@ fn cleanup(scope: Scope<'_>, dry_run: bool) -> Reply {
             r.index.unhold(id);
         }
         r.counters.resyncs += 1;
-        r.resync_all(scope.watcher);
+        // A dry run deletes nothing, leftovers of interrupted deletions included.
+        let remove_leftovers = r.cleanup_enabled && !dry_run;
+        r.resync_all_with(scope.watcher, remove_leftovers);
         // One pass per root: a dry run's would-be figures must not leak into the next root.
         let mut pass = Pass::new(dry_run, true).triggered_at(scope.received);
         pass.unlimited();

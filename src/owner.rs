@@ -359,7 +359,7 @@ impl Owner {
         }
         if let Some(kernel) = crate::scan::kernel_watches() {
             for r in &mut self.roots {
-                r.check_watches(&kernel, &mut self.watcher);
+                r.check_watches(&kernel, &mut self.watcher, crate::scan::kernel_watches);
             }
         }
     }
@@ -369,7 +369,9 @@ impl Owner {
         if self.resync_due().is_some_and(|t| t <= now) {
             self.resync_now();
         }
-        let mut resynced = false;
+        // A resync, or the retry of a repair that left the watches disagreeing with the
+        // kernel, ends with a kernel check.
+        let mut check = false;
         for r in &mut self.roots {
             if r.retry_root.is_some_and(|(t, _)| t <= now.into_std()) {
                 r.check_root(&mut self.watcher);
@@ -378,15 +380,16 @@ impl Owner {
                 r.next_resync = now.into_std() + self.cfg.resync_interval;
                 r.counters.resyncs += 1;
                 r.resync_all(&mut self.watcher);
-                resynced = true;
+                check = true;
             }
             if r.next_degraded_check.is_some_and(|t| t <= now.into_std()) {
                 r.next_degraded_check = None;
                 r.rescan_unwatched(&mut self.watcher);
+                check |= r.watch_mismatch.is_some();
             }
             r.run_due_prunes();
         }
-        if resynced {
+        if check {
             self.check_watches();
         }
         self.enforce_all();
@@ -560,21 +563,38 @@ impl Owner {
     }
 }
 
-/// Test builds only: `CHARTD_TEST_PANIC_ON=NAME` makes the index owner panic on an event for a
-/// file named NAME, so that the tests can check that a dead index thread ends the daemon.
+/// Test builds only:
+/// - `CHARTD_TEST_PANIC_ON=NAME` makes the index owner panic on an event for a file named NAME,
+///   so that the tests can check that a dead index thread ends the daemon;
+/// - `CHARTD_TEST_STALL_ON=NAME` makes it sleep, busy, on the first event for a file named NAME
+///   (`CHARTD_TEST_STALL_SECS` seconds, 8 by default; once per process), as a filesystem call
+///   stuck in the owner would, so that the tests can check that `status` then says `stale`.
 #[cfg(debug_assertions)]
 fn test_trigger(ev: &Ev) {
-    let Some(name) = std::env::var_os("CHARTD_TEST_PANIC_ON") else {
-        return;
-    };
     let p = match ev {
         Ev::Refresh(p) | Ev::Gone(p) | Ev::Writing(p) | Ev::Closed(p) => p,
         _ => return,
     };
-    if p.file_name() == Some(name.as_os_str()) {
+    let named = |var: &str| {
+        std::env::var_os(var).is_some_and(|name| p.file_name() == Some(name.as_os_str()))
+    };
+    if named("CHARTD_TEST_PANIC_ON") {
         panic!(
             "CHARTD_TEST_PANIC_ON: test panic on an event for {}",
             p.display()
         );
+    }
+    static STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if named("CHARTD_TEST_STALL_ON") && !STALLED.swap(true, Ordering::Relaxed) {
+        let secs = std::env::var("CHARTD_TEST_STALL_SECS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(8);
+        tracing::warn!(
+            "CHARTD_TEST_STALL_ON: the index owner stalls for {secs} s on an event for {}",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+        tracing::warn!("CHARTD_TEST_STALL_ON: the stall is over");
     }
 }

@@ -102,6 +102,10 @@ pub struct RootState {
     /// The last check of the watches against the kernel: what it held, and repairs made.
     pub kernel_watches: Option<u64>,
     pub watch_repairs: u64,
+    /// The last kernel check found watches the kernel does not hold and the repair did not
+    /// restore agreement: (directories counted as watched, how many of them the kernel holds).
+    /// `degraded` says so while it is set.
+    pub watch_mismatch: Option<(u64, u64)>,
     /// Files inside grace, as last counted (a scan: only while a limit is blocked, and at most
     /// once a second; see [`RootState::grace_recount_due`]).
     grace_count: Option<GraceCount>,
@@ -196,6 +200,7 @@ impl RootState {
             capacity: Box::new(crate::capacity::CapacityTracker::new(SystemTime::now())),
             kernel_watches: None,
             watch_repairs: 0,
+            watch_mismatch: None,
             grace_count: None,
         })
     }

@@ -45,12 +45,26 @@ const PRIVATE: &[u8] = b".chartd-evict.";
 
 static NEXT_PRIVATE: AtomicU64 = AtomicU64::new(0);
 
-/// Whether `name` is one of chartd's private names (never managed, its events ignored).
+/// Whether `name` is one of chartd's private names (never managed, its events ignored, removed
+/// as a leftover when a walk finds it): exactly what [`private_name`] makes,
+/// `.chartd-evict.PID.N` with PID in decimal and N in lowercase hex. Only that form: a file of
+/// someone else's that merely starts with `.chartd-evict.` (`.chartd-evict.notes.txt`) is not
+/// chartd's, and removing it as a leftover would delete a file outside the policy.
 pub fn is_private_name(name: &OsStr) -> bool {
-    name.as_bytes().starts_with(PRIVATE)
+    let Some(rest) = name.as_bytes().strip_prefix(PRIVATE) else {
+        return false;
+    };
+    let Some(dot) = rest.iter().position(|&c| c == b'.') else {
+        return false;
+    };
+    let (pid, n) = (&rest[..dot], &rest[dot + 1..]);
+    (1..=10).contains(&pid.len())
+        && pid.iter().all(u8::is_ascii_digit)
+        && (1..=16).contains(&n.len())
+        && n.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn private_name() -> OsString {
+pub(super) fn private_name() -> OsString {
     let n = NEXT_PRIVATE.fetch_add(1, Ordering::Relaxed);
     OsString::from(format!(".chartd-evict.{}.{n:x}", std::process::id()))
 }

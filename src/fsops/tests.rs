@@ -196,3 +196,36 @@ fn a_directory_moved_out_of_the_root_loses_nothing() {
     assert!(t.path().join("outside/b/chart.png").exists());
     assert!(private_names_in(&t.path().join("outside/b")).is_empty());
 }
+
+/// Only the exact form chartd makes is private: anything else that merely looks like it is
+/// somebody's file, never a leftover to remove.
+#[test]
+fn private_names_are_exactly_the_form_chartd_makes() {
+    for n in [
+        ".chartd-evict.1.0",
+        ".chartd-evict.12345.1",
+        ".chartd-evict.4242.ff0a",
+    ] {
+        assert!(is_private_name(OsStr::new(n)), "{n}");
+    }
+    for n in [
+        ".chartd-evict.",
+        ".chartd-evict",
+        ".chartd-evictX",
+        "chartd-evict.1.0",
+        ".chartd-evict.png",
+        ".chartd-evict.notes.txt",
+        ".chartd-evict.12345.1.csv",
+        ".chartd-evict.12345.",
+        ".chartd-evict..1",
+        ".chartd-evict.12.zz",
+        ".chartd-evict.12.FF",
+        ".chartd-evict.x1.1",
+    ] {
+        assert!(!is_private_name(OsStr::new(n)), "{n}");
+    }
+    // What chartd makes is private, whatever its pid and counter.
+    for _ in 0..3 {
+        assert!(is_private_name(&delete::private_name()));
+    }
+}

@@ -28,6 +28,13 @@ impl RootState {
     /// Crawls the whole root (first start) or resyncs it against the disk (overflow, safety
     /// net, `cleanup`): every entry seen is (re)indexed, every indexed entry not seen is dropped.
     pub fn resync_all(&mut self, w: &mut Watcher) {
+        self.resync_all_with(w, self.cleanup_enabled);
+    }
+
+    /// [`Self::resync_all`]; `remove_leftovers`: whether leftovers of interrupted deletions
+    /// that the walk finds are removed. Never by a root that only observes
+    /// (`cleanup_enabled: false`) nor by a dry run: those promise that nothing is deleted.
+    pub fn resync_all_with(&mut self, w: &mut Watcher, remove_leftovers: bool) {
         if self.dir.is_some() && !self.root_unchanged() {
             // Removed, replaced or mounted over since it was opened (no event need say so).
             self.check_root(w);
@@ -41,7 +48,12 @@ impl RootState {
         // re-add every watch (re-adding a live one is a no-op for the kernel).
         self.forget_watches(ROOT);
         self.resync_dir(ROOT, w, false);
-        self.remove_leftovers();
+        if remove_leftovers {
+            self.remove_leftovers();
+        } else {
+            // Found again by the next walk (of a root that may delete).
+            self.leftovers.clear();
+        }
         // After the tree: when watches are scarce, the tree's come first.
         self.watch_parent(w);
         self.update_degraded();

@@ -110,6 +110,12 @@ impl RootState {
                  rescanned periodically. Fix: sysctl -w fs.inotify.max_user_watches=1048576 \
                  (persist it in /etc/sysctl.d/), then `chartd reload`"
             ))
+        } else if let Some((indexed, held)) = self.watch_mismatch {
+            Some(format!(
+                "watches disagree with the kernel ({indexed} directories counted as watched, \
+                 {held} of them watched in the kernel); repairing: they are watched and read \
+                 again, and checked against the kernel every 30 s until the two agree"
+            ))
         } else {
             None
         };
@@ -142,38 +148,40 @@ pub fn kernel_watches() -> Option<std::collections::HashSet<(u64, u64)>> {
 }
 
 impl RootState {
-    /// Compares the index's watched directories with what the kernel holds, and re-adds the
-    /// watches the kernel lost (issue #7, item 3: a watch silently gone while status counted
-    /// it). Runs after every resync.
+    /// Compares the index's watched directories with what the kernel holds (`kernel`), and
+    /// repairs a disagreement: the directories whose watch the kernel lost (issue #7, item 3: a
+    /// watch silently gone while status counted it) are watched and read again at once. The
+    /// kernel is then read again (`reread`): while the two still disagree, `degraded` says so
+    /// (and the owner checks again every 30 s); once they agree, it no longer does. Runs after
+    /// every resync.
     pub fn check_watches(
         &mut self,
         kernel: &std::collections::HashSet<(u64, u64)>,
         w: &mut Watcher,
+        mut reread: impl FnMut() -> Option<std::collections::HashSet<(u64, u64)>>,
     ) {
-        let Some(root) = &self.dir else { return };
-        let (major, minor) = root.meta.dev;
-        let dev = (u64::from(major) << 20) | u64::from(minor);
-        let mut lost = Vec::new();
-        for d in self.index.watched_dir_ids() {
-            if !kernel.contains(&(dev, self.index.dir(d).ino)) {
-                lost.push(d);
-            }
-        }
-        let held = self
-            .index
-            .watched_inos()
-            .filter(|&ino| kernel.contains(&(dev, ino)))
-            .count() as u64;
-        self.kernel_watches = Some(held);
+        let Some(lost) = self.lost_watches(kernel) else {
+            return;
+        };
         if lost.is_empty() {
+            if self.watch_mismatch.take().is_some() {
+                tracing::info!(
+                    root = %self.cfg.path.display(),
+                    "watches agree with the kernel again"
+                );
+                self.update_degraded();
+            }
             return;
         }
+        let indexed = self.index.watched_dirs;
         tracing::warn!(
             root = %self.cfg.path.display(),
-            "{} directories were counted as watched but the kernel held no watch for them; \
-             watching them again and rereading them",
+            "watches disagree with the kernel: {} directories were counted as watched but the \
+             kernel held no watch for them; watching them again and rereading them",
             lost.len()
         );
+        self.watch_mismatch = Some((indexed, self.kernel_watches.unwrap_or(0)));
+        self.update_degraded();
         self.watch_repairs = self.watch_repairs.saturating_add(lost.len() as u64);
         for d in lost {
             if self.index.is_live_dir(d) {
@@ -181,6 +189,137 @@ impl RootState {
                 self.resync_dir(d, w, true);
             }
         }
+        // Did the repair restore agreement? Only the kernel can say.
+        let still = reread().and_then(|k| self.lost_watches(&k));
+        match still {
+            Some(l) if l.is_empty() => self.watch_mismatch = None,
+            Some(l) => {
+                let indexed = self.index.watched_dirs;
+                self.watch_mismatch = Some((indexed, self.kernel_watches.unwrap_or(0)));
+                tracing::warn!(
+                    root = %self.cfg.path.display(),
+                    "watches still disagree with the kernel after the repair ({} directories \
+                     without a kernel watch); checking again in 30 s",
+                    l.len()
+                );
+            }
+            // The kernel's view cannot be read any more: nothing says they disagree.
+            None => self.watch_mismatch = None,
+        }
         self.update_degraded();
+    }
+
+    /// The directories counted as watched that hold no watch in `kernel`; updates
+    /// `kernel_watches` (how many of the counted ones the kernel holds). `None` without a root.
+    fn lost_watches(
+        &mut self,
+        kernel: &std::collections::HashSet<(u64, u64)>,
+    ) -> Option<Vec<DirId>> {
+        let root = self.dir.as_ref()?;
+        let (major, minor) = root.meta.dev;
+        let dev = (u64::from(major) << 20) | u64::from(minor);
+        let lost: Vec<DirId> = self
+            .index
+            .watched_dir_ids()
+            .into_iter()
+            .filter(|&d| !kernel.contains(&(dev, self.index.dir(d).ino)))
+            .collect();
+        let held = self
+            .index
+            .watched_inos()
+            .filter(|&ino| kernel.contains(&(dev, ino)))
+            .count() as u64;
+        self.kernel_watches = Some(held);
+        Some(lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::root::{Progress, RootState};
+    use std::collections::HashSet;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// (device, inode) of a directory, with the device in the kernel's encoding (as
+    /// `/proc/self/fdinfo` shows it, see [`super::kernel_watches`]).
+    fn kernel_key(p: &Path) -> (u64, u64) {
+        let st = rustix::fs::stat(p).unwrap();
+        let dev = (u64::from(rustix::fs::major(st.st_dev)) << 20)
+            | u64::from(rustix::fs::minor(st.st_dev));
+        (dev, st.st_ino)
+    }
+
+    /// Issue 10: "if they ever disagree, `degraded` says so and a resync repairs it". The
+    /// kernel's view is given, not read, so that each case is exact: a loss the repair cannot
+    /// undo (the kernel still disagrees afterwards) is degraded, with the counts, until a check
+    /// finds agreement; a loss the repair undoes is repaired and counted, and leaves nothing
+    /// degraded. Checked to fail: with `watch_mismatch` never reported (the code before this
+    /// test), the first `expect` fails; with agreement after the repair not clearing it, the
+    /// last case stays degraded.
+    #[test]
+    fn a_disagreement_with_the_kernel_is_degraded_until_a_check_finds_agreement() {
+        let t = tempfile::tempdir().unwrap();
+        let dirs = ["g", "g/a", "g/b"];
+        for d in dirs {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+            std::fs::write(t.path().join(d).join("c.png"), b"x").unwrap();
+        }
+        let rc = crate::policy::tests::test_root(&t.path().to_string_lossy());
+        let mut root = RootState::new(
+            rc,
+            true,
+            Duration::from_secs(3600),
+            Arc::new(Progress::default()),
+        )
+        .unwrap();
+        let (mut w, _feed) = crate::watcher::new(1024).unwrap();
+        root.resync_all(&mut w);
+        assert_eq!(
+            root.index.watched_dirs, 4,
+            "the root and its three directories"
+        );
+        let all: HashSet<(u64, u64)> = std::iter::once(t.path().to_path_buf())
+            .chain(dirs.iter().map(|d| t.path().join(d)))
+            .map(|p| kernel_key(&p))
+            .collect();
+        let mut lost = all.clone();
+        lost.remove(&kernel_key(&t.path().join("g/a")));
+
+        // Agreement: nothing to say, nothing repaired.
+        root.check_watches(&all, &mut w, || Some(all.clone()));
+        assert_eq!(root.degraded, None);
+        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(4), 0));
+
+        // The kernel lost g/a's watch, and still lacks it after the repair.
+        root.check_watches(&lost, &mut w, || Some(lost.clone()));
+        let why = root
+            .degraded
+            .clone()
+            .expect("degraded says that the watches disagree");
+        assert!(
+            why.contains("watches disagree with the kernel (4 directories counted as watched, 3 of them watched in the kernel)"),
+            "{why}"
+        );
+        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(3), 1));
+        let st = root.stats();
+        assert!(st.degraded, "status says degraded");
+        assert_eq!(st.degraded_reason.as_deref(), Some(why.as_str()));
+        assert_eq!(st.kernel_watches, Some(3));
+
+        // The retry's check finds them agreeing: no longer degraded.
+        root.check_watches(&all, &mut w, || Some(all.clone()));
+        assert_eq!(root.degraded, None);
+        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(4), 1));
+
+        // A loss the repair undoes: counted, repaired, never left degraded.
+        root.check_watches(&lost, &mut w, || Some(all.clone()));
+        assert_eq!(root.degraded, None);
+        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(4), 2));
+        assert_eq!(
+            root.index.watched_dirs, 4,
+            "g/a is counted as watched again"
+        );
     }
 }
