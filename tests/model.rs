@@ -91,3 +91,13 @@ fn model_random_workload_never_deletes_wrongly_and_converges() {
          --release --test model -- --nocapture"
     );
 }
+
+/// The oracle's flock judgement itself (deterministic, see `oracle_flock_selftest`): a name of
+/// an inode that went before our lock on it was taken is not blamed on the lock; one that went
+/// while the lock was held is caught, also when the lock is released before the oracle looks.
+#[test]
+fn oracle_judges_a_flock_from_when_it_is_taken_until_it_is_released() {
+    if let Err(e) = model_support::oracle_flock_selftest() {
+        panic!("{e}");
+    }
+}
