@@ -404,7 +404,7 @@ impl World {
         if self.locked.contains_key(&e.vid) {
             return Some("flocked");
         }
-        if self.writers.iter().any(|w| w.vid == e.vid) && !self.writer_went_quiet(e) {
+        if self.writers.iter().any(|w| w.vid == e.vid) && !self.writer_went_quiet(path, e) {
             return Some("open for writing");
         }
         None
@@ -415,13 +415,44 @@ impl World {
     /// written while it keeps changing (issue #10: a lost close event must not pin a file for
     /// good), so a writer stalled that long (the model's own process starved on a loaded
     /// machine) may lose it. Judged at the earliest moment the deletion can have happened.
-    fn writer_went_quiet(&self, e: &Entry) -> bool {
+    ///
+    /// When the file was last seen intact too soon to tell, chartd's log decides: its
+    /// deletion line carries the moment right before the unlink (`beneath_at_ns`), a lower
+    /// bound of when the file went.
+    fn writer_went_quiet(&self, path: &Path, e: &Entry) -> bool {
         let quiet = WRITER_QUIET.as_nanos() as i128;
         let last_change = self.versions[e.vid]
             .history
             .last()
             .map_or(i128::MAX, |(when, _)| *when);
-        last_change.saturating_add(quiet) <= e.last_ok
+        let quiet_from = last_change.saturating_add(quiet);
+        if quiet_from <= e.last_ok {
+            return true;
+        }
+        let key = path.display().to_string();
+        let (Some(ts), Some(b)) = (self.log.by_path.get(&key), self.log.beneath.get(&key)) else {
+            return false;
+        };
+        // The deletion logged after we last saw the file intact.
+        ts.iter()
+            .zip(b)
+            .rev()
+            .find(|(t, _)| **t >= e.last_ok)
+            .and_then(|(_, b)| *b)
+            .is_some_and(|unlink_after| unlink_after >= quiet_from)
+    }
+
+    /// Reads chartd's log until it holds a deletion of `path` (at most 200 ms: the line is
+    /// written right after the unlink), for judging a file that had a writer.
+    fn await_deletion_line(&mut self, path: &Path) {
+        let key = path.display().to_string();
+        for _ in 0..20 {
+            self.log.update(&self.d.log);
+            if self.log.by_path.contains_key(&key) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn new_version(&mut self, mut v: Version) -> usize {
@@ -438,6 +469,9 @@ impl World {
         self.sum.deletions_checked += 1;
         let now = now_ns();
         let v = self.versions[e.vid].clone();
+        if self.writers.iter().any(|w| w.vid == e.vid) {
+            self.await_deletion_line(path);
+        }
         if let Some(why) = self.sacred(path, &e) {
             if let Some((t_mv, inside)) = &e.moved_out {
                 // Moved out of the root by a rename: chartd may have checked it just before and
@@ -1035,7 +1069,8 @@ impl World {
                         if self.entries.contains_key(&path) {
                             // Judge it as still open (it was, until just now).
                             let e = self.entries.remove(&path).unwrap();
-                            if self.under_root(&path) && self.writer_went_quiet(&e) {
+                            self.await_deletion_line(&path);
+                            if self.under_root(&path) && self.writer_went_quiet(&path, &e) {
                                 self.sum.writer_timeouts += 1;
                                 self.sum.deletions_checked += 1;
                             } else if self.under_root(&path) {
