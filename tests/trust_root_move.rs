@@ -32,8 +32,9 @@ fn a_root_renamed_away_is_never_evicted_from() {
     let away = d.dir.path().join("moved-away");
     fs::rename(&d.root, &away).unwrap();
     fs::create_dir(&d.root).unwrap();
-    d.signal(18); // SIGCONT: the age timer is due, the move's events wait in the queue
-                  // The new root gets expired charts of its own: chartd must find and delete those.
+    // SIGCONT: the age timer is due, the move's events wait in the queue.
+    d.signal(18);
+    // The new root gets expired charts of its own: chartd must find and delete those.
     for i in 0..5 {
         file(&d.root.join(format!("N/x{i}.png")), 1000, hours(2));
     }
