@@ -35,9 +35,9 @@ mod model_support;
 use common::*;
 use serde_json::Value;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -46,26 +46,6 @@ const KIB: u64 = 1024;
 const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
 
 // ------------------------------------------------------------------------------- helpers
-
-/// One request with a hard deadline on the answer (`None`: no answer in time).
-fn request_within(socket: &Path, line: &str, timeout: Duration) -> Option<Value> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    s.write_all(line.as_bytes()).ok()?;
-    s.write_all(b"\n").ok()?;
-    let mut r = BufReader::new(s);
-    let mut out = String::new();
-    r.read_line(&mut out).ok()?;
-    serde_json::from_str(&out).ok()
-}
-
-/// Whether the process runs (exists and is not a zombie).
-fn alive(pid: i32) -> bool {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = s.rsplit_once(')').map(|x| x.1.trim_start()).unwrap_or("");
-    !state.is_empty() && !state.starts_with('Z') && !state.starts_with('X')
-}
 
 /// The number of `inotify wd:` lines of the process's inotify fd(s).
 fn kernel_watches(pid: i32) -> usize {
@@ -339,11 +319,6 @@ fn item2_root_replaced_while_stopped_keeps_enforcing_or_exits() {
     let _ = d.child.try_wait();
     let v = verdict.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("item2: {v}");
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let l: Vec<&str> = s.lines().collect();
-    l[l.len().saturating_sub(n)..].join("\n")
 }
 
 /// The contract for a dead index thread: in debug builds `CHARTD_TEST_PANIC_ON=<name>` makes

@@ -21,9 +21,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,31 +29,6 @@ use std::time::{Duration, Instant};
 const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
 
 // ------------------------------------------------------------------------------- helpers
-
-/// One request with a hard deadline on the answer (`None`: no answer in time).
-fn request_within(socket: &Path, line: &str, timeout: Duration) -> Option<Value> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    s.write_all(line.as_bytes()).ok()?;
-    s.write_all(b"\n").ok()?;
-    let mut r = BufReader::new(s);
-    let mut out = String::new();
-    r.read_line(&mut out).ok()?;
-    serde_json::from_str(&out).ok()
-}
-
-/// Whether the process runs (exists and is not a zombie).
-fn alive(pid: i32) -> bool {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = s.rsplit_once(')').map(|x| x.1.trim_start()).unwrap_or("");
-    !state.is_empty() && !state.starts_with('Z') && !state.starts_with('X')
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let l: Vec<&str> = s.lines().collect();
-    l[l.len().saturating_sub(n)..].join("\n")
-}
 
 /// chartd's inotify fd and its watches as the kernel lists them: (wd, inode) of every
 /// `inotify wd:` line of `/proc/PID/fdinfo/FD`.

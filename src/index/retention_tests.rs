@@ -2,26 +2,12 @@
 //! place; and a seeded randomized test of the kept sets and the queue order against a brute
 //! force answer.
 
+use super::tests::{info, os};
 use super::*;
 use crate::config::RuleConfig;
-use std::ffi::OsStr;
 use std::time::Duration;
 
 const H: i64 = 3_600_000_000_000;
-
-fn info(size: u64, mtime_ns: i64, ino: u64) -> FileInfo {
-    FileInfo {
-        size,
-        mtime_ns,
-        ino,
-        managed: true,
-        protected: false,
-    }
-}
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
 
 fn rules(max_age_h: u64, keep: u32, list: Vec<RuleConfig>) -> Arc<Rules> {
     let mut rc = crate::policy::tests::test_root("/x");

@@ -1,7 +1,7 @@
 use super::*;
 use std::ffi::OsStr;
 
-fn info(size: u64, mtime_ns: i64, ino: u64) -> FileInfo {
+pub(super) fn info(size: u64, mtime_ns: i64, ino: u64) -> FileInfo {
     FileInfo {
         size,
         mtime_ns,
@@ -11,7 +11,7 @@ fn info(size: u64, mtime_ns: i64, ino: u64) -> FileInfo {
     }
 }
 
-fn os(s: &str) -> &OsStr {
+pub(super) fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 

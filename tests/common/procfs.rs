@@ -51,3 +51,10 @@ pub fn fd_count(pid: i32) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// Whether the process runs (exists and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = s.rsplit_once(')').map(|x| x.1.trim_start()).unwrap_or("");
+    !state.is_empty() && !state.starts_with('Z') && !state.starts_with('X')
+}

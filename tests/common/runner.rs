@@ -222,6 +222,26 @@ fn check_typed(request: &str, answer: &Value, raw: &str) {
     }
 }
 
+/// One request with a hard deadline on the answer (`None`: no answer in time), for tests
+/// that must tell a daemon that answers slowly from one that does not answer.
+pub fn request_within(socket: &Path, line: &str, timeout: Duration) -> Option<Value> {
+    let mut s = UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(line.as_bytes()).ok()?;
+    s.write_all(b"\n").ok()?;
+    let mut r = BufReader::new(s);
+    let mut out = String::new();
+    r.read_line(&mut out).ok()?;
+    serde_json::from_str(&out).ok()
+}
+
+/// The last `n` lines of `s` (for log excerpts in failure messages).
+pub fn tail(s: &str, n: usize) -> String {
+    let l: Vec<&str> = s.lines().collect();
+    l[l.len().saturating_sub(n)..].join("\n")
+}
+
 /// [`try_request_at`] without the reason.
 pub fn request_at(socket: &Path, line: &str) -> Option<Value> {
     try_request_at(socket, line).ok()

@@ -1516,25 +1516,6 @@ pub fn sig(pid: i32, s: i32) {
     }
 }
 
-/// Whether the process runs (exists and is not a zombie).
-pub fn alive(pid: i32) -> bool {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = s.rsplit_once(')').map(|x| x.1.trim_start()).unwrap_or("");
-    !state.is_empty() && !state.starts_with('Z') && !state.starts_with('X')
-}
-
-pub fn request_within(socket: &Path, line: &str, timeout: Duration) -> Option<Value> {
-    let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    s.write_all(line.as_bytes()).ok()?;
-    s.write_all(b"\n").ok()?;
-    let mut r = BufReader::new(s);
-    let mut out = String::new();
-    r.read_line(&mut out).ok()?;
-    serde_json::from_str(&out).ok()
-}
-
 /// Managed files on disk: per group (files = names, bytes = once per inode), the totals, and
 /// the oldest managed mtime that an age limit applies to (see `policy`'s rules).
 #[derive(Debug, Default, PartialEq)]
