@@ -421,10 +421,15 @@ impl World {
     /// bound of when the file went.
     fn writer_went_quiet(&self, path: &Path, e: &Entry) -> bool {
         let quiet = WRITER_QUIET.as_nanos() as i128;
+        // The kernel's time of the last write (its mtime), not when this process got round to
+        // noting it: on a loaded machine the two are hundreds of milliseconds apart, and
+        // chartd's writer timeout counts from the write (an event or the mtime it reads).
         let last_change = self.versions[e.vid]
             .history
-            .last()
-            .map_or(i128::MAX, |(when, _)| *when);
+            .iter()
+            .map(|(_, m)| *m)
+            .max()
+            .unwrap_or(i128::MAX);
         let quiet_from = last_change.saturating_add(quiet);
         if quiet_from <= e.last_ok {
             return true;
