@@ -55,10 +55,12 @@ impl RootState {
             }
             // Still the file the walk found (deletions in this pass only remove their own
             // victim, but a dry run's are hidden instead): live, queued, in this group.
-            if !self.index.is_live(id)
-                || self.index.file(id).held()
-                || self.index.dir(self.index.file(id).dir).group != g
-            {
+            if !self.index.is_live(id) || self.index.dir(self.index.file(id).dir).group != g {
+                continue;
+            }
+            // Held (locked, failing, being written): looked at again once released.
+            if self.index.file(id).held() {
+                blocked = true;
                 continue;
             }
             let p = self.index.prio(id);
@@ -81,9 +83,22 @@ impl RootState {
             if pass.dry_run {
                 gone.0 += pass.files - files_before;
                 gone.1 += pass.bytes - bytes_before;
+            } else if self.index.is_live(id) && self.index.file(id).held() {
+                // Not deleted (locked, failing, changed): held with a retry.
+                blocked = true;
             }
         }
-        if blocked && above(self.group_totals(g, gone)) && !pass.dry_run {
+        // Files held out of the queue (locked, failing, being written) are not in the walk,
+        // but come back with their retry: the group is still to be trimmed then.
+        if !blocked && !pass.dry_run && above(self.group_totals(g, gone)) {
+            blocked = self
+                .index
+                .group_files(g)
+                .into_iter()
+                .any(|f| self.index.file(f).held());
+        }
+        // A dry run leaves the list as it found it (the group was listed).
+        if pass.dry_run || (blocked && above(self.group_totals(g, gone))) {
             self.index.requeue_over_quota(g);
         }
     }

@@ -143,6 +143,13 @@ impl Index {
                 self.keep.remove(&g);
                 continue;
             }
+            // The group was removed and its slot reused (by a subdirectory, or a new group
+            // that lost nothing yet): the entry is stale.
+            if self.dirs[g as usize].group != g
+                || self.dirs[g as usize].flags & flag::KEEP_DIRTY == 0
+            {
+                continue;
+            }
             self.dirs[g as usize].flags &= !flag::KEEP_DIRTY;
             let n = self.rules.limits(self.dirs[g as usize].rule).keep_newest as usize;
             let have = self.keep.get(&g).map_or(0, Vec::len);
