@@ -796,7 +796,9 @@ fn item9_eacces_while_reading_a_directory_keeps_its_files() {
     let _ = d.request(r#"{"cmd":"cleanup"}"#);
     // The snapshot after the cleanup's resync is published right after its answer: wait for
     // it (a dropped subtree would not come back: the next resync is an hour away).
-    wait_until(Duration::from_secs(5), || d.status_root()["total_files"] == 7);
+    wait_until(Duration::from_secs(5), || {
+        d.status_root()["total_files"] == 7
+    });
     let st = d.status_root();
     let log = d.log_text();
     fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -84,6 +84,9 @@ impl Index {
                 if let Some(o) = self.other_link(s.ino, id, false) {
                     self.files[o as usize].flags |= flag::COUNTED;
                     self.contribute(o, true);
+                    // The inode's kept place (if any) passes to this name: the group is looked
+                    // at again before the next candidate is chosen (see `retention.rs`).
+                    self.keep_recheck(o);
                 }
             }
             if self.newest == Some(s.mtime_ns) {

@@ -77,10 +77,14 @@ impl Index {
 
     /// A managed file was just accounted (not yet queued): it may be one of its group's
     /// newest. Called before it enters the queue, so its own flag needs no requeue.
+    ///
+    /// Only the name that carries its inode's count (`COUNTED`) is a candidate: a file with
+    /// two hard links is one file, and takes one kept place (its other names age as usual,
+    /// and deleting them frees nothing).
     pub(super) fn keep_consider(&mut self, id: FileId) {
         let s = self.files[id as usize];
         let n = self.limits_of(s.dir).keep_newest as usize;
-        if n == 0 || !s.managed() {
+        if n == 0 || !s.managed() || s.flags & flag::COUNTED == 0 {
             return;
         }
         let g = self.dirs[s.dir as usize].group;
@@ -115,6 +119,20 @@ impl Index {
         list.push(id);
         self.files[id as usize].flags |= flag::KEEP;
         self.keep.insert(g, list);
+    }
+
+    /// A name that just became its inode's counted one: its group settles its kept set again
+    /// (the name is queued already, so it is not flagged here directly).
+    pub(super) fn keep_recheck(&mut self, id: FileId) {
+        let s = self.files[id as usize];
+        if self.limits_of(s.dir).keep_newest == 0 {
+            return;
+        }
+        let g = self.dirs[s.dir as usize].group;
+        if self.dirs[g as usize].flags & flag::KEEP_DIRTY == 0 {
+            self.dirs[g as usize].flags |= flag::KEEP_DIRTY;
+            self.keep_dirty.push(g);
+        }
     }
 
     /// A managed file is withdrawn (already out of the queue): if it was kept, its group may
@@ -161,7 +179,7 @@ impl Index {
                 .into_iter()
                 .filter(|&f| {
                     let s = &self.files[f as usize];
-                    s.managed() && s.flags & flag::KEEP == 0
+                    s.managed() && s.flags & (flag::KEEP | flag::COUNTED) == flag::COUNTED
                 })
                 .map(|f| (self.files[f as usize].mtime_ns, f))
                 .collect();
@@ -314,7 +332,10 @@ impl Index {
             let mut candidates: Vec<(i64, FileId)> = self
                 .group_files(g)
                 .into_iter()
-                .filter(|&f| self.files[f as usize].managed())
+                .filter(|&f| {
+                    let s = &self.files[f as usize];
+                    s.managed() && s.flags & flag::COUNTED != 0
+                })
                 .map(|f| (self.files[f as usize].mtime_ns, f))
                 .collect();
             candidates.sort_unstable_by(|a, b| b.cmp(a));
