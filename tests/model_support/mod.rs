@@ -1575,7 +1575,7 @@ fn walk(root: &Path) -> (DiskView, Option<(i128, PathBuf)>) {
     let mut seen: HashSet<u64> = HashSet::new();
     let mut inode_groups: HashMap<u64, (u64, std::collections::BTreeSet<String>)> = HashMap::new();
     let mut oldest: Option<(i128, PathBuf)> = None;
-    let mut aging: Vec<(String, i128, PathBuf, bool)> = Vec::new();
+    let mut aging: Vec<(String, i128, PathBuf, bool, u64)> = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
@@ -1612,9 +1612,19 @@ fn walk(root: &Path) -> (DiskView, Option<(i128, PathBuf)>) {
                 .or_insert_with(|| (m.len(), std::collections::BTreeSet::new()))
                 .1
                 .insert(group.clone());
-            aging.push((group, mtime_of(&m), e.path(), name.ends_with("_keep.png")));
+            aging.push((
+                group,
+                mtime_of(&m),
+                e.path(),
+                name.ends_with("_keep.png"),
+                m.ino(),
+            ));
         }
     }
+    let inode_groups_of: HashMap<u64, std::collections::BTreeSet<String>> = inode_groups
+        .iter()
+        .map(|(i, (_, g))| (*i, g.clone()))
+        .collect();
     for (size, groups) in inode_groups.into_values() {
         let alone = groups.len() == 1;
         for g in groups {
@@ -1627,13 +1637,22 @@ fn walk(root: &Path) -> (DiskView, Option<(i128, PathBuf)>) {
             e.1 += size;
         }
     }
-    // The rules of `policy`: G3 has no age limit, and G1's two newest managed names are kept
-    // whatever their age; protected files never age out.
+    // The rules of `policy`: G3 has no age limit, and G1's two newest managed files (inodes:
+    // hard links are one file) are kept whatever their age; protected files never age out.
+    // A G1 name of an inode linked into other groups may count in either group (chartd
+    // counts an inode under the name it indexed first), so its age is not judged here.
     aging.sort_by_key(|a| std::cmp::Reverse(a.1));
-    let mut kept_in_g1 = 0;
-    for (group, t, path, protected) in aging {
-        if group == "G1" && kept_in_g1 < 2 {
-            kept_in_g1 += 1;
+    let mut kept_g1: Vec<u64> = Vec::new();
+    for (group, _, _, _, ino) in &aging {
+        let linked_out = inode_groups_of.get(ino).is_some_and(|g| g.len() > 1);
+        if group == "G1" && !linked_out && kept_g1.len() < 2 && !kept_g1.contains(ino) {
+            kept_g1.push(*ino);
+        }
+    }
+    for (group, t, path, protected, ino) in aging {
+        if group == "G1"
+            && (kept_g1.contains(&ino) || inode_groups_of.get(&ino).is_some_and(|g| g.len() > 1))
+        {
             continue;
         }
         if protected || group == "G3" {
