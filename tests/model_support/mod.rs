@@ -421,30 +421,66 @@ impl World {
     /// bound of when the file went.
     fn writer_went_quiet(&self, path: &Path, e: &Entry) -> bool {
         let quiet = WRITER_QUIET.as_nanos() as i128;
-        // The kernel's time of the last write (its mtime), not when this process got round to
-        // noting it: on a loaded machine the two are hundreds of milliseconds apart, and
-        // chartd's writer timeout counts from the write (an event or the mtime it reads).
-        let last_change = self.versions[e.vid]
-            .history
-            .iter()
-            .map(|(_, m)| *m)
-            .max()
-            .unwrap_or(i128::MAX);
-        let quiet_from = last_change.saturating_add(quiet);
-        if quiet_from <= e.last_ok {
+        let history = &self.versions[e.vid].history;
+        // The kernel's time of the last write before `t` (the mtimes), not when this process
+        // got round to noting it: on a loaded machine the two are hundreds of milliseconds
+        // apart, and chartd's writer timeout counts from the write (an event or the mtime).
+        let last_write_before = |t: i128| {
+            history
+                .iter()
+                .map(|(_, m)| *m)
+                .filter(|m| *m <= t)
+                .max()
+                .unwrap_or(i128::MIN / 2)
+        };
+        if last_write_before(i128::MAX).saturating_add(quiet) <= e.last_ok {
             return true;
         }
+        // chartd's deletion line after we last saw the file intact: the moment right before
+        // its unlink. Writes after that moment went to the deleted inode (a writer keeps
+        // writing to an unlinked file) and do not count.
         let key = path.display().to_string();
         let (Some(ts), Some(b)) = (self.log.by_path.get(&key), self.log.beneath.get(&key)) else {
             return false;
         };
-        // The deletion logged after we last saw the file intact.
         ts.iter()
             .zip(b)
             .rev()
             .find(|(t, _)| **t >= e.last_ok)
             .and_then(|(_, b)| *b)
-            .is_some_and(|unlink_after| unlink_after >= quiet_from)
+            .is_some_and(|at| at >= last_write_before(at).saturating_add(quiet))
+    }
+
+    /// What the oracle knows of a file deleted while open for writing (for the message).
+    fn writer_story(&self, path: &Path, e: &Entry) -> String {
+        let now = now_ns();
+        let key = path.display().to_string();
+        let logged: Vec<String> = self
+            .log
+            .by_path
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .zip(self.log.beneath.get(&key).into_iter().flatten())
+            .map(|(t, b)| {
+                format!(
+                    "logged {:+.3} s, unlink after {}",
+                    secs(t - now),
+                    b.map_or("?".into(), |b| format!("{:+.3} s", secs(b - now)))
+                )
+            })
+            .collect();
+        let writes: Vec<String> = self.versions[e.vid]
+            .history
+            .iter()
+            .rev()
+            .take(4)
+            .map(|(w, m)| format!("mtime {:+.3} (noted {:+.3})", secs(m - now), secs(w - now)))
+            .collect();
+        format!(
+            "last seen intact {:+.3} s; last writes (newest first): {writes:?}; chartd: {logged:?}",
+            secs(e.last_ok - now)
+        )
     }
 
     /// Reads chartd's log until it holds a deletion of `path` (at most 200 ms: the line is
@@ -527,8 +563,13 @@ impl World {
                     return;
                 }
             }
+            let story = if why == "open for writing" {
+                format!("; {}", self.writer_story(path, &e))
+            } else {
+                String::new()
+            };
             self.fail(format!(
-                "chartd removed a {why} file: {} ({:?}, {} bytes, token {:?}, age {:.3} s)",
+                "chartd removed a {why} file: {} ({:?}, {} bytes, token {:?}, age {:.3} s{story})",
                 path.display(),
                 e.kind,
                 v.size,
@@ -1062,9 +1103,18 @@ impl World {
                 let v = &mut self.versions[vid];
                 v.set_mtime(mtime_of(&m));
                 v.size = m.len();
-                // While it was open, it was sacred: check it right now.
+                // While it was open, it was sacred: check it right now (looking again for a
+                // few ms: chartd may have it off its name for a moment, see `check`).
                 let t = now_ns();
-                match fs::symlink_metadata(&path) {
+                let mut seen = fs::symlink_metadata(&path);
+                for _ in 0..5 {
+                    if seen.as_ref().is_ok_and(|m2| m2.ino() == m.ino()) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                    seen = fs::symlink_metadata(&path);
+                }
+                match seen {
                     Ok(m2) if m2.ino() == m.ino() => {
                         if let Some(e) = self.entries.get_mut(&path) {
                             e.last_ok = t;
@@ -1079,8 +1129,9 @@ impl World {
                                 self.sum.writer_timeouts += 1;
                                 self.sum.deletions_checked += 1;
                             } else if self.under_root(&path) {
+                                let story = self.writer_story(&path, &e);
                                 self.fail(format!(
-                                    "chartd removed {} while it was open for writing",
+                                    "chartd removed {} while it was open for writing ({story})",
                                     path.display()
                                 ));
                             } else {
