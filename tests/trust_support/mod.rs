@@ -1,0 +1,90 @@
+//! Helpers of the trust regression tests (`tests/trust.rs`, `tests/trust_late.rs`): the
+//! kernel's view of chartd's watches, chartd's deletion log lines, charts with a token, ages,
+//! the stale check, and configs with several roots.
+//!
+//! May touch: files under the temp dirs the tests hand it, `/proc/PID/fdinfo` (read).
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+pub const KIB: u64 = 1024;
+pub const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+// ------------------------------------------------------------------------------- helpers
+
+/// The number of `inotify wd:` lines of the process's inotify fd(s).
+pub fn kernel_watches(pid: i32) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(t) = fs::read_link(e.path()) else {
+            continue;
+        };
+        if t.to_string_lossy().contains("inotify") {
+            let info = fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            n += info
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
+        }
+    }
+    n
+}
+
+/// Lines `deleted PATH (` of the log.
+pub fn deletions(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| {
+            let i = l.find(" deleted ")?;
+            let rest = &l[i + 9..];
+            let end = rest.find(" (")?;
+            Some(rest[..end].to_string())
+        })
+        .collect()
+}
+
+/// A chart with a unique token as its content.
+pub fn chart(path: &Path, token: &str, size: usize) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    let mut c = token.as_bytes().to_vec();
+    c.resize(size.max(c.len()), b'.');
+    fs::write(path, c).unwrap();
+}
+
+pub fn set_age(path: &Path, age: Duration) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - age).unwrap();
+}
+
+pub fn stale_check(st: &Value) -> Result<(), String> {
+    if st.get("stale") == Some(&Value::Bool(true)) {
+        return Err(format!("status says stale: true: {st}"));
+    }
+    Ok(())
+}
+
+/// A config of several roots, each with its own policy lines; `top` lines at the top level.
+pub fn multi_config(socket: &Path, top: &str, roots: &[(&Path, &str)]) -> String {
+    let mut s = format!(
+        "socket: {}\nlog: {{ level: debug, format: text }}\n{top}roots:\n",
+        socket.display()
+    );
+    for (p, pol) in roots {
+        s.push_str(&format!("  - path: {}\n", p.display()));
+        for l in pol.lines().filter(|l| !l.trim().is_empty()) {
+            s.push_str(&format!("    {}\n", l.trim()));
+        }
+    }
+    s
+}
+
+// ------------------------------------------------------------------------------- item 1
