@@ -402,9 +402,11 @@ fn item4_a_truncated_file_becomes_evictable_once_quiet() {
         "item4: truncated file gone: {gone} after {:.1?}; {removed} other files evicted meanwhile",
         t0.elapsed()
     );
+    // Positive control: chartd was alive and enforcing. Either the truncated file itself went
+    // (its eviction is the proof), or newer files were evicted instead.
     assert!(
-        removed >= 2,
-        "positive control: size pressure evicted other files"
+        gone || removed >= 2,
+        "positive control: size pressure evicted nothing at all (is chartd alive?)"
     );
     assert!(
         gone,
@@ -518,9 +520,11 @@ fn item4_a_close_lost_in_an_overflow_does_not_pin_the_file() {
         t0.elapsed()
     );
     assert!(overflows >= 1, "positive control: the queue overflowed");
+    // Positive control: chartd was alive and enforcing. Either the truncated file itself went
+    // (its eviction is the proof), or newer files were evicted instead.
     assert!(
-        removed >= 2,
-        "positive control: size pressure evicted other files"
+        gone || removed >= 2,
+        "positive control: size pressure evicted nothing at all (is chartd alive?)"
     );
     assert!(
         gone,
