@@ -3,9 +3,7 @@
 
 mod trigger {
     use super::super::*;
-    use crate::root::Progress;
     use crate::watcher::Watcher;
-    use std::sync::Arc;
 
     /// A root of four 10-byte charts, an hour old, limited to 20 bytes (low watermark 100 %):
     /// a pass deletes two of them.
@@ -23,15 +21,7 @@ mod trigger {
         rc.max_size = Some(20);
         rc.low_watermark = 1.0;
         rc.prune_empty_dirs = false;
-        let mut root = RootState::new(
-            rc,
-            true,
-            Duration::from_secs(3600),
-            Arc::new(Progress::default()),
-        )
-        .unwrap();
-        let mut w = Watcher::disabled();
-        root.resync_all(&mut w);
+        let (root, w) = super::crawled(rc);
         (dir, root, w)
     }
 
@@ -62,9 +52,7 @@ mod trigger {
 
 mod review {
     use super::super::*;
-    use crate::root::Progress;
     use crate::watcher::Watcher;
-    use std::sync::Arc;
 
     /// Group `sess-1` of four 10-byte charts, `age_s` old, with a quota of 2 files (low
     /// watermark 100 %), grace `grace_s`.
@@ -83,15 +71,7 @@ mod review {
         rc.grace = Duration::from_secs(grace_s);
         rc.low_watermark = 1.0;
         rc.prune_empty_dirs = false;
-        let mut root = RootState::new(
-            rc,
-            true,
-            Duration::from_secs(3600),
-            Arc::new(Progress::default()),
-        )
-        .unwrap();
-        let mut w = Watcher::disabled();
-        root.resync_all(&mut w);
+        let (root, w) = super::crawled(rc);
         (dir, root, w)
     }
 
@@ -154,4 +134,23 @@ mod review {
             "the group is still over its quota and no pass will ever trim it"
         );
     }
+}
+
+use super::*;
+use crate::root::Progress;
+use crate::watcher::Watcher;
+use std::sync::Arc;
+
+/// A root crawled once with a disabled watcher, for the tests above.
+fn crawled(rc: crate::config::RootConfig) -> (RootState, Watcher) {
+    let mut root = RootState::new(
+        rc,
+        true,
+        Duration::from_secs(3600),
+        Arc::new(Progress::default()),
+    )
+    .unwrap();
+    let mut w = Watcher::disabled();
+    root.resync_all(&mut w);
+    (root, w)
 }
