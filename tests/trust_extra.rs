@@ -2,9 +2,7 @@
 //!
 //! 1. a stuck index owner makes `status` say `stale: true` (its `snapshot_age_seconds` growing)
 //!    instead of serving old figures silently, and `stale` goes back to false once it moves on;
-//! 2. leftovers of interrupted deletions (chartd's private names `.chartd-evict.PID.N`) are
-//!    removed by a walk (the start's crawl, a resync), never counted, never removed by a root
-//!    that only observes or by a dry run, and nothing that merely looks like one is touched;
+//! 2. (leftovers of interrupted deletions: `tests/trust_leftovers.rs`);
 //! 3. `watches` in status equals what the kernel holds (`/proc/PID/fdinfo` of chartd's inotify
 //!    fd), after the crawl and after directory renames; a watch the kernel no longer holds is
 //!    repaired by a resync (the overflow resync's kernel check counts it in `watch_repairs`).
@@ -23,7 +21,6 @@ use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
@@ -104,29 +101,6 @@ fn drop_kernel_watch(pid: i32, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// These tests need chartd to watch its directories: fail with the cause when the machine's
-/// inotify watches (`fs.inotify.max_user_watches`, per user, shared with every other process
-/// of that user) are used up by someone else, rather than with a puzzling later assertion.
-fn assert_watching(d: &Daemon) {
-    let st = d.status_root();
-    let why = st["degraded_reason"].as_str().unwrap_or_default();
-    assert!(
-        !why.contains("watch limit"),
-        "chartd cannot watch its directories: the user's inotify watches are exhausted \
-         (fs.inotify.max_user_watches = {}, in use by other processes); this test needs a few. \
-         status: {st}",
-        fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
-            .unwrap_or_default()
-            .trim()
-    );
-}
-
-/// A sparse file of `size` bytes, `age` old (chartd's leftovers are big, so that counting one
-/// would show in the totals).
-fn leftover(path: &Path, size: u64) {
-    file(path, size, hours(5));
-}
-
 // ------------------------------------------------------------------------------- 1. stale
 
 /// A stuck index owner: `CHARTD_TEST_STALL_ON=stall.png` (debug builds only, src/owner.rs)
@@ -153,7 +127,7 @@ fn a_stuck_index_owner_makes_status_say_stale_then_recovers() {
         ],
         |_| {},
     );
-    assert_watching(&d);
+    d.assert_watching();
     // Positive control: the owner works (an expired file goes), and a fresh snapshot is not
     // stale.
     file(&d.root.join("g/old.png"), 100, hours(5));
@@ -281,217 +255,6 @@ fn a_stuck_index_owner_makes_status_say_stale_then_recovers() {
     assert!(alive(d.pid()), "chartd died");
 }
 
-// ------------------------------------------------------------------------------- 2. leftovers
-
-/// Names that look like chartd's private name but are not its form (`.chartd-evict.PID.N`,
-/// PID decimal, N lowercase hex): somebody's files, which nothing may touch.
-const LOOKALIKES: &[&str] = &[
-    ".chartd-evictX",
-    ".chartd-evict",
-    "chartd-evict.12345.1",
-    ".chartd-evict.notes.txt",
-    ".chartd-evict.12345.1.csv",
-    ".chartd-evict.12.zz",
-];
-
-/// What README's "Deleting safely" promises: "a leftover (chartd killed between steps 3 and 4)
-/// is removed by the next walk that finds it", and private names "are never managed". Leftovers
-/// planted in the root, in a group and deeper are gone once chartd is ready (the start's crawl
-/// is a walk), the log says so, and the totals never held them. Names that only look like
-/// private names, a managed chart among them, and a directory with a private name (not a
-/// regular file) are untouched.
-///
-/// Checked to fail: with `remove_leftovers()` taken out of `resync_all_with`
-/// (src/scan/mod.rs), the leftovers are still there; on the code before this test (private =
-/// any name starting with `.chartd-evict.`), `.chartd-evict.notes.txt`,
-/// `.chartd-evict.12345.1.csv` and `.chartd-evict.12.zz` (in the root and in g/) were deleted
-/// at start; with `is_private_name` always false the leftovers stay (and are counted as
-/// unmanaged files).
-#[test]
-fn leftovers_are_removed_at_start_and_never_counted() {
-    let leftovers = [
-        ".chartd-evict.12345.1",
-        "g/.chartd-evict.12345.2",
-        "g/sub/.chartd-evict.999.a0",
-    ];
-    let mut canaries = Vec::new();
-    let d = Daemon::start("max_age: 1h\ngrace: 0s\n^resync_interval: 1h", |root| {
-        file(&root.join("g/a.png"), 1000, Duration::from_secs(600));
-        file(&root.join("b.png"), 2000, Duration::from_secs(600));
-        for l in leftovers {
-            leftover(&root.join(l), 1 << 20);
-        }
-        for name in LOOKALIKES {
-            canaries.push(Canary::plant(&root.join("g").join(name), hours(5)));
-            canaries.push(Canary::plant(&root.join(name), hours(5)));
-        }
-        // A managed chart with "chartd-evict" in its name, young enough to stay.
-        canaries.push(Canary::plant(
-            &root.join("g/chartd-evict.png"),
-            Duration::from_secs(600),
-        ));
-        // A directory with a private name is no leftover (not a regular file): kept, and what is
-        // inside it too.
-        canaries.push(Canary::plant(
-            &root.join("g/.chartd-evict.4242.7/inside.png"),
-            hours(5),
-        ));
-    });
-    assert_watching(&d);
-    let gone: Vec<&str> = leftovers
-        .iter()
-        .copied()
-        .filter(|l| d.root.join(l).exists())
-        .collect();
-    assert!(
-        gone.is_empty(),
-        "leftovers still there once chartd is ready: {gone:?}; log:\n{}",
-        tail(&d.log_text(), 10)
-    );
-    let log = d.log_text();
-    for l in leftovers {
-        let name = Path::new(l).file_name().unwrap().to_string_lossy();
-        assert!(
-            log.contains(&format!("removed {name} in ")),
-            "the log does not say that {name} was removed:\n{}",
-            tail(&log, 10)
-        );
-    }
-    check_canaries(&canaries);
-    // Never counted: the totals are the three charts (a.png, b.png, chartd-evict.png), and
-    // nothing was evicted (removing a leftover is no eviction).
-    let st = d.status_root();
-    let chart = fs::metadata(d.root.join("g/chartd-evict.png"))
-        .unwrap()
-        .len();
-    assert_eq!(st["total_files"], 3, "{st}");
-    assert_eq!(st["total_bytes"], 3000 + chart, "{st}");
-    assert_eq!(st["files_removed"], 0, "{st}");
-    assert_eq!(
-        st["unmanaged_files"],
-        2 * LOOKALIKES.len() as u64,
-        "the lookalikes are unmanaged files, the leftovers are nothing: {st}"
-    );
-    // Positive control: chartd deletes, and still leaves the lookalikes alone.
-    file(&d.root.join("g/old.png"), 100, hours(5));
-    assert!(
-        wait_until(Duration::from_secs(5), || !d
-            .root
-            .join("g/old.png")
-            .exists()),
-        "positive control: an expired chart was deleted"
-    );
-    check_canaries(&canaries);
-    assert!(alive(d.pid()));
-}
-
-/// A leftover that appears while chartd runs: its events are ignored (it is never counted, not
-/// even by `include: ["*"]` without the default `exclude` of dot files), and the next walk removes it: here the
-/// resync of `cleanup`. A dry-run `cleanup` ("nothing is deleted", README) leaves it.
-///
-/// Checked to fail: with `is_private_name` always false, the leftover is counted as a managed
-/// file (3 files, 1 MiB more); with the dry run passing `true` to `resync_all_with`
-/// (src/commands.rs), the dry run removes it.
-#[test]
-fn a_leftover_found_while_running_is_never_counted_and_removed_by_a_resync_not_a_dry_run() {
-    let d = Daemon::start(
-        "include: [\"*\"]\nexclude: []\ngrace: 0s\n^resync_interval: 1h",
-        |root| {
-            file(&root.join("g/a.png"), 1000, Duration::from_secs(600));
-        },
-    );
-    assert_watching(&d);
-    let l = d.root.join("g/.chartd-evict.31337.5");
-    leftover(&l, 1 << 20);
-    // Positive control, after the leftover: its events were handled once this is indexed.
-    write_file(&d.root.join("g/c.png"), 500);
-    assert!(
-        wait_until(Duration::from_secs(5), || d
-            .index_png()
-            .contains_key("g/c.png")),
-        "positive control: a new chart was indexed"
-    );
-    let st = d.status_root();
-    assert_eq!(st["total_files"], 2, "{st}");
-    assert_eq!(st["total_bytes"], 1500, "{st}");
-    assert_eq!(st["unmanaged_files"], 0, "{st}");
-    assert_eq!(st["files_removed"], 0, "{st}");
-    let dry = d.request(r#"{"cmd":"cleanup","dry_run":true}"#);
-    assert!(dry.get("error").is_none(), "{dry}");
-    assert!(l.exists(), "a dry-run cleanup removed a leftover: {dry}");
-    let real = d.request(r#"{"cmd":"cleanup","dry_run":false}"#);
-    assert!(real.get("error").is_none(), "{real}");
-    assert!(
-        !l.exists(),
-        "the leftover survived the resync of a cleanup: {real}; log:\n{}",
-        tail(&d.log_text(), 10)
-    );
-    assert!(d.log_text().contains("removed .chartd-evict.31337.5 in "));
-    let st = d.status_root();
-    assert_eq!(
-        (st["total_files"].as_u64(), st["total_bytes"].as_u64()),
-        (Some(2), Some(1500)),
-        "{st}"
-    );
-}
-
-/// A root that only observes (`cleanup_enabled: false`: "nothing is ever deleted", README)
-/// removes no leftover either, and neither does `chartd clean --once --dry-run` ("nothing was
-/// deleted"); a real `clean --once` does (positive control). Not counted in any case.
-///
-/// Checked to fail: on the code before this test (the start's crawl removed leftovers
-/// whatever the mode), the leftover is gone after the observe-only start.
-#[test]
-fn observe_only_and_dry_runs_leave_leftovers() {
-    let mut d = Daemon::start("max_age: 1h\ngrace: 0s\n^cleanup_enabled: false", |root| {
-        file(&root.join("g/a.png"), 1000, Duration::from_secs(600));
-        file(&root.join("g/old.png"), 100, hours(5));
-        leftover(&root.join("g/.chartd-evict.12345.3"), 1 << 20);
-    });
-    let l = d.root.join("g/.chartd-evict.12345.3");
-    let st = d.status_root();
-    assert_eq!(st["cleanup_enabled"], false, "{st}");
-    assert_eq!(
-        (st["total_files"].as_u64(), st["total_bytes"].as_u64()),
-        (Some(2), Some(1100)),
-        "{st}"
-    );
-    assert!(
-        l.exists(),
-        "an observe-only chartd removed a leftover at start"
-    );
-    assert!(d.root.join("g/old.png").exists(), "observe-only deleted");
-    terminate(&mut d.child, Duration::from_secs(10));
-
-    // clean --once, on the same config made deleting.
-    let cfg = config_text(&d.root, &d.socket, "max_age: 1h\ngrace: 0s");
-    fs::write(&d.config, cfg).unwrap();
-    let clean = |dry: bool| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["clean", "--once", "--config"]).arg(&d.config);
-        if dry {
-            cmd.arg("--dry-run");
-        }
-        scrub_env(&mut cmd);
-        let o = cmd.output().unwrap();
-        let out =
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "clean --once (dry {dry}): {out}");
-        out
-    };
-    let out = clean(true);
-    assert!(out.contains("would remove"), "{out}");
-    assert!(
-        l.exists(),
-        "clean --once --dry-run removed a leftover: {out}"
-    );
-    assert!(d.root.join("g/old.png").exists());
-    let out = clean(false);
-    assert!(!l.exists(), "clean --once kept a leftover: {out}");
-    assert!(!d.root.join("g/old.png").exists(), "{out}");
-    assert!(d.root.join("g/a.png").exists(), "{out}");
-}
-
 // ------------------------------------------------------------------------------- 3. watches
 
 /// `watches` in status equals what the kernel holds (the `inotify wd:` lines of chartd's
@@ -509,7 +272,7 @@ fn watches_equal_the_kernel_after_the_crawl_and_directory_renames() {
             file(&root.join(dd).join("a.png"), 100, Duration::from_secs(60));
         }
     });
-    assert_watching(&d);
+    d.assert_watching();
     let outside = d.dir.path().join("outside");
     file(&outside.join("x/y/a.png"), 100, Duration::from_secs(60));
     let pid = d.pid();
@@ -598,7 +361,7 @@ fn a_watch_lost_in_the_kernel_is_found_and_repaired_by_a_resync() {
         }
     });
     drop(guard);
-    assert_watching(&d);
+    d.assert_watching();
     let pid = d.pid();
     let before = d.status_root();
     let watches = before["watches"].as_u64().unwrap() as usize;

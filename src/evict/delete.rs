@@ -215,6 +215,16 @@ impl RootState {
             Ok(DeleteOutcome::Gone) => {
                 self.index.remove_file(id);
             }
+            Ok(DeleteOutcome::LeftRoot) => {
+                tracing::info!(
+                    target: "chartd::evict",
+                    path = %path.display(),
+                    "{}: not deleted: its directory was moved out of the root (or the root \
+                     away from its path) while it was being deleted; put back under its name",
+                    path.display()
+                );
+                self.index.remove_file(id);
+            }
             Ok(DeleteOutcome::Changed(_)) => {
                 let mut real = self.real_path.clone();
                 real.extend(&refs);

@@ -11,7 +11,7 @@
 //!
 //! 1. open the name (`O_NOFOLLOW | O_NONBLOCK`) and check, through that fd, the inode, size
 //!    and mtime the decision was made on; a writer's BSD `flock` makes chartd skip it;
-//! 2. move the name to a private name (`.chartd-evict.PID.N`);
+//! 2. move the name to a private name (`.chartd-evict.PID.N=NAME`);
 //! 3. `statx` the private name: the same inode as the fd, still the same size and mtime, and
 //!    its directory still beneath the root (it may have been renamed out since it was
 //!    opened) → unlink it. Otherwise put it back with `RENAME_NOREPLACE`. If the name was taken again
@@ -25,11 +25,16 @@
 //! and locked before the rename: the file in hand is that inode, unchanged in size and mtime.
 //!
 //! A file chartd cannot open is held and reported, never deleted blind. Private names are
-//! never managed, their events are dropped, and a leftover of a crash between 2 and 3 is
-//! removed when a walk finds it.
+//! never managed and their events are dropped. A private name carries the file's own name
+//! (`.chartd-evict.PID.N=chart.png`), because a crash between 2 and the unlink or put-back
+//! leaves a file whose check may have failed (a fresh chart): when a walk finds such a
+//! leftover, it goes back under its name if that is free, and is removed only if the name
+//! holds another (newer) file by then. Names too long to carry (over 213 bytes) get the short
+//! form, and such a leftover is removed.
 //!
 //! May touch: the one file it is handed and its directory, fd-relative (open, `flock` probe, rename
-//! to a private name and back, unlink), and chartd's leftover private names; no chartd state.
+//! to a private name and back, unlink), and chartd's leftover private names (put back or
+//! unlinked); no chartd state.
 
 use super::{stat_at, stat_fd, Kind, Meta, RootDir};
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
@@ -45,28 +50,53 @@ const PRIVATE: &[u8] = b".chartd-evict.";
 
 static NEXT_PRIVATE: AtomicU64 = AtomicU64::new(0);
 
-/// Whether `name` is one of chartd's private names (never managed, its events ignored, removed
-/// as a leftover when a walk finds it): exactly what [`private_name`] makes,
-/// `.chartd-evict.PID.N` with PID in decimal and N in lowercase hex. Only that form: a file of
+/// The longest name a private name can carry (`NAME_MAX` less the longest prefix,
+/// `.chartd-evict.` + 10-digit pid + `.` + 16 hex digits + `=`). Longer names get the short form.
+const CARRY_MAX: usize = 255 - (PRIVATE.len() + 10 + 1 + 16 + 1);
+
+/// Whether `name` is one of chartd's private names (never managed, its events ignored, put back
+/// or removed as a leftover when a walk finds it): exactly what [`private_name`] makes,
+/// `.chartd-evict.PID.N=NAME` (or `.chartd-evict.PID.N` for a name too long to carry) with PID
+/// in decimal, N in lowercase hex and NAME the file's own name. Only that form: a file of
 /// someone else's that merely starts with `.chartd-evict.` (`.chartd-evict.notes.txt`) is not
-/// chartd's, and removing it as a leftover would delete a file outside the policy.
+/// chartd's, and touching it as a leftover would act on a file outside the policy.
 pub fn is_private_name(name: &OsStr) -> bool {
-    let Some(rest) = name.as_bytes().strip_prefix(PRIVATE) else {
-        return false;
+    parse_private(name).is_some()
+}
+
+/// The file's own name that a private name carries (`None`: the short form, or not private).
+pub fn carried_name(name: &OsStr) -> Option<&OsStr> {
+    parse_private(name).flatten()
+}
+
+/// `Some(carried)` for a private name (`carried` is `None` in the short form), `None` for any
+/// other name.
+fn parse_private(name: &OsStr) -> Option<Option<&OsStr>> {
+    let rest = name.as_bytes().strip_prefix(PRIVATE)?;
+    let dot = rest.iter().position(|&c| c == b'.')?;
+    let (pid, rest) = (&rest[..dot], &rest[dot + 1..]);
+    let (n, carried) = match rest.iter().position(|&c| c == b'=') {
+        Some(eq) => (&rest[..eq], Some(&rest[eq + 1..])),
+        None => (rest, None),
     };
-    let Some(dot) = rest.iter().position(|&c| c == b'.') else {
-        return false;
-    };
-    let (pid, n) = (&rest[..dot], &rest[dot + 1..]);
-    (1..=10).contains(&pid.len())
+    let ok = (1..=10).contains(&pid.len())
         && pid.iter().all(u8::is_ascii_digit)
         && (1..=16).contains(&n.len())
         && n.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        && carried.is_none_or(|c| !c.is_empty() && c.len() <= CARRY_MAX && c != b"." && c != b"..");
+    ok.then(|| carried.map(OsStr::from_bytes))
 }
 
-pub(super) fn private_name() -> OsString {
+/// A fresh private name for taking `name` off its name; it carries `name` when it fits, so that
+/// a leftover of a crash can be put back where it was rather than removed.
+pub(super) fn private_name(name: &OsStr) -> OsString {
     let n = NEXT_PRIVATE.fetch_add(1, Ordering::Relaxed);
-    OsString::from(format!(".chartd-evict.{}.{n:x}", std::process::id()))
+    let mut p = OsString::from(format!(".chartd-evict.{}.{n:x}", std::process::id()));
+    if name.len() <= CARRY_MAX {
+        p.push("=");
+        p.push(name);
+    }
+    p
 }
 
 /// The identity the index recorded for a file; deletion goes ahead only if what is taken off
@@ -92,6 +122,9 @@ pub enum DeleteOutcome {
     Superseded { freed: u64 },
     /// The name no longer exists.
     Gone,
+    /// Its directory left the root (or the root its path) while it was being deleted: put
+    /// back under its name, not deleted; no longer chartd's.
+    LeftRoot,
     /// The name refers to something else now (another inode, size or mtime, or not a regular
     /// file): re-index it from this metadata instead of deleting.
     Changed(Meta),
@@ -155,7 +188,7 @@ pub fn delete_file(
     }
     // 2. Take it off its name. From here on a writer creating or renaming a file at `name`
     //    makes a new file there, which this call never touches.
-    let private = private_name();
+    let private = private_name(name);
     match rename_noreplace(dir, name, &private) {
         Ok(()) => {}
         Err(Errno::NOENT) => return Ok(DeleteOutcome::Gone),
@@ -175,8 +208,20 @@ pub fn delete_file(
         // of the root since it was opened, the file in hand is no longer under the root.
         // Checked last, right before the unlink, so the window is that of one syscall.
         if !still_beneath() {
-            let _ = put_back(dir, &private, name);
-            return Ok(DeleteOutcome::Gone);
+            return match put_back(dir, &private, name) {
+                Ok(()) => Ok(DeleteOutcome::LeftRoot),
+                Err(e) => {
+                    // Outside the root now, so not chartd's to remove: kept under the private
+                    // name, which the log gives.
+                    tracing::warn!(
+                        name = %name.to_string_lossy(),
+                        private = %private.to_string_lossy(),
+                        "a file whose directory left the root during its deletion cannot be \
+                         put back under its name: {e}; it is kept under the private name"
+                    );
+                    Ok(DeleteOutcome::LeftRoot)
+                }
+            };
         }
         let beneath_at_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -232,16 +277,46 @@ fn put_back(dir: &OwnedFd, private: &OsStr, name: &OsStr) -> Result<(), Errno> {
     }
 }
 
-/// Removes a leftover private name (a crash between taking a file off its name and unlinking
-/// it) if it is still the regular file `ino` on the root's mount.
-pub fn remove_leftover(root: &RootDir, dir: &OwnedFd, name: &OsStr, ino: u64) -> io::Result<bool> {
-    if !is_private_name(name) {
-        return Ok(false);
-    }
+/// What became of a leftover private name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// Not a leftover of chartd's (another name, another inode, not a regular file, another
+    /// mount): untouched.
+    NotOurs,
+    /// Put back under the name it carries: chartd was stopped while the file was off its name,
+    /// before the check that would have deleted it or put it back. The index takes it up again
+    /// and the policy judges it afresh.
+    PutBack(OsString),
+    /// Removed: the name it carries holds another file by now (its writer's newer one: removing
+    /// the old one is what that write did), or it carries no name (the short form).
+    Removed,
+}
+
+/// Settles a leftover private name (chartd stopped between taking a file off its name and
+/// unlinking it or putting it back), if it is still the regular file `ino` on the root's mount:
+/// put back under the name it carries when that name is free, else removed. Nothing is deleted
+/// on the strength of a decision that may not have been checked: a file whose name is free
+/// goes back and is judged again.
+pub fn settle_leftover(
+    root: &RootDir,
+    dir: &OwnedFd,
+    name: &OsStr,
+    ino: u64,
+) -> io::Result<Leftover> {
+    let Some(carried) = parse_private(name) else {
+        return Ok(Leftover::NotOurs);
+    };
     let m = stat_at(dir, name)?;
     if m.kind != Kind::File || m.ino != ino || !root.same_mount(&m) {
-        return Ok(false);
+        return Ok(Leftover::NotOurs);
+    }
+    if let Some(orig) = carried {
+        match put_back(dir, name, orig) {
+            Ok(()) => return Ok(Leftover::PutBack(orig.to_owned())),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
-    Ok(true)
+    Ok(Leftover::Removed)
 }

@@ -13,7 +13,9 @@
 
 mod delete;
 
-pub use delete::{delete_file, is_private_name, remove_leftover, DeleteOutcome, Expect};
+pub use delete::{
+    carried_name, delete_file, is_private_name, settle_leftover, DeleteOutcome, Expect, Leftover,
+};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
 use rustix::io::Errno;

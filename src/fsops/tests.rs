@@ -168,12 +168,56 @@ fn leftovers_are_only_private_regular_files() {
     let dir = t.path().join("root/a/b");
     let fd = root.open_dir_path(&["a", "b"]).unwrap();
     fs::write(dir.join(".chartd-evict.1.0"), b"x").unwrap();
+    fs::create_dir(dir.join(".chartd-evict.1.1=sub")).unwrap();
     let m = stat_at(&fd, OsStr::new(".chartd-evict.1.0")).unwrap();
     let c = stat_at(&fd, OsStr::new("chart.png")).unwrap();
-    assert!(!remove_leftover(&root, &fd, OsStr::new("chart.png"), c.ino).unwrap());
-    assert!(remove_leftover(&root, &fd, OsStr::new(".chartd-evict.1.0"), m.ino).unwrap());
+    let d = stat_at(&fd, OsStr::new(".chartd-evict.1.1=sub")).unwrap();
+    let settle = |n: &str, ino| settle_leftover(&root, &fd, OsStr::new(n), ino).unwrap();
+    assert_eq!(settle("chart.png", c.ino), Leftover::NotOurs);
+    assert_eq!(settle(".chartd-evict.1.1=sub", d.ino), Leftover::NotOurs);
+    assert_eq!(
+        settle(".chartd-evict.1.0", c.ino),
+        Leftover::NotOurs,
+        "another inode"
+    );
+    // The short form carries no name: removed.
+    assert_eq!(settle(".chartd-evict.1.0", m.ino), Leftover::Removed);
     assert!(dir.join("chart.png").exists());
     assert!(!dir.join(".chartd-evict.1.0").exists());
+    assert!(dir.join(".chartd-evict.1.1=sub").is_dir());
+}
+
+/// chartd stopped while a file was off its name (between taking it off and the unlink or the
+/// put-back): the leftover goes back under the name it carries, unless that name holds a newer
+/// file by then; only then is it removed.
+#[test]
+fn leftovers_go_back_under_their_name_unless_it_was_taken() {
+    let (t, root) = tree();
+    let dir = t.path().join("root/a/b");
+    let fd = root.open_dir_path(&["a", "b"]).unwrap();
+    let private = delete::private_name(OsStr::new("fresh.png"));
+    assert_eq!(carried_name(&private), Some(OsStr::new("fresh.png")));
+    fs::write(dir.join(&private), b"fresh").unwrap();
+    let m = stat_at(&fd, &private).unwrap();
+    let r = settle_leftover(&root, &fd, &private, m.ino).unwrap();
+    assert_eq!(r, Leftover::PutBack("fresh.png".into()));
+    assert_eq!(fs::read(dir.join("fresh.png")).unwrap(), b"fresh");
+    assert!(private_names_in(&dir).is_empty());
+
+    // The name holds a newer file: that one stays, the leftover goes.
+    let private = delete::private_name(OsStr::new("chart.png"));
+    fs::write(dir.join(&private), b"old").unwrap();
+    let m = stat_at(&fd, &private).unwrap();
+    let r = settle_leftover(&root, &fd, &private, m.ino).unwrap();
+    assert_eq!(r, Leftover::Removed);
+    assert_eq!(fs::read(dir.join("chart.png")).unwrap(), b"x");
+    assert!(private_names_in(&dir).is_empty());
+
+    // A name too long to carry gets the short form.
+    let long = "c".repeat(250);
+    let private = delete::private_name(OsStr::new(&long));
+    assert!(is_private_name(&private) && carried_name(&private).is_none());
+    assert!(private.len() <= 255);
 }
 
 /// A directory renamed out of the root after its fd was opened: the fd follows it, so the
@@ -192,9 +236,32 @@ fn a_directory_moved_out_of_the_root_loses_nothing() {
             .is_ok_and(|m| m.ino == dir_ino)
     };
     let r = delete_file(&root, &fd, OsStr::new("chart.png"), e, beneath).unwrap();
-    assert_eq!(r, DeleteOutcome::Gone);
+    assert_eq!(r, DeleteOutcome::LeftRoot);
     assert!(t.path().join("outside/b/chart.png").exists());
     assert!(private_names_in(&t.path().join("outside/b")).is_empty());
+}
+
+/// The same move landing while the file is off its name (between chartd's rename to the
+/// private name and the check before the unlink): it is put back under its own name in the
+/// moved directory, nothing is left under a private name.
+#[test]
+fn a_directory_moved_out_while_the_file_is_off_its_name_gets_it_back() {
+    let (t, root) = tree();
+    let fd = root.open_dir_path(&["a", "b"]).unwrap();
+    let e = expect_of(&fd, "chart.png");
+    let (from, to) = (t.path().join("root/a/b"), t.path().join("outside/b"));
+    let beneath = || {
+        assert!(
+            !from.join("chart.png").exists(),
+            "off its name during the check"
+        );
+        fs::rename(&from, &to).unwrap();
+        false
+    };
+    let r = delete_file(&root, &fd, OsStr::new("chart.png"), e, beneath).unwrap();
+    assert_eq!(r, DeleteOutcome::LeftRoot);
+    assert_eq!(fs::read(to.join("chart.png")).unwrap(), b"x");
+    assert!(private_names_in(&to).is_empty());
 }
 
 /// Only the exact form chartd makes is private: anything else that merely looks like it is
@@ -205,6 +272,8 @@ fn private_names_are_exactly_the_form_chartd_makes() {
         ".chartd-evict.1.0",
         ".chartd-evict.12345.1",
         ".chartd-evict.4242.ff0a",
+        ".chartd-evict.4242.ff0a=chart.png",
+        ".chartd-evict.4242.ff0a=a=b.png",
     ] {
         assert!(is_private_name(OsStr::new(n)), "{n}");
     }
@@ -221,11 +290,16 @@ fn private_names_are_exactly_the_form_chartd_makes() {
         ".chartd-evict.12.zz",
         ".chartd-evict.12.FF",
         ".chartd-evict.x1.1",
+        ".chartd-evict.12.1=",
+        ".chartd-evict.12.1=.",
+        ".chartd-evict.12.1=..",
     ] {
         assert!(!is_private_name(OsStr::new(n)), "{n}");
     }
     // What chartd makes is private, whatever its pid and counter.
     for _ in 0..3 {
-        assert!(is_private_name(&delete::private_name()));
+        assert!(is_private_name(&delete::private_name(OsStr::new(
+            "chart.png"
+        ))));
     }
 }

@@ -32,7 +32,8 @@ impl RootState {
     }
 
     /// [`Self::resync_all`]; `remove_leftovers`: whether leftovers of interrupted deletions
-    /// that the walk finds are removed. Never by a root that only observes
+    /// that the walk finds are settled (put back, or removed when their name holds a newer
+    /// file; see [`Self::settle_leftovers`]). Never by a root that only observes
     /// (`cleanup_enabled: false`) nor by a dry run: those promise that nothing is deleted.
     pub fn resync_all_with(&mut self, w: &mut Watcher, remove_leftovers: bool) {
         if self.dir.is_some() && !self.root_unchanged() {
@@ -49,7 +50,7 @@ impl RootState {
         self.forget_watches(ROOT);
         self.resync_dir(ROOT, w, false);
         if remove_leftovers {
-            self.remove_leftovers();
+            self.settle_leftovers();
         } else {
             // Found again by the next walk (of a root that may delete).
             self.leftovers.clear();
@@ -216,9 +217,10 @@ impl RootState {
         });
     }
 
-    /// Removes leftovers of interrupted deletions (chartd's private names, see
-    /// `fsops/delete.rs`) that a walk found.
-    pub(crate) fn remove_leftovers(&mut self) {
+    /// Settles leftovers of interrupted deletions that a walk found (chartd's private names,
+    /// see `fsops/delete.rs`): each goes back under the name it carries when that name is free
+    /// (and is judged again like any file), else is removed.
+    pub(crate) fn settle_leftovers(&mut self) {
         for (d, name, ino) in std::mem::take(&mut self.leftovers) {
             if !self.index.is_live_dir(d) {
                 continue;
@@ -228,14 +230,34 @@ impl RootState {
             let Ok(fd) = root.open_dir_path(&comps) else {
                 continue;
             };
-            if let Ok(true) = fsops::remove_leftover(root, &fd, &name, ino) {
-                tracing::warn!(
+            let dir = self.abs_path(&self.index.dir_components(d));
+            match fsops::settle_leftover(root, &fd, &name, ino) {
+                Ok(fsops::Leftover::PutBack(orig)) => tracing::warn!(
                     root = %self.cfg.path.display(),
-                    "removed {} in {}: a file chartd had taken off its name to delete it when it \
-                     was stopped",
+                    "put {} back under its name (found as {}): chartd was stopped while it had \
+                     the file off its name to delete it; it is judged again",
+                    dir.join(&orig).display(),
+                    name.to_string_lossy()
+                ),
+                Ok(fsops::Leftover::Removed) => tracing::warn!(
+                    root = %self.cfg.path.display(),
+                    "removed {} in {}: a file chartd had taken off its name to delete it when \
+                     it was stopped{}",
                     name.to_string_lossy(),
-                    self.abs_path(&self.index.dir_components(d)).display()
-                );
+                    dir.display(),
+                    if fsops::carried_name(&name).is_some() {
+                        "; its name holds a newer file by now"
+                    } else {
+                        ""
+                    }
+                ),
+                Ok(fsops::Leftover::NotOurs) => {}
+                Err(e) => tracing::warn!(
+                    root = %self.cfg.path.display(),
+                    "cannot settle {} in {}: {e}; it stays",
+                    name.to_string_lossy(),
+                    dir.display()
+                ),
             }
         }
     }

@@ -119,6 +119,24 @@ impl Daemon {
         self.child.id() as i32
     }
 
+    /// For tests that need chartd to watch its directories: fails with the cause when the
+    /// machine's inotify watches (`fs.inotify.max_user_watches`, per user, shared with every
+    /// other process of that user) are used up by someone else, rather than with a puzzling
+    /// later assertion.
+    pub fn assert_watching(&self) {
+        let st = self.status_root();
+        let why = st["degraded_reason"].as_str().unwrap_or_default();
+        assert!(
+            !why.contains("watch limit"),
+            "chartd cannot watch its directories: the user's inotify watches are exhausted \
+             (fs.inotify.max_user_watches = {}, in use by other processes); this test needs a \
+             few. status: {st}",
+            fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                .unwrap_or_default()
+                .trim()
+        );
+    }
+
     pub fn signal(&self, sig: i32) {
         // kill(2) through the `kill` command on our own child's PID.
         let status = Command::new("kill")
