@@ -21,7 +21,7 @@ use crate::evict::Pass;
 use crate::root::{now_ns, Progress, RootState};
 use crate::stats::Snapshot;
 use crate::watcher::{Ev, EventFeed, Watcher};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -204,7 +204,11 @@ impl Owner {
         let mut refresh: Vec<(PathBuf, bool)> = Vec::new();
         let mut at: HashMap<PathBuf, usize> = HashMap::new();
         let mut writing: HashMap<PathBuf, bool> = HashMap::new();
+        // Removed names, each once, in first-seen order (a set beside the list: a deletion
+        // burst brings hundreds per batch, chartd's own deletions among them, and a linear
+        // `contains` made the batch quadratic).
         let mut gone: Vec<PathBuf> = Vec::new();
+        let mut gone_set: HashSet<PathBuf> = HashSet::new();
         let mut rescan = false;
         let mut next = Some(first);
         let mut n = 0;
@@ -224,7 +228,7 @@ impl Owner {
                 Ev::Refresh(p) => note(&p, false, &mut refresh),
                 Ev::Gone(p) => {
                     note(&p, true, &mut refresh);
-                    if !gone.contains(&p) {
+                    if gone_set.insert(p.clone()) {
                         gone.push(p);
                     }
                 }

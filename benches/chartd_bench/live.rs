@@ -54,11 +54,7 @@ pub fn with_live_tree(
     let tree = Tree::ensure(&dir, n)?;
     tree.mark_dirty()?;
     let r = (|| {
-        fs::create_dir_all(tree.root.join(NEW_DIR)).map_err(err("new dir"))?;
-        for k in (0..BURST_DIRS).filter(|_| what == Live::Overshoot) {
-            fs::create_dir_all(tree.root.join(BURST_DIR).join(format!("d{k:03}")))
-                .map_err(err("burst dir"))?;
-        }
+        added_dirs(&tree, what == Live::Overshoot)?;
         f(&tree)
     })();
     if what == Live::Reaction {
@@ -68,6 +64,17 @@ pub fn with_live_tree(
         let _ = fs::remove_dir_all(&dir);
     }
     r
+}
+
+/// The directories the phases write into (`NEW_DIR`, and the burst directories for the
+/// overshoot phase), empty. Made again after a repair, which removes what is not the tree's.
+fn added_dirs(tree: &Tree, burst: bool) -> Res<()> {
+    fs::create_dir_all(tree.root.join(NEW_DIR)).map_err(err("new dir"))?;
+    for k in (0..BURST_DIRS).filter(|_| burst) {
+        fs::create_dir_all(tree.root.join(BURST_DIR).join(format!("d{k:03}")))
+            .map_err(err("burst dir"))?;
+    }
+    Ok(())
 }
 
 /// The reaction or overshoot phase for this build and the baseline binary, if any.
@@ -122,8 +129,12 @@ pub fn start_live(o: &Opts, tree: &Tree, v: &Variant) -> Res<Daemon> {
             ));
         }
         eprintln!("  live tree not at its limit after a run: repairing it");
+        let burst = tree.root.join(BURST_DIR).is_dir();
         tree.mark_dirty()?;
         Tree::ensure(&tree.dir, tree.n)?;
+        // The repair removes what is not the tree's: the phase's own directories too (the
+        // overshoot phase failed on a missing burst directory after a repair).
+        added_dirs(tree, burst)?;
     }
     Err("unreachable".into())
 }

@@ -63,8 +63,29 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
                 fig["chartd_overflows"],
                 fig["catch_up_s"].as_f64().unwrap_or(0.0),
             );
+            if fig["all_deletions_accounted"] != json!(true) {
+                eprintln!(
+                    "  [{}] {}: WARNING: the harness did not account for every deletion (seen {}, by chartd {}, unknown {}, harness watcher overflowed: {}): this repetition's excess figures are not exact",
+                    tree.n,
+                    v.v.label,
+                    fig["deletions_seen"],
+                    fig["deletions_by_chartd"],
+                    fig["unknown_deletions"],
+                    fig["harness_watcher_overflowed"]
+                );
+            }
+            // Put back what chartd removed: the victims seen, and the predicted prefix of the
+            // eviction order as long as chartd's own count (a deletion the harness missed
+            // would otherwise leave the tree under its limit for the next daemon).
+            let by_chartd = fig["deletions_by_chartd"].as_u64().unwrap_or(0) as usize;
+            let mut victims: std::collections::BTreeSet<usize> = gone.into_iter().collect();
+            victims.extend(
+                v.order[..by_chartd.min(v.order.len())]
+                    .iter()
+                    .map(|&i| i as usize),
+            );
             runs[k].push(fig);
-            restore(tree, gone)?;
+            restore(tree, victims)?;
         }
     }
     // This build's figures: one burst as it was, or the median over the repetitions.

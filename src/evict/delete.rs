@@ -129,11 +129,20 @@ impl RootState {
         // (replaced by a new directory) takes its whole tree out of chartd's charge, although
         // every fd chartd holds still reaches it (the long model run deleted files 0.7 s after
         // such a move, before the events saying so were handled, on a loaded machine).
+        // The directory at its expected path (one readlink of the fd), or, when that does not
+        // say so, found again by a walk from the root fd; then, last (the walk follows a root
+        // renamed away), the root still the directory at its path. A directory at `root
+        // path/dir comps` while the root is the directory at `root path` is beneath the root.
         let real_path = &self.real_path;
+        let mut dir_abs = real_path.clone();
+        dir_abs.extend(dir_comps);
+        let dir_path = Some(dir_abs.as_path());
         let still_beneath = || {
-            root.open_dir_path(dir_comps)
-                .and_then(|fd| fsops::stat_fd(&fd))
-                .is_ok_and(|m| m.ino == dir_ino && root.same_mount(&m))
+            (dir_path.is_some_and(|p| fsops::fd_is_at(&dir_fd, p))
+                || root
+                    .open_dir_path(dir_comps)
+                    .and_then(|fd| fsops::stat_fd(&fd))
+                    .is_ok_and(|m| m.ino == dir_ino && root.same_mount(&m)))
                 && fsops::stat_path(real_path).is_ok_and(|m| {
                     m.kind == fsops::Kind::Dir && m.ino == root.meta.ino && root.same_mount(&m)
                 })

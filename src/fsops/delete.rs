@@ -90,8 +90,11 @@ fn parse_private(name: &OsStr) -> Option<Option<&OsStr>> {
 /// A fresh private name for taking `name` off its name; it carries `name` when it fits, so that
 /// a leftover of a crash can be put back where it was rather than removed.
 pub(super) fn private_name(name: &OsStr) -> OsString {
+    // The pid once: `std::process::id()` is a syscall, and this runs once per deletion.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
     let n = NEXT_PRIVATE.fetch_add(1, Ordering::Relaxed);
-    let mut p = OsString::from(format!(".chartd-evict.{}.{n:x}", std::process::id()));
+    let mut p = OsString::from(format!(".chartd-evict.{pid}.{n:x}"));
     if name.len() <= CARRY_MAX {
         p.push("=");
         p.push(name);

@@ -223,6 +223,18 @@ pub fn stat_path(path: &Path) -> io::Result<Meta> {
     stat_at(&rustix::fs::CWD, path.as_os_str())
 }
 
+/// Whether the directory open at `fd` is, right now, at exactly the absolute path `expected`:
+/// the kernel's own path of the fd (`/proc/self/fd/N`, symlinks resolved, the name it has
+/// now), compared byte for byte. One `readlink` where a walk from the root takes three
+/// syscalls. `false` is not proof of the opposite (no procfs, a root path that is not
+/// canonical, a path the kernel shows differently): callers fall back to the walk then.
+pub fn fd_is_at(fd: &impl AsFd, expected: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let link = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    rustix::fs::readlinkat(rustix::fs::CWD, link.as_str(), Vec::new())
+        .is_ok_and(|p| p.as_bytes() == expected.as_os_str().as_bytes())
+}
+
 /// `statx` of an open fd.
 pub fn stat_fd(fd: &impl AsFd) -> io::Result<Meta> {
     let st = rustix::fs::statx(

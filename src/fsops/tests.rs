@@ -303,3 +303,22 @@ fn private_names_are_exactly_the_form_chartd_makes() {
         ))));
     }
 }
+
+/// The fast half of the check before each unlink: the kernel's path of a directory fd is its
+/// path now, so a directory moved (out of the root or anywhere) no longer matches.
+#[test]
+fn fd_is_at_follows_a_moved_directory() {
+    let (t, root) = tree();
+    let fd = root.open_dir_path(&["a", "b"]).unwrap();
+    let real = fs::canonicalize(t.path()).unwrap();
+    assert!(fd_is_at(&fd, &real.join("root/a/b")));
+    assert!(!fd_is_at(&fd, &real.join("root/a")));
+    fs::rename(real.join("root/a/b"), real.join("outside/b")).unwrap();
+    assert!(!fd_is_at(&fd, &real.join("root/a/b")));
+    assert!(fd_is_at(&fd, &real.join("outside/b")));
+    fs::create_dir(real.join("root/a/b")).unwrap();
+    assert!(
+        !fd_is_at(&fd, &real.join("root/a/b")),
+        "a new directory at the old path"
+    );
+}
