@@ -23,12 +23,11 @@
 //! the owner's publications, not of whoever asked `status`).
 //!
 //! May touch: nothing outside its `Tracker` and its arguments (pure; times are passed in). It
-//! reaches back into `control` (`AlertLevel`, `report::floor_usage_percent`), which owns its
-//! `Tracker`.
+//! reads only the snapshot types (`stats`, where `AlertLevel` lives too) and the config; the
+//! control server, which owns its `Tracker`, calls it, never the other way round.
 
 use crate::config::RootConfig;
-use crate::control::messages::AlertLevel;
-use crate::stats::{RootStats, Snapshot};
+use crate::stats::{AlertLevel, RootStats, Snapshot};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -196,10 +195,7 @@ pub fn assess(
     if elapsed(h.under_floor_since, now).is_some_and(|d| d > allowed) {
         crit.push("floor_not_holding");
     }
-    if let (Some(floor), Some(p)) = (
-        r.min_free_bytes,
-        crate::control::report::floor_usage_percent(r),
-    ) {
+    if let (Some(floor), Some(p)) = (r.min_free_bytes, r.floor_usage_percent()) {
         // Near the floor is by design while chartd has charts to delete; it needs a human
         // when what chartd could still free is small next to the floor.
         let little_left = r.total_bytes < floor / 10;

@@ -21,6 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A file being written (or found recently modified) is held until it has been quiet this
+/// long at least (or `grace`, when longer): a lost close event delays its eviction by that
+/// much, never for good.
+pub const MIN_WRITER_QUIET: Duration = Duration::from_secs(2);
+
 /// Shared with the supervisor: lets it see that a long crawl is progressing (for the
 /// watchdog) and ask it to stop.
 #[derive(Debug, Default)]
@@ -156,6 +161,17 @@ pub fn ns_to_time(ns: i64) -> SystemTime {
 }
 
 impl RootState {
+    pub(crate) fn grace_ns(&self) -> i64 {
+        self.cfg.grace.as_nanos().min(i64::MAX as u128) as i64
+    }
+
+    /// How long a file must have been quiet before it no longer counts as being written (the
+    /// scanner holds recently modified files that long, eviction waits for it): the root's
+    /// `grace`, at least [`MIN_WRITER_QUIET`].
+    pub fn writer_quiet(&self) -> Duration {
+        self.cfg.grace.max(MIN_WRITER_QUIET)
+    }
+
     pub fn new(
         cfg: RootConfig,
         cleanup_enabled: bool,

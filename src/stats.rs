@@ -81,6 +81,34 @@ impl Histogram {
     }
 }
 
+/// An alert level (see `src/health.rs` for the rule). Here, with the snapshot it is judged
+/// from, so that `health` (which produces it) and the protocol (which carries it) both read it
+/// from below rather than from each other.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertLevel {
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl AlertLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Ok => "ok",
+            AlertLevel::Warning => "warning",
+            AlertLevel::Critical => "critical",
+        }
+    }
+
+    /// The Prometheus gauge value and the `status --check` exit code (Nagios style).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
 /// One root's figures.
 #[derive(Debug, Clone)]
 pub struct RootStats {
@@ -131,6 +159,26 @@ pub struct RootStats {
     pub watch_repairs: u64,
     /// Rates, retention under pressure, time to full, premature evictions, the last hour.
     pub capacity: crate::capacity::CapacityFigures,
+}
+
+impl RootStats {
+    /// Percent of `max_size` in use; `None` without a size limit.
+    pub fn size_usage_percent(&self) -> Option<f64> {
+        let max = self.max_size?;
+        Some(self.total_bytes as f64 * 100.0 / max.max(1) as f64)
+    }
+
+    /// Percent of the space the free-space floor leaves usable that is in use; `None` without
+    /// a floor or before the filesystem was measured (`fs_total_bytes == 0`).
+    pub fn floor_usage_percent(&self) -> Option<f64> {
+        let floor = self.min_free_bytes?;
+        if self.fs_total_bytes == 0 {
+            return None;
+        }
+        let used = self.fs_total_bytes.saturating_sub(self.fs_free_bytes);
+        let usable = self.fs_total_bytes.saturating_sub(floor);
+        Some(used as f64 * 100.0 / usable.max(1) as f64)
+    }
 }
 
 /// Everything `status` and `metrics` show.

@@ -16,8 +16,10 @@
 //! is what well-behaved clients encode, and a unit test checks that `protocol::decode` accepts
 //! every encoding of it.
 //!
-//! May touch: nothing (plain serde types; pure).
+//! May touch: nothing (plain serde types; pure). `AlertLevel` is `stats`' (the health rule
+//! produces it from a snapshot), re-exported here as part of the protocol.
 
+pub use crate::stats::AlertLevel;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -80,30 +82,6 @@ pub struct Envelope {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// An alert level (see `src/health.rs` for the rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertLevel {
-    Ok,
-    Warning,
-    Critical,
-}
-
-impl AlertLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertLevel::Ok => "ok",
-            AlertLevel::Warning => "warning",
-            AlertLevel::Critical => "critical",
-        }
-    }
-
-    /// The Prometheus gauge value and the `status --check` exit code (Nagios style).
-    pub fn code(self) -> u8 {
-        self as u8
-    }
 }
 
 /// `status`.

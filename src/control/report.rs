@@ -34,24 +34,6 @@ pub struct View<'a> {
     pub busy: bool,
 }
 
-/// Percent of `max_size` in use; `None` without a size limit.
-pub fn size_usage_percent(r: &RootStats) -> Option<f64> {
-    let max = r.max_size?;
-    Some(r.total_bytes as f64 * 100.0 / max.max(1) as f64)
-}
-
-/// Percent of the space the free-space floor leaves usable that is in use; `None` without a
-/// floor or before the filesystem was measured (`fs_total_bytes == 0`).
-pub fn floor_usage_percent(r: &RootStats) -> Option<f64> {
-    let floor = r.min_free_bytes?;
-    if r.fs_total_bytes == 0 {
-        return None;
-    }
-    let used = r.fs_total_bytes.saturating_sub(r.fs_free_bytes);
-    let usable = r.fs_total_bytes.saturating_sub(floor);
-    Some(used as f64 * 100.0 / usable.max(1) as f64)
-}
-
 /// How old the snapshot is, and whether that makes it stale.
 pub fn staleness(snap: &Snapshot, view: &View, now: SystemTime) -> (f64, bool) {
     let published = view.tracker.last_published.unwrap_or(snap.started);
@@ -107,8 +89,8 @@ fn root_status(r: &RootStats, snap: &Snapshot, view: &View, now: SystemTime) -> 
         average_file_age_hours: age_hours(r.average_mtime),
         max_age_hours: r.max_age.map(|d| round2(d.as_secs_f64() / 3600.0)),
         max_size_mb: r.max_size.map(|b| round2(b as f64 / BYTES_PER_MB)),
-        usage_percent: size_usage_percent(r).map(round2),
-        floor_usage_percent: floor_usage_percent(r).map(round2),
+        usage_percent: r.size_usage_percent().map(round2),
+        floor_usage_percent: r.floor_usage_percent().map(round2),
         alert: verdict.level,
         alert_reasons: verdict.reasons.iter().map(|s| s.to_string()).collect(),
         fs_free_bytes: r.fs_free_bytes,

@@ -34,6 +34,8 @@ mod quota;
 pub use delete::{Removal, Stale};
 
 use crate::index::{FileId, HoldReason};
+/// Re-exported where eviction is: the tests judge writers by it.
+pub use crate::root::MIN_WRITER_QUIET;
 use crate::root::{now_ns, ns_to_time, RootState};
 use crate::stats::{Blocked, Reason};
 use std::time::{Duration, Instant, SystemTime};
@@ -41,10 +43,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// At most this many deletions per pass, so that events and commands are not starved; the
 /// owner runs another pass at once when a pass stops early.
 const PASS_BUDGET: usize = 20_000;
-/// A file being written (or found recently modified) is held until it has been quiet this
-/// long at least (or `grace`, when longer): a lost close event delays its eviction by that
-/// much, never for good.
-pub const MIN_WRITER_QUIET: Duration = Duration::from_secs(2);
 
 /// The result of one enforcement pass.
 #[derive(Debug, Default)]
@@ -172,15 +170,6 @@ enum NoVictim {
 }
 
 impl RootState {
-    pub(crate) fn grace_ns(&self) -> i64 {
-        self.cfg.grace.as_nanos().min(i64::MAX as u128) as i64
-    }
-
-    /// How long a file must have been quiet before it no longer counts as being written.
-    pub fn writer_quiet(&self) -> Duration {
-        self.cfg.grace.max(MIN_WRITER_QUIET)
-    }
-
     /// Enforces every limit of this root once, from the index as it is (what it finds changed
     /// on disk is left in `stale` for the scanner; see `RootState::enforce`).
     pub fn evict_pass(&mut self, pass: &mut Pass) {

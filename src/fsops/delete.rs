@@ -55,7 +55,7 @@ static NEXT_PRIVATE: AtomicU64 = AtomicU64::new(0);
 const CARRY_MAX: usize = 255 - (PRIVATE.len() + 10 + 1 + 16 + 1);
 
 /// Whether `name` is one of chartd's private names (never managed, its events ignored, put back
-/// or removed as a leftover when a walk finds it): exactly what [`private_name`] makes,
+/// or removed as a leftover when a walk finds it): exactly what `private_name` makes,
 /// `.chartd-evict.PID.N=NAME` (or `.chartd-evict.PID.N` for a name too long to carry) with PID
 /// in decimal, N in lowercase hex and NAME the file's own name. Only that form: a file of
 /// someone else's that merely starts with `.chartd-evict.` (`.chartd-evict.notes.txt`) is not

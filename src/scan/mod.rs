@@ -8,9 +8,9 @@
 //! cannot be read (EACCES, EMFILE, EIO: anything but "gone") keeps what the index knows of it:
 //! only what is known to be gone is swept.
 //!
-//! May touch: the root's index and counters, the disk through `fsops` (read; its one write removes
-//! chartd's own leftover private names), watches through the `Watcher`, and the allocator
-//! (`malloc_trim`); it borrows `writer_quiet` from `evict`.
+//! May touch: the root's index and counters, the disk through `fsops` (read; its one write
+//! settles chartd's own leftover private names: put back or removed), watches through the
+//! `Watcher`, and the allocator (`malloc_trim`).
 
 mod events;
 mod watches;
@@ -33,7 +33,7 @@ impl RootState {
 
     /// [`Self::resync_all`]; `remove_leftovers`: whether leftovers of interrupted deletions
     /// that the walk finds are settled (put back, or removed when their name holds a newer
-    /// file; see [`Self::settle_leftovers`]). Never by a root that only observes
+    /// file; see `settle_leftovers`). Never by a root that only observes
     /// (`cleanup_enabled: false`) nor by a dry run: those promise that nothing is deleted.
     pub fn resync_all_with(&mut self, w: &mut Watcher, remove_leftovers: bool) {
         if self.dir.is_some() && !self.root_unchanged() {
