@@ -709,29 +709,14 @@ fn failing_deletions_are_blamed_on_the_failure_not_on_grace() {
         ),
     )
     .unwrap();
-    let st = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    chown_to_nobody(dir.path());
     // Created after the chown: `g/` and its charts (two hours old, long out of grace) belong
     // to root, mode 0755, so uid 65534 may read them but not remove a name from `g/`.
     for i in 0..15 {
         file(&root.join(format!("g/c{i:02}.png")), 10 * KIB, hours(2));
     }
     fs::set_permissions(root.join("g"), fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        BIN,
-        "run",
-        "--config",
-    ])
-    .arg(&config);
-    let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
+    let d = Daemon::spawn_as_nobody(dir, root, socket, config);
     assert!(
         wait_until(Duration::from_secs(10), || d.status_root()["holding"]
             ["blocked"]["cause"]
