@@ -5,7 +5,7 @@
 //! symlinks; overflows (max_queued_events 64, as root); SIGHUPs with changed limits; purge;
 //! cleanup; kill -9 and restart; charts regenerated exactly at their expiry) while an oracle
 //! judges every file chartd removed by what it was at that moment. See
-//! `tests/model_support/mod.rs` for the oracle.
+//! `tests/model_support/mod.rs` for the oracle (its judging: `tests/model_support/oracle.rs`).
 //!
 //! Short (CI, `cargo test`): 3 seeds x 20 s.
 //! Replay one seed:   CHARTD_MODEL_SEED=<n> cargo test --release --test model -- --nocapture

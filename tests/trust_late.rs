@@ -4,6 +4,10 @@
 //!
 //! Run: `cargo test --test trust_late -- --nocapture`. Item 6 (unopenable case) and item 9
 //! (EACCES case) need root (chartd run as `nobody` with setpriv) and print `SKIP` otherwise.
+//!
+//! May touch: the temp dirs of the daemons it starts (files, modes, owners), the chartd
+//! processes it starts (as uid 65534 with setpriv, when root), the notify sockets it binds in
+//! those dirs, `/proc/sys/net/unix/max_dgram_qlen` (read).
 
 mod common;
 mod model_support;
@@ -234,30 +238,7 @@ fn item9_eacces_while_reading_a_directory_keeps_its_files() {
         chart(&root.join(format!("g/locked/f{i}.png")), "l", 1000);
     }
     chart(&root.join("g/open/a.png"), "a", 1000);
-    let socket = dir.path().join("chartd.sock");
-    let config = dir.path().join("chartd.yaml");
-    fs::write(
-        &config,
-        config_text(&root, &socket, "grace: 0s\n^resync_interval: 1h"),
-    )
-    .unwrap();
-    let st = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        BIN,
-        "run",
-        "--config",
-    ])
-    .arg(&config);
-    let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
+    let d = start_as_nobody(dir, root, "grace: 0s\n^resync_interval: 1h");
     assert_eq!(d.status_root()["total_files"], 6);
     let locked = d.root.join("g/locked");
     fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
@@ -547,30 +528,7 @@ fn item6_a_flocked_file_chartd_cannot_open_is_not_deleted() {
     }
     let (dir, root) = workspace();
     fs::create_dir_all(root.join("g")).unwrap();
-    let socket = dir.path().join("chartd.sock");
-    let config = dir.path().join("chartd.yaml");
-    fs::write(
-        &config,
-        config_text(&root, &socket, "max_age: 1h\ngrace: 0s"),
-    )
-    .unwrap();
-    let st = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        BIN,
-        "run",
-        "--config",
-    ])
-    .arg(&config);
-    let d = Daemon::spawn_cmd(dir, root, socket, config, &[], cmd);
+    let d = start_as_nobody(dir, root, "max_age: 1h\ngrace: 0s");
     // The writer (root) holds a lock on its chart; nobody may read it. Both files are aged
     // only once both exist (an emptied g/ would be pruned and recreated by root).
     let other = d.root.join("g/other.png");

@@ -11,6 +11,7 @@
 //! (only to find the socket), `/etc/group` (for an error message), stdout and stderr; never a root
 //! or the daemon's state.
 
+mod format;
 mod render;
 pub mod top;
 

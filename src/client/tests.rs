@@ -1,3 +1,4 @@
+use super::format;
 use super::render::{self, Style};
 use super::*;
 use crate::control::messages::*;
@@ -526,14 +527,14 @@ fn a_directory_given_as_socket_is_named_as_such() {
 
 #[test]
 fn number_formats() {
-    assert_eq!(render::count(0), "0");
-    assert_eq!(render::count(999), "999");
-    assert_eq!(render::count(1000), "1,000");
-    assert_eq!(render::count(1_234_567), "1,234,567");
-    assert_eq!(render::bytes(0.0), "0 B");
-    assert_eq!(render::bytes(1023.0), "1023 B");
-    assert_eq!(render::bytes(1536.0), "1.5 KiB");
-    assert_eq!(render::hours(0.5), "30m");
-    assert_eq!(render::hours(47.9), "47.9h");
-    assert_eq!(render::hours(72.0), "3.0d");
+    assert_eq!(format::count(0), "0");
+    assert_eq!(format::count(999), "999");
+    assert_eq!(format::count(1000), "1,000");
+    assert_eq!(format::count(1_234_567), "1,234,567");
+    assert_eq!(format::bytes(0.0), "0 B");
+    assert_eq!(format::bytes(1023.0), "1023 B");
+    assert_eq!(format::bytes(1536.0), "1.5 KiB");
+    assert_eq!(format::hours(0.5), "30m");
+    assert_eq!(format::hours(47.9), "47.9h");
+    assert_eq!(format::hours(72.0), "3.0d");
 }

@@ -10,7 +10,7 @@
 //! May touch: the control socket (read-only `status` and `groups` requests, through `exchange`),
 //! the terminal (raw mode, alternate screen, stdin polled) and `NO_COLOR`; never a root.
 
-use super::render::{bytes, count, hours};
+use super::format::{bytes, count, hours};
 use super::{exchange, resolve_socket, unreachable_message, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::cli::Target;
 use crate::control::messages::{ClientRequest, SortKey};

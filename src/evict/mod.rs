@@ -12,7 +12,7 @@
 //!   queue order, down to `low_watermark * quota` (`quota.rs`).
 //!
 //! Queue order is soonest expiry first; files with no age limit after those with one, oldest
-//! first; each group's `keep_newest` files last (see `index/mod.rs`, `QKey`). Without rules
+//! first; each group's `keep_newest` files last (see `index/queue.rs`, `QKey`). Without rules
 //! that is plain oldest-first.
 //!
 //! Once a size, count or floor limit is crossed, the root stays "under pressure" until the

@@ -26,6 +26,7 @@ use crate::rules::{RuleId, Rules};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use names::{NameRef, Names};
 use priority_queue::PriorityQueue;
+use queue::{band, QKey};
 use std::ffi::OsStr;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,54 +58,6 @@ pub struct Prio {
     pub grace_ns: i64,
     /// One of its group's `keep_newest` files (goes only when nothing else is left).
     pub kept: bool,
-}
-
-/// The queue's key: one `u64` whose order is the eviction order (the greatest goes first).
-///
-/// - the top 2 bits are a band: files with an age limit (2) go before files without one (1),
-///   which go before each group's `keep_newest` files (0);
-/// - the next 52 bits are a time, inverted so that the soonest goes first: the file's expiry
-///   (mtime plus its group's `max_age`) in band 2, its mtime in bands 1 and 0, in
-///   microseconds since 1970 (clamped to 1970..2112);
-/// - the low 10 bits a logarithmic size class (6 bits of exponent, 4 of mantissa): of two
-///   files due in the same microsecond, the larger goes first.
-///
-/// With no rules every file has the same `max_age`, so expiry order is mtime order: the
-/// oldest file goes first, as it always did. Why not a tuple: the queue stores the key next
-/// to a hash and the id for every queued file, and one `u64` saves 8 bytes per file at
-/// millions of files. The slot keeps the exact mtime and size; the key only orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct QKey(u64);
-
-const TIME_BITS: u32 = 52;
-
-/// Bands of [`QKey`].
-mod band {
-    pub const KEPT: u64 = 0;
-    pub const NO_AGE: u64 = 1;
-    pub const AGED: u64 = 2;
-}
-
-impl QKey {
-    fn new(band: u64, at_ns: i64, size: u64) -> QKey {
-        let max = (1u64 << TIME_BITS) - 1;
-        let t = (at_ns.max(0) / 1000).unsigned_abs().min(max);
-        QKey(band << 62 | (max - t) << 10 | size_class(size))
-    }
-}
-
-/// A 10-bit class that never decreases as `size` grows.
-fn size_class(size: u64) -> u64 {
-    if size == 0 {
-        return 0;
-    }
-    let bits = 64 - u64::from(size.leading_zeros()); // 1..=64
-    let mantissa = if bits > 5 {
-        (size >> (bits - 5)) & 15
-    } else {
-        (size << (5 - bits)) & 15
-    };
-    (bits - 1) << 4 | mantissa
 }
 
 mod flag {

@@ -85,6 +85,27 @@ impl Daemon {
         d
     }
 
+    /// Like `spawn`, with chartd run as uid/gid 65534 and no supplementary groups (`setpriv`;
+    /// needs root). Its directory must be theirs: see [`chown_to_nobody`](super::chown_to_nobody).
+    pub fn spawn_as_nobody(
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        socket: PathBuf,
+        config: PathBuf,
+    ) -> Daemon {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "run",
+            "--config",
+        ])
+        .arg(&config);
+        Self::spawn_cmd(dir, root, socket, config, &[], cmd)
+    }
+
     fn wait_ready(&self) {
         let ok = wait_until(Duration::from_secs(20), || {
             self.try_request(r#"{"cmd":"status"}"#).is_some_and(|v| {

@@ -10,12 +10,14 @@
 //! Modules: [`runner`] (config text, spawning, readiness, requests, stopping; `Result`-based so
 //! the benchmark can report errors), [`daemon`] (the tests' `Daemon`, which panics with the log
 //! on failure), [`files`] (files, walks and canaries), [`procfs`] (CPU, memory, fds of a
-//! process), [`system`] (root, sysctls, namespaces, stress scale).
+//! process), [`system`] (root, sysctls, namespaces, stress scale); [`client_cmd`] (the binary run
+//! as a client, for the first-hour tests; not re-exported: `use common::client_cmd::...`).
 
 // Each test target (and the bench) uses a different part of the harness: the rest is dead code
 // there, and the re-exports below that it does not use are unused imports.
 #![allow(dead_code, unused_imports)]
 
+pub mod client_cmd;
 pub mod daemon;
 pub mod files;
 pub mod procfs;

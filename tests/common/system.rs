@@ -1,10 +1,11 @@
 //! The machine around the tests: whether they run as root, sysctls set for one test and
 //! restored, private namespaces, and how long the stress tests run.
 //!
-//! May touch: the `/proc/sys` files a caller sets through [`Sysctl`], restored on drop.
+//! May touch: the `/proc/sys` files a caller sets through [`Sysctl`], restored on drop, and the
+//! owner of the paths a caller hands to uid 65534 ([`chown_to_nobody`]).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn is_root() -> bool {
@@ -20,6 +21,16 @@ fn rustix_uid() -> u32 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(u32::MAX)
+}
+
+/// Hands `path` and everything below it to uid/gid 65534 (`chown -R`; needs root).
+pub fn chown_to_nobody(path: &Path) {
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
 }
 
 /// Whether private user and mount namespaces work here (root and `unshare`).

@@ -1,14 +1,16 @@
 //! Helpers of the trust regression tests (`tests/trust.rs`, `tests/trust_late.rs`): the
 //! kernel's view of chartd's watches, chartd's deletion log lines, charts with a token, ages,
-//! the stale check, and configs with several roots.
+//! the stale check, configs with several roots, and chartd started as uid 65534.
 //!
-//! May touch: files under the temp dirs the tests hand it, `/proc/PID/fdinfo` (read).
+//! May touch: files under the temp dirs the tests hand it (and their owner: `chown -R` to
+//! 65534), `/proc/PID/fdinfo` (read), the chartd processes it starts (as 65534, by setpriv).
 
 #![allow(dead_code)]
 
+use crate::common::{chown_to_nobody, config_text, Daemon};
 use serde_json::Value;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub const KIB: u64 = 1024;
@@ -85,6 +87,17 @@ pub fn multi_config(socket: &Path, top: &str, roots: &[(&Path, &str)]) -> String
         }
     }
     s
+}
+
+/// chartd run as uid/gid 65534 (`setpriv`; needs root) on `root` with `policy`: its config and
+/// socket go in `dir`, which is handed to 65534 first (`chown -R`, with what the test made in
+/// it so far).
+pub fn start_as_nobody(dir: tempfile::TempDir, root: PathBuf, policy: &str) -> Daemon {
+    let socket = dir.path().join("chartd.sock");
+    let config = dir.path().join("chartd.yaml");
+    fs::write(&config, config_text(&root, &socket, policy)).unwrap();
+    chown_to_nobody(dir.path());
+    Daemon::spawn_as_nobody(dir, root, socket, config)
 }
 
 // ------------------------------------------------------------------------------- item 1
