@@ -19,8 +19,8 @@
 //! `max_size` for up to grace, so "over the limit" only counts once it outlasts grace.
 //!
 //! How long a limit has been crossed needs state across snapshots: [`Tracker`] keeps it, fed
-//! by the control server with every snapshot the owner publishes (so the times are those of
-//! the owner's publications, not of whoever asked `status`).
+//! by the index owner with every snapshot it publishes, as it publishes it (so the times are
+//! those of the owner's publications, not of whoever asked `status`).
 //!
 //! May touch: nothing outside its `Tracker` and its arguments (pure; times are passed in). It
 //! reads only the snapshot types (`stats`, where `AlertLevel` lives too) and the config; the
@@ -76,6 +76,16 @@ pub struct Tracker {
     roots: HashMap<PathBuf, RootTrack>,
     /// When the last snapshot was received.
     pub last_published: Option<SystemTime>,
+}
+
+/// The tracker the control server reads and the index owner feeds.
+pub type SharedTracker = std::sync::Arc<std::sync::Mutex<Tracker>>;
+
+/// Records `snap` in `t` at its publication time (the owner calls this as it publishes).
+pub fn observe_shared(t: &SharedTracker, snap: &Snapshot) {
+    t.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .observe(snap, snap.published);
 }
 
 impl Tracker {

@@ -11,7 +11,8 @@
 //! blocked, a recount of the files inside grace that the snapshot shows).
 //!
 //! May touch: the roots (`RootState`) and the watcher it owns, and through them the indexes and the
-//! disk (`scan`, `evict`, `commands`); root locks on reload; the snapshot it publishes. Reached
+//! disk (`scan`, `evict`, `commands`); root locks on reload; the snapshot it publishes, and the
+//! control server's alert tracker (fed each snapshot, under its lock). Reached
 //! only through its channels (debug builds also read `CHARTD_TEST_PANIC_ON`).
 
 use crate::commands;
@@ -49,6 +50,7 @@ pub struct Owner {
     commands: mpsc::Receiver<CommandMsg>,
     ctl: mpsc::Receiver<Ctl>,
     snapshot: watch::Sender<Arc<Snapshot>>,
+    health: crate::health::SharedTracker,
     pub(crate) progress: Arc<Progress>,
     started: SystemTime,
     /// Overflow backoff: when the last overflow resync ran, the current delay, and a pending one.
@@ -66,6 +68,8 @@ pub struct OwnerChannels {
     pub commands: mpsc::Receiver<CommandMsg>,
     pub ctl: mpsc::Receiver<Ctl>,
     pub snapshot: watch::Sender<Arc<Snapshot>>,
+    /// The control server's alert tracker, fed each published snapshot.
+    pub health: crate::health::SharedTracker,
 }
 
 pub fn build_roots(cfg: &Config, progress: &Arc<Progress>) -> Result<Vec<RootState>, String> {
@@ -101,6 +105,7 @@ impl Owner {
             commands: ch.commands,
             ctl: ch.ctl,
             snapshot: ch.snapshot,
+            health: ch.health,
             progress,
             started: SystemTime::now(),
             last_overflow_resync: None,
@@ -464,6 +469,7 @@ impl Owner {
             roots: self.roots.iter_mut().map(|r| r.stats()).collect(),
             published: SystemTime::now(),
         };
+        crate::health::observe_shared(&self.health, &snap);
         self.snapshot.send_replace(Arc::new(snap));
     }
 

@@ -21,6 +21,7 @@
 //!     progress,              // the owner's liveness, for `stale`
 //! ));
 //! tokio::spawn(control::serve(listener, ctx.clone(), shutdown_rx)); // watch::Receiver<bool>
+//! // The owner feeds `ctx.tracker()` (the alert state) every snapshot it publishes.
 //! ```
 //!
 //! `serve` returns after `shutdown` turns true (or its sender is dropped), giving open

@@ -48,8 +48,9 @@ pub struct Context {
     pub roots: RwLock<Vec<RootConfig>>,
     /// The owner's liveness: a busy owner with an old snapshot makes `status` say `stale`.
     pub progress: Arc<Progress>,
-    /// Alert state across snapshots, fed by [`serve`] with every published snapshot.
-    pub health: Mutex<Tracker>,
+    /// Alert state across snapshots, fed by the index owner with every snapshot it publishes
+    /// (see [`Context::tracker`]).
+    pub health: crate::health::SharedTracker,
 }
 
 impl Context {
@@ -69,8 +70,17 @@ impl Context {
             control: RwLock::new(control),
             roots: RwLock::new(roots),
             progress,
-            health: Mutex::new(Tracker::default()),
+            health: Arc::new(Mutex::new(Tracker::default())),
         }
+    }
+
+    /// The alert tracker, for the index owner to feed: it observes each snapshot as it
+    /// publishes it, at the time of publication. Why not a task here watching the snapshot
+    /// channel: that woke this runtime's thread for every snapshot (one per batch of events,
+    /// thousands a second under a busy writer), and the wake-ups cost more CPU per file than
+    /// indexing it.
+    pub fn tracker(&self) -> crate::health::SharedTracker {
+        self.health.clone()
     }
 
     /// Runs `f` on the latest snapshot and what the answers need beside it.
@@ -116,7 +126,6 @@ pub struct Peer {
 /// Serves connections until `shutdown` turns true (or its sender is dropped), then gives open
 /// connections `DRAIN_TIMEOUT` (2 s) to finish the request they are on.
 pub async fn serve(listener: UnixListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let tracking = tokio::spawn(track(ctx.clone()));
     let active = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     loop {
@@ -150,24 +159,9 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Context>, mut shutdown: watc
         }
     }
     drop(listener);
-    tracking.abort();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tasks.abort_all();
-    }
-}
-
-/// Feeds every snapshot the owner publishes to the alert tracker, at the time it arrives, so
-/// that "over the limit for longer than grace" is measured on the owner's publications rather
-/// than on when someone asked.
-async fn track(ctx: Arc<Context>) {
-    let mut rx = ctx.snapshot.clone();
-    while rx.changed().await.is_ok() {
-        let snap = rx.borrow_and_update().clone();
-        ctx.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(&snap, SystemTime::now());
     }
 }
 

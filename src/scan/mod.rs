@@ -15,7 +15,7 @@
 mod events;
 mod watches;
 
-pub use watches::kernel_watches;
+pub use watches::{kernel_watches, KernelWatches};
 
 use crate::fsops::{self, Kind, Meta};
 use crate::index::{DirId, FileId, FileInfo, ROOT};
