@@ -36,4 +36,6 @@ pub mod rules;
 pub mod scan;
 pub mod sdnotify;
 pub mod stats;
+#[cfg(debug_assertions)]
+pub mod test_trigger;
 pub mod watcher;

@@ -228,7 +228,7 @@ impl Owner {
         while let Some(ev) = next {
             n += 1;
             #[cfg(debug_assertions)]
-            test_trigger(&ev);
+            crate::test_trigger::on_event(&ev);
             match ev {
                 Ev::Refresh(p) => note(&p, false, &mut refresh),
                 Ev::Gone(p) => {
@@ -570,41 +570,5 @@ impl Owner {
         self.check_watches();
         self.enforce_all();
         Ok(())
-    }
-}
-
-/// Test builds only:
-/// - `CHARTD_TEST_PANIC_ON=NAME` makes the index owner panic on an event for a file named NAME,
-///   so that the tests can check that a dead index thread ends the daemon;
-/// - `CHARTD_TEST_STALL_ON=NAME` makes it sleep, busy, on the first event for a file named NAME
-///   (`CHARTD_TEST_STALL_SECS` seconds, 8 by default; once per process), as a filesystem call
-///   stuck in the owner would, so that the tests can check that `status` then says `stale`.
-#[cfg(debug_assertions)]
-fn test_trigger(ev: &Ev) {
-    let p = match ev {
-        Ev::Refresh(p) | Ev::Gone(p) | Ev::Writing(p) | Ev::Closed(p) => p,
-        _ => return,
-    };
-    let named = |var: &str| {
-        std::env::var_os(var).is_some_and(|name| p.file_name() == Some(name.as_os_str()))
-    };
-    if named("CHARTD_TEST_PANIC_ON") {
-        panic!(
-            "CHARTD_TEST_PANIC_ON: test panic on an event for {}",
-            p.display()
-        );
-    }
-    static STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if named("CHARTD_TEST_STALL_ON") && !STALLED.swap(true, Ordering::Relaxed) {
-        let secs = std::env::var("CHARTD_TEST_STALL_SECS")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(8);
-        tracing::warn!(
-            "CHARTD_TEST_STALL_ON: the index owner stalls for {secs} s on an event for {}",
-            p.display()
-        );
-        std::thread::sleep(Duration::from_secs(secs));
-        tracing::warn!("CHARTD_TEST_STALL_ON: the stall is over");
     }
 }
