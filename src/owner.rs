@@ -280,7 +280,7 @@ impl Owner {
                     // Crossing max_size is acted on at once, not at the end of the batch:
                     // this bounds the overshoot during a burst.
                     if root.over_max_size() {
-                        let trigger = root.more.unwrap_or(self.woke);
+                        let trigger = root.wake.more.unwrap_or(self.woke);
                         let mut pass = Pass::new(false, false).triggered_at(trigger);
                         root.enforce(&mut self.watcher, &mut pass);
                     }
@@ -382,19 +382,19 @@ impl Owner {
         // kernel, ends with a kernel check.
         let mut check = false;
         for r in &mut self.roots {
-            if r.retry_root.is_some_and(|(t, _)| t <= now.into_std()) {
+            if r.wake.retry_root.is_some_and(|(t, _)| t <= now.into_std()) {
                 r.check_root(&mut self.watcher);
             }
-            if r.next_resync <= now.into_std() {
-                r.next_resync = now.into_std() + self.cfg.resync_interval;
+            if r.wake.resync <= now.into_std() {
+                r.wake.resync = now.into_std() + self.cfg.resync_interval;
                 r.counters.resyncs += 1;
                 r.resync_all(&mut self.watcher);
                 check = true;
             }
-            if r.next_degraded_check.is_some_and(|t| t <= now.into_std()) {
-                r.next_degraded_check = None;
+            if r.wake.degraded_check.is_some_and(|t| t <= now.into_std()) {
+                r.wake.degraded_check = None;
                 r.rescan_unwatched(&mut self.watcher);
-                check |= r.watch_mismatch.is_some();
+                check |= r.watch.mismatch.is_some();
             }
             r.run_due_prunes();
         }
@@ -407,14 +407,14 @@ impl Owner {
     pub(crate) fn enforce_all(&mut self) {
         for r in &mut self.roots {
             // Work left over by a pass that ran out of budget keeps its original trigger.
-            let trigger = r.more.unwrap_or(self.woke);
+            let trigger = r.wake.more.unwrap_or(self.woke);
             let mut pass = Pass::new(false, false).triggered_at(trigger);
             r.enforce(&mut self.watcher, &mut pass);
-            r.next_due_ns = pass.next_due_ns;
-            r.more = pass.more.then_some(trigger);
-            if r.degraded.is_some() && r.dir.is_some() && r.next_degraded_check.is_none() {
+            r.wake.due_ns = pass.next_due_ns;
+            r.wake.more = pass.more.then_some(trigger);
+            if r.degraded.is_some() && r.dir.is_some() && r.wake.degraded_check.is_none() {
                 let every = DEGRADED_RESCAN.min(self.cfg.resync_interval);
-                r.next_degraded_check = Some(std::time::Instant::now() + every);
+                r.wake.degraded_check = Some(std::time::Instant::now() + every);
             }
         }
     }
@@ -432,14 +432,14 @@ impl Owner {
             at(t);
         }
         for r in &self.roots {
-            if r.more.is_some() {
+            if r.wake.more.is_some() {
                 at(now);
             }
             if let Some(t) = r.grace_recount_due() {
                 // Late rather than early too: the count is not taken again before its time.
                 at(Instant::from_std(t) + Duration::from_millis(2));
             }
-            if let Some(due) = r.next_due_ns {
+            if let Some(due) = r.wake.due_ns {
                 let d = Duration::from_nanos(due.saturating_sub(now_wall).max(0) as u64);
                 // A few ms late rather than early: a file is never deleted before its time.
                 at(now + d + Duration::from_millis(2));
@@ -447,9 +447,9 @@ impl Owner {
             for t in [
                 r.next_held_retry(),
                 r.index.next_prune(),
-                Some(r.next_resync),
-                r.next_degraded_check,
-                r.retry_root.map(|(t, _)| t),
+                Some(r.wake.resync),
+                r.wake.degraded_check,
+                r.wake.retry_root.map(|(t, _)| t),
             ]
             .into_iter()
             .flatten()

@@ -46,74 +46,71 @@ impl Progress {
 }
 
 pub struct RootState {
-    pub cfg: RootConfig,
-    pub policy: Policy,
-    pub cleanup_enabled: bool,
+    pub(crate) cfg: RootConfig,
+    pub(crate) policy: Policy,
+    pub(crate) cleanup_enabled: bool,
     /// The root's real path (symlinks in the configured path resolved once, at start); event
     /// paths are relative to this.
-    pub real_path: PathBuf,
+    pub(crate) real_path: PathBuf,
     /// `real_path` has been resolved. From then on the root is reopened at `real_path` without
     /// following any symlink: resolving again would follow a root swapped for a symlink to
     /// wherever it points, and evict there.
     resolved: bool,
-    /// The root's parent directory is watched, so the root being removed, renamed, replaced or
-    /// created is an event (see [`RootState::watch_parent`]).
-    pub parent_watched: bool,
     /// `None` while the root is missing or unusable.
-    pub dir: Option<RootDir>,
+    pub(crate) dir: Option<RootDir>,
+    /// The scanner's watch bookkeeping beyond the index's per-directory flag.
+    pub(crate) watch: crate::scan::WatchState,
     /// Everything known of the files and directories under the root, including per-file
     /// hold and writer state (which dies with the index when the root is replaced).
-    pub index: Index,
-    pub progress: Arc<Progress>,
-    /// The watch limit was hit: directories after it are unwatched until the next resync.
-    pub watch_limit_hit: bool,
-    pub degraded: Option<String>,
-    pub counters: Counters,
-    pub fs_free: u64,
-    pub fs_total: u64,
-    /// Next full safety-net resync, and next resync of unwatched directories.
-    pub next_resync: Instant,
-    pub next_degraded_check: Option<Instant>,
+    pub(crate) index: Index,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) degraded: Option<String>,
+    pub(crate) counters: Counters,
+    /// The filesystem's free and total space and inodes, as last measured (`update_space`);
+    /// deletions add what they free to `space.free_bytes` until the next measure.
+    pub(crate) space: fsops::Space,
+    /// When the owner must next act on this root without an event.
+    pub(crate) wake: Wakeups,
+    /// Per-kind time of the last rate-limited warning.
+    pub(crate) last_warn: HashMap<&'static str, Instant>,
+    /// Backoff for files whose deletion failed.
+    pub(crate) error_backoff: Duration,
+    pub(crate) ready: bool,
+    /// Pressure and blocking of the size, count, free-space and inode limits (indexed by
+    /// `evict::Limit`).
+    pub(crate) limits: [crate::evict::LimitState; 4],
+    /// The compiled per-group rules; every index of this root is built with them.
+    pub(crate) rules: Arc<Rules>,
+    pub(crate) pressure_evicted_age: Option<Duration>,
+    /// Write and eviction rates, retention, premature evictions (fixed memory).
+    pub(crate) capacity: Box<crate::capacity::CapacityTracker>,
+    /// Take the one-daemon-per-tree lock when the root is opened (the daemon does; a one-shot
+    /// `clean --once` does not).
+    pub(crate) take_lock: bool,
+    /// Paths the last eviction pass found different from the index (see `enforce`).
+    pub(crate) stale: Vec<crate::evict::Stale>,
+    /// Leftover private names a walk found (removed after it, see `fsops/delete.rs`).
+    pub(crate) leftovers: Vec<(crate::index::DirId, std::ffi::OsString, u64)>,
+    /// Files inside grace, as last counted (a scan: only while a limit is blocked, and at most
+    /// once a second; see [`RootState::grace_recount_due`]).
+    grace_count: Option<GraceCount>,
+}
+
+/// When the owner must next act on a root without an event: the times its timer sleeps until.
+#[derive(Debug, Clone, Copy)]
+pub struct Wakeups {
+    /// Next full safety-net resync.
+    pub resync: Instant,
+    /// Next resync of unwatched directories (while degraded).
+    pub degraded_check: Option<Instant>,
     /// When to look at a missing root again, and the current backoff.
     pub retry_root: Option<(Instant, Duration)>,
-    /// Per-kind time of the last rate-limited warning.
-    pub last_warn: HashMap<&'static str, Instant>,
-    /// Backoff for files whose deletion failed.
-    pub error_backoff: Duration,
-    pub ready: bool,
     /// Wall-clock ns when the next file expires or leaves a blocking grace period.
-    pub next_due_ns: Option<i64>,
+    pub due_ns: Option<i64>,
     /// The last enforcement pass ran out of budget: run another one at once. Holds the trigger
     /// of the unfinished work, so that the deletions of the next passes count their latency
     /// from it rather than from the wake-up that resumes them.
     pub more: Option<Instant>,
-    /// Pressure and blocking of the size, count, free-space and inode limits (indexed by
-    /// `evict::Limit`).
-    pub limits: [crate::evict::LimitState; 4],
-    /// The compiled per-group rules; every index of this root is built with them.
-    pub rules: Arc<Rules>,
-    pub fs_free_inodes: u64,
-    pub fs_total_inodes: u64,
-    pub pressure_evicted_age: Option<Duration>,
-    /// Write and eviction rates, retention, premature evictions (fixed memory).
-    pub capacity: Box<crate::capacity::CapacityTracker>,
-    /// Take the one-daemon-per-tree lock when the root is opened (the daemon does; a one-shot
-    /// `clean --once` does not).
-    pub take_lock: bool,
-    /// Paths the last eviction pass found different from the index (see `enforce`).
-    pub stale: Vec<crate::evict::Stale>,
-    /// Leftover private names a walk found (removed after it, see `fsops/delete.rs`).
-    pub leftovers: Vec<(crate::index::DirId, std::ffi::OsString, u64)>,
-    /// The last check of the watches against the kernel: what it held, and repairs made.
-    pub kernel_watches: Option<u64>,
-    pub watch_repairs: u64,
-    /// The last kernel check found watches the kernel does not hold and the repair did not
-    /// restore agreement: (directories counted as watched, how many of them the kernel holds).
-    /// `degraded` says so while it is set.
-    pub watch_mismatch: Option<(u64, u64)>,
-    /// Files inside grace, as last counted (a scan: only while a limit is blocked, and at most
-    /// once a second; see [`RootState::grace_recount_due`]).
-    grace_count: Option<GraceCount>,
 }
 
 /// A count of the files inside grace, and what it was taken from.
@@ -188,35 +185,30 @@ impl RootState {
             cleanup_enabled,
             real_path,
             resolved: false,
-            parent_watched: false,
             dir: None,
+            watch: crate::scan::WatchState::default(),
             index: Index::with_rules(0, rules.clone()),
             progress,
-            watch_limit_hit: false,
             degraded: None,
             counters: Counters::default(),
-            fs_free: 0,
-            fs_total: 0,
-            next_resync: Instant::now() + resync_interval,
-            next_degraded_check: None,
-            retry_root: None,
+            space: fsops::Space::default(),
+            wake: Wakeups {
+                resync: Instant::now() + resync_interval,
+                degraded_check: None,
+                retry_root: None,
+                due_ns: None,
+                more: None,
+            },
             last_warn: HashMap::new(),
             error_backoff: Duration::from_secs(1),
             ready: false,
-            next_due_ns: None,
-            more: None,
             limits: Default::default(),
             rules,
-            fs_free_inodes: 0,
-            fs_total_inodes: 0,
             pressure_evicted_age: None,
             leftovers: Vec::new(),
             stale: Vec::new(),
             take_lock: false,
             capacity: Box::new(crate::capacity::CapacityTracker::new(SystemTime::now())),
-            kernel_watches: None,
-            watch_repairs: 0,
-            watch_mismatch: None,
             grace_count: None,
         })
     }
@@ -265,7 +257,7 @@ impl RootState {
                 self.real_path = real;
                 self.resolved = true;
                 self.dir = Some(d);
-                self.retry_root = None;
+                self.wake.retry_root = None;
                 if self
                     .degraded
                     .as_deref()
@@ -304,10 +296,11 @@ impl RootState {
         self.index = Index::with_rules(0, self.rules.clone());
         self.degraded = Some(why);
         let backoff = self
+            .wake
             .retry_root
             .map(|(_, b)| (b * 2).min(Duration::from_secs(30)))
             .unwrap_or(Duration::from_millis(500));
-        self.retry_root = Some((Instant::now() + backoff, backoff));
+        self.wake.retry_root = Some((Instant::now() + backoff, backoff));
         false
     }
 
@@ -329,10 +322,7 @@ impl RootState {
         if let Some(d) = &self.dir {
             use std::os::fd::AsFd;
             if let Ok(sp) = fsops::fs_space(d.fd.as_fd()) {
-                self.fs_free = sp.free_bytes;
-                self.fs_total = sp.total_bytes;
-                self.fs_free_inodes = sp.free_inodes;
-                self.fs_total_inodes = sp.total_inodes;
+                self.space = sp;
             }
         }
     }
@@ -350,7 +340,7 @@ impl RootState {
     pub fn min_free_bytes(&self) -> Option<u64> {
         match self.cfg.min_free? {
             MinFree::Bytes(b) => Some(b),
-            MinFree::Percent(p) => Some((self.fs_total as f64 * p / 100.0) as u64),
+            MinFree::Percent(p) => Some((self.space.total_bytes as f64 * p / 100.0) as u64),
         }
     }
 
@@ -359,7 +349,7 @@ impl RootState {
         match self.cfg.min_free_inodes? {
             crate::config::InodeFloor::Count(n) => Some(n),
             crate::config::InodeFloor::Percent(p) => {
-                Some((self.fs_total_inodes as f64 * p / 100.0) as u64)
+                Some((self.space.total_inodes as f64 * p / 100.0) as u64)
             }
         }
     }
@@ -522,12 +512,12 @@ impl RootState {
             max_age: self.cfg.max_age,
             max_size: self.cfg.max_size,
             min_free_bytes: self.min_free_bytes(),
-            fs_free_bytes: self.fs_free,
-            fs_total_bytes: self.fs_total,
+            fs_free_bytes: self.space.free_bytes,
+            fs_total_bytes: self.space.total_bytes,
             max_files: self.cfg.max_files,
             min_free_inodes: self.min_free_inodes(),
-            fs_free_inodes: self.fs_free_inodes,
-            fs_total_inodes: self.fs_total_inodes,
+            fs_free_inodes: self.space.free_inodes,
+            fs_total_inodes: self.space.total_inodes,
             unmanaged_files: self.index.unmanaged,
             files_removed: self.counters.files_removed,
             bytes_freed: self.counters.bytes_freed,
@@ -545,15 +535,15 @@ impl RootState {
             index_bytes: self.index.heap_bytes() as u64,
             holding,
             pressure_evicted_age: self.pressure_evicted_age,
-            kernel_watches: self.kernel_watches,
-            watch_repairs: self.watch_repairs,
+            kernel_watches: self.watch.kernel,
+            watch_repairs: self.watch.repairs,
             capacity: self.capacity.figures(
                 SystemTime::now(),
                 &crate::capacity::Room::new(
                     self.index.total_bytes,
                     self.cfg.max_size.filter(|&m| m > 0),
-                    self.fs_free,
-                    self.fs_total,
+                    self.space.free_bytes,
+                    self.space.total_bytes,
                     self.min_free_bytes(),
                 ),
             ),

@@ -178,7 +178,7 @@ impl RootState {
                 let trigger = pass.trigger.unwrap_or_else(Instant::now);
                 self.record_removal(reason, bytes, trigger);
                 self.error_backoff = Duration::from_secs(1);
-                self.fs_free = self.fs_free.saturating_add(freed);
+                self.space.free_bytes = self.space.free_bytes.saturating_add(freed);
                 pass.files += 1;
                 pass.bytes += bytes;
                 if reason.is_pressure() {

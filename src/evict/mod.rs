@@ -222,8 +222,8 @@ impl RootState {
         match limit {
             Limit::Size => self.index.total_bytes.saturating_sub(pass.virtual_bytes),
             Limit::Count => self.index.total_files.saturating_sub(pass.virtual_files),
-            Limit::Free => self.fs_free.saturating_add(pass.virtual_free),
-            Limit::Inodes => self.fs_free_inodes.saturating_add(pass.virtual_files),
+            Limit::Free => self.space.free_bytes.saturating_add(pass.virtual_free),
+            Limit::Inodes => self.space.free_inodes.saturating_add(pass.virtual_files),
         }
     }
 

@@ -262,8 +262,9 @@ pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<Space> {
     })
 }
 
-/// A filesystem's free and total space and inodes (what an unprivileged writer may use).
-#[derive(Debug, Clone, Copy)]
+/// A filesystem's free and total space and inodes (what an unprivileged writer may use); all
+/// zero until first measured.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Space {
     pub free_bytes: u64,
     pub total_bytes: u64,

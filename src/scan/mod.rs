@@ -15,6 +15,8 @@
 mod events;
 mod watches;
 
+pub use watches::WatchState;
+
 pub use watches::{kernel_watches, KernelWatches};
 
 use crate::fsops::{self, Kind, Meta};
@@ -44,7 +46,7 @@ impl RootState {
             self.watch_parent(w);
             return;
         }
-        self.watch_limit_hit = false;
+        self.watch.limit_hit = false;
         // notify may have dropped watches whose events were then lost (a full channel):
         // re-add every watch (re-adding a live one is a no-op for the kernel).
         self.forget_watches(ROOT);

@@ -12,9 +12,28 @@ use crate::root::RootState;
 use crate::watcher::{WatchResult, Watcher};
 use std::ffi::OsString;
 
+/// What the scanner knows of its watches besides the index's per-directory flag: one root's,
+/// kept in its `RootState` and changed only here and in the resync.
+#[derive(Debug, Default)]
+pub struct WatchState {
+    /// The root's parent directory is watched, so the root being removed, renamed, replaced or
+    /// created is an event (see `RootState::watch_parent`).
+    pub parent: bool,
+    /// The watch limit was hit: directories after it are unwatched until the next resync.
+    pub limit_hit: bool,
+    /// The last check of the watches against the kernel: what it held.
+    pub kernel: Option<u64>,
+    /// Watches the kernel checks found lost and re-added.
+    pub repairs: u64,
+    /// The last kernel check found watches the kernel does not hold and the repair did not
+    /// restore agreement: (directories counted as watched, how many of them the kernel holds).
+    /// `degraded` says so while it is set.
+    pub mismatch: Option<(u64, u64)>,
+}
+
 impl RootState {
     pub(crate) fn ensure_watched(&mut self, d: DirId, comps: &[OsString], w: &mut Watcher) {
-        if !w.enabled() || self.index.is_watched(d) || self.watch_limit_hit {
+        if !w.enabled() || self.index.is_watched(d) || self.watch.limit_hit {
             return;
         }
         let mut abs = self.real_path.clone();
@@ -22,7 +41,7 @@ impl RootState {
         match w.watch(&abs) {
             WatchResult::Watched => self.index.set_watched(d, true),
             WatchResult::LimitReached => {
-                self.watch_limit_hit = true;
+                self.watch.limit_hit = true;
                 tracing::warn!(
                     root = %self.cfg.path.display(),
                     "inotify watch limit reached (fs.inotify.max_user_watches); the remaining \
@@ -67,7 +86,7 @@ impl RootState {
     /// for the parent's other entries do not match the root and are dropped by the owner. The
     /// watch is kept for the daemon's life (another root may share the parent).
     pub fn watch_parent(&mut self, w: &mut Watcher) {
-        if self.parent_watched || !w.enabled() {
+        if self.watch.parent || !w.enabled() {
             return;
         }
         let path = if self.dir.is_some() {
@@ -76,7 +95,7 @@ impl RootState {
             &self.cfg.path
         };
         if let Some(parent) = path.parent() {
-            self.parent_watched = matches!(w.watch(parent), WatchResult::Watched);
+            self.watch.parent = matches!(w.watch(parent), WatchResult::Watched);
         }
     }
 
@@ -87,7 +106,7 @@ impl RootState {
         if self.dir.is_none() || !w.enabled() {
             return;
         }
-        self.watch_limit_hit = false;
+        self.watch.limit_hit = false;
         for d in self.index.unwatched_dirs() {
             if self.progress.cancelled() {
                 return;
@@ -104,13 +123,13 @@ impl RootState {
             return;
         }
         let unwatched = self.index.dir_count.saturating_sub(self.index.watched_dirs);
-        self.degraded = if self.watch_limit_hit && unwatched > 0 {
+        self.degraded = if self.watch.limit_hit && unwatched > 0 {
             Some(format!(
                 "{unwatched} directories are not watched (inotify watch limit reached); they are \
                  rescanned periodically. Fix: sysctl -w fs.inotify.max_user_watches=1048576 \
                  (persist it in /etc/sysctl.d/), then `chartd reload`"
             ))
-        } else if let Some((indexed, held)) = self.watch_mismatch {
+        } else if let Some((indexed, held)) = self.watch.mismatch {
             Some(format!(
                 "watches disagree with the kernel ({indexed} directories counted as watched, \
                  {held} of them watched in the kernel); repairing: they are watched and read \
@@ -200,7 +219,7 @@ impl RootState {
             return;
         };
         if lost.is_empty() {
-            if self.watch_mismatch.take().is_some() {
+            if self.watch.mismatch.take().is_some() {
                 tracing::info!(
                     root = %self.cfg.path.display(),
                     "watches agree with the kernel again"
@@ -216,9 +235,9 @@ impl RootState {
              kernel held no watch for them; watching them again and rereading them",
             lost.len()
         );
-        self.watch_mismatch = Some((indexed, self.kernel_watches.unwrap_or(0)));
+        self.watch.mismatch = Some((indexed, self.watch.kernel.unwrap_or(0)));
         self.update_degraded();
-        self.watch_repairs = self.watch_repairs.saturating_add(lost.len() as u64);
+        self.watch.repairs = self.watch.repairs.saturating_add(lost.len() as u64);
         for d in lost {
             if self.index.is_live_dir(d) {
                 self.index.set_watched(d, false);
@@ -228,10 +247,10 @@ impl RootState {
         // Did the repair restore agreement? Only the kernel can say.
         let still = reread().and_then(|k| self.lost_watches(&k));
         match still {
-            Some(l) if l.is_empty() => self.watch_mismatch = None,
+            Some(l) if l.is_empty() => self.watch.mismatch = None,
             Some(l) => {
                 let indexed = self.index.watched_dirs;
-                self.watch_mismatch = Some((indexed, self.kernel_watches.unwrap_or(0)));
+                self.watch.mismatch = Some((indexed, self.watch.kernel.unwrap_or(0)));
                 tracing::warn!(
                     root = %self.cfg.path.display(),
                     "watches still disagree with the kernel after the repair ({} directories \
@@ -240,7 +259,7 @@ impl RootState {
                 );
             }
             // The kernel's view cannot be read any more: nothing says they disagree.
-            None => self.watch_mismatch = None,
+            None => self.watch.mismatch = None,
         }
         self.update_degraded();
     }
@@ -262,7 +281,7 @@ impl RootState {
             .watched_inos()
             .filter(|&ino| kernel.contains(&(dev, ino)))
             .count() as u64;
-        self.kernel_watches = Some(held);
+        self.watch.kernel = Some(held);
         Some(lost)
     }
 }
@@ -323,7 +342,7 @@ mod tests {
         // Agreement: nothing to say, nothing repaired.
         root.check_watches(&all, &mut w, || Some(all.clone()));
         assert_eq!(root.degraded, None);
-        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(4), 0));
+        assert_eq!((root.watch.kernel, root.watch.repairs), (Some(4), 0));
 
         // The kernel lost g/a's watch, and still lacks it after the repair.
         root.check_watches(&lost, &mut w, || Some(lost.clone()));
@@ -335,7 +354,7 @@ mod tests {
             why.contains("watches disagree with the kernel (4 directories counted as watched, 3 of them watched in the kernel)"),
             "{why}"
         );
-        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(3), 1));
+        assert_eq!((root.watch.kernel, root.watch.repairs), (Some(3), 1));
         let st = root.stats();
         assert!(st.degraded, "status says degraded");
         assert_eq!(st.degraded_reason.as_deref(), Some(why.as_str()));
@@ -344,12 +363,12 @@ mod tests {
         // The retry's check finds them agreeing: no longer degraded.
         root.check_watches(&all, &mut w, || Some(all.clone()));
         assert_eq!(root.degraded, None);
-        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(4), 1));
+        assert_eq!((root.watch.kernel, root.watch.repairs), (Some(4), 1));
 
         // A loss the repair undoes: counted, repaired, never left degraded.
         root.check_watches(&lost, &mut w, || Some(all.clone()));
         assert_eq!(root.degraded, None);
-        assert_eq!((root.kernel_watches, root.watch_repairs), (Some(4), 2));
+        assert_eq!((root.watch.kernel, root.watch.repairs), (Some(4), 2));
         assert_eq!(
             root.index.watched_dirs, 4,
             "g/a is counted as watched again"
