@@ -28,11 +28,7 @@ fn cli(d: &Daemon, args: &[&str]) -> (i32, String, String) {
 }
 
 fn tree(root: &std::path::Path) {
-    for (g, n) in [("AAPL_1d", 4), ("MSFT_1h", 3), ("sess-42", 2)] {
-        for i in 0..n {
-            file(&root.join(format!("{g}/c{i}.png")), 100 * KIB, hours(1 + i));
-        }
-    }
+    three_groups(root);
 }
 
 #[test]

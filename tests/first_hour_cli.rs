@@ -16,12 +16,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn tree(root: &Path) {
-    for (g, n) in [("AAPL_1d", 4), ("MSFT_1h", 3), ("sess-42", 2)] {
-        for i in 0..n {
-            file(&root.join(format!("{g}/c{i}.png")), 100 * KIB, hours(1 + i));
-        }
-    }
+fn tree(root: &std::path::Path) {
+    three_groups(root);
 }
 
 /// Item 6: a dry run's figures are its own (`would_free_bytes`), not the 0 of `bytes_freed`.

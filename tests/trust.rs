@@ -252,14 +252,7 @@ fn item2_a_dead_index_thread_takes_the_daemon_down() {
         |_| {},
     );
     // Positive control: alive and working before the trigger.
-    file(&d.root.join("g/old.png"), 100, hours(5));
-    assert!(
-        wait_until(Duration::from_secs(5), || !d
-            .root
-            .join("g/old.png")
-            .exists()),
-        "positive control: an expired file was deleted"
-    );
+    d.expect_expired_deleted("g/old.png", "positive control: an expired file was deleted");
     write_file(&d.root.join("g/boom.png"), 100);
     let t = Instant::now();
     let mut exit = None;

@@ -130,13 +130,9 @@ fn a_stuck_index_owner_makes_status_say_stale_then_recovers() {
     d.assert_watching();
     // Positive control: the owner works (an expired file goes), and a fresh snapshot is not
     // stale.
-    file(&d.root.join("g/old.png"), 100, hours(5));
-    assert!(
-        wait_until(Duration::from_secs(5), || !d
-            .root
-            .join("g/old.png")
-            .exists()),
-        "positive control: the expired file was deleted"
+    d.expect_expired_deleted(
+        "g/old.png",
+        "positive control: the expired file was deleted",
     );
     let st = d.request(r#"{"cmd":"status"}"#);
     assert_eq!(st["stale"], false, "{st}");
@@ -229,14 +225,7 @@ fn a_stuck_index_owner_makes_status_say_stale_then_recovers() {
             .contains_key("g/stall.png")),
         "the file whose event stalled the owner was never indexed"
     );
-    file(&d.root.join("g/old2.png"), 100, hours(5));
-    assert!(
-        wait_until(Duration::from_secs(5), || !d
-            .root
-            .join("g/old2.png")
-            .exists()),
-        "chartd no longer deletes after the stall"
-    );
+    d.expect_expired_deleted("g/old2.png", "chartd no longer deletes after the stall");
     // The other half of the condition: an idle owner publishes nothing, and old figures from
     // an idle owner are not stale (README: "an idle daemon publishes nothing for hours and is
     // not stale").

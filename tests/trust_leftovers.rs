@@ -117,13 +117,9 @@ fn leftovers_are_removed_at_start_and_never_counted() {
         "the lookalikes are unmanaged files, the leftovers are nothing: {st}"
     );
     // Positive control: chartd deletes, and still leaves the lookalikes alone.
-    file(&d.root.join("g/old.png"), 100, hours(5));
-    assert!(
-        wait_until(Duration::from_secs(5), || !d
-            .root
-            .join("g/old.png")
-            .exists()),
-        "positive control: an expired chart was deleted"
+    d.expect_expired_deleted(
+        "g/old.png",
+        "positive control: an expired chart was deleted",
     );
     check_canaries(&canaries);
     assert!(alive(d.pid()));

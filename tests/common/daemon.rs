@@ -140,6 +140,14 @@ impl Daemon {
         self.child.id() as i32
     }
 
+    /// A positive control: an expired chart (`rel` under the root, 5 hours old) is deleted
+    /// within 5 s, so chartd is alive and enforcing. `what` says what it proves if it fails.
+    pub fn expect_expired_deleted(&self, rel: &str, what: impl std::fmt::Display) {
+        let p = self.root.join(rel);
+        super::files::file(&p, 100, super::files::hours(5));
+        assert!(wait_until(Duration::from_secs(5), || !p.exists()), "{what}");
+    }
+
     /// For tests that need chartd to watch its directories: fails with the cause when the
     /// machine's inotify watches (`fs.inotify.max_user_watches`, per user, shared with every
     /// other process of that user) are used up by someone else, rather than with a puzzling

@@ -134,3 +134,17 @@ pub fn check_canaries(c: &[Canary]) -> usize {
     );
     c.len()
 }
+
+/// The control tests' small tree: three groups (`AAPL_1d` 4 charts, `MSFT_1h` 3, `sess-42` 2)
+/// of 100 KiB charts, 1, 2, 3, … hours old.
+pub fn three_groups(root: &Path) {
+    for (g, n) in [("AAPL_1d", 4), ("MSFT_1h", 3), ("sess-42", 2)] {
+        for i in 0..n {
+            file(
+                &root.join(format!("{g}/c{i}.png")),
+                100 * 1024,
+                hours(1 + i),
+            );
+        }
+    }
+}

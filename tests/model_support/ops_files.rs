@@ -71,23 +71,7 @@ impl World {
             match r {
                 Ok(m) => {
                     self.forget_prior(path);
-                    let vid = self.new_version(Version {
-                        ino: m.ino(),
-                        token,
-                        mtime: mtime_of(&m),
-                        size: m.len(),
-                        target: None,
-                        history: Vec::new(),
-                    });
-                    self.entries.insert(
-                        path.to_path_buf(),
-                        Entry {
-                            vid,
-                            kind,
-                            last_ok: now_ns(),
-                            moved_out: None,
-                        },
-                    );
+                    self.track(path, &m, token, kind);
                     return;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -207,24 +191,29 @@ impl World {
             let tmp_e = old;
             self.entries.insert(path.to_path_buf(), tmp_e);
             self.judge(path);
-            let vid = self.new_version(Version {
-                ino: m.ino(),
-                token,
-                mtime: mtime_of(&m),
-                size: m.len(),
-                target: None,
-                history: Vec::new(),
-            });
-            self.entries.insert(
-                path.to_path_buf(),
-                Entry {
-                    vid,
-                    kind: e.kind,
-                    last_ok: now_ns(),
-                    moved_out: None,
-                },
-            );
+            self.track(path, &m, token, e.kind);
         }
+    }
+
+    /// Starts tracking the file just written at `path` as a new version of kind `kind`.
+    fn track(&mut self, path: &Path, m: &fs::Metadata, token: String, kind: Kind) {
+        let vid = self.new_version(Version {
+            ino: m.ino(),
+            token,
+            mtime: mtime_of(m),
+            size: m.len(),
+            target: None,
+            history: Vec::new(),
+        });
+        self.entries.insert(
+            path.to_path_buf(),
+            Entry {
+                vid,
+                kind,
+                last_ok: now_ns(),
+                moved_out: None,
+            },
+        );
     }
 
     pub(super) fn op_truncate(&mut self) {
