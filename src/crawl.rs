@@ -96,15 +96,17 @@ fn list(
         if name == "." || name == ".." {
             continue;
         }
-        if fsops::is_private_name(name) {
-            entries.push(Found::Private(name.to_owned(), entry.ino()));
-            continue;
-        }
         let is_dir = match entry.file_type() {
             FileType::Directory => true,
             FileType::Unknown => matches!(fsops::stat_at(&dfd, name), Ok(m) if m.kind == Kind::Dir),
             _ => false,
         };
+        // A private name is a leftover only if it is not a directory (chartd takes only files
+        // off their names): a directory named like one is walked like any other.
+        if !is_dir && fsops::is_private_name(name) {
+            entries.push(Found::Private(name.to_owned(), entry.ino()));
+            continue;
+        }
         if is_dir {
             let fd = if open_ahead.load(Ordering::Relaxed) < budget {
                 fsops::open_subdir(&dfd, name)

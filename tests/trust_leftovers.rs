@@ -38,12 +38,14 @@ const LOOKALIKES: &[&str] = &[
     ".chartd-evict.12.zz",
 ];
 
-/// What README's "Deleting safely" promises: "a leftover (chartd killed between steps 3 and 4)
-/// is removed by the next walk that finds it", and private names "are never managed". Leftovers
-/// planted in the root, in a group and deeper are gone once chartd is ready (the start's crawl
-/// is a walk), the log says so, and the totals never held them. Names that only look like
-/// private names, a managed chart among them, and a directory with a private name (not a
-/// regular file) are untouched.
+/// What README's "Deleting safely" promises: a leftover (chartd killed between steps 3 and 4)
+/// whose name holds a newer file by then "is removed by the next walk that finds it", and
+/// private names "are never managed". Such leftovers planted in the root, in a group and deeper
+/// are gone once chartd is ready (the start's crawl is a walk), the log says so, and the totals
+/// never held them. A leftover in the short form (no name carried: it may be the only copy of
+/// a fresh chart) is kept and reported. Names that only look like private names, a managed
+/// chart among them, and a directory with a private name (not a regular file; walked like any
+/// other, its dot name excluded by default) are untouched.
 ///
 /// Checked to fail: with `remove_leftovers()` taken out of `resync_all_with`
 /// (src/scan/mod.rs), the leftovers are still there; on the code before this test (private =
@@ -54,17 +56,20 @@ const LOOKALIKES: &[&str] = &[
 #[test]
 fn leftovers_are_removed_at_start_and_never_counted() {
     let leftovers = [
-        ".chartd-evict.12345.1",
-        "g/.chartd-evict.12345.2",
-        "g/sub/.chartd-evict.999.a0",
+        ".chartd-evict.12345.1=b.png",
+        "g/.chartd-evict.12345.2=a.png",
+        "g/sub/.chartd-evict.999.a0=s.png",
     ];
+    let short = "g/.chartd-evict.12345.4";
     let mut canaries = Vec::new();
     let d = Daemon::start("max_age: 1h\ngrace: 0s\n^resync_interval: 1h", |root| {
         file(&root.join("g/a.png"), 1000, Duration::from_secs(600));
         file(&root.join("b.png"), 2000, Duration::from_secs(600));
+        file(&root.join("g/sub/s.png"), 500, Duration::from_secs(600));
         for l in leftovers {
             leftover(&root.join(l), 1 << 20);
         }
+        leftover(&root.join(short), 1 << 20);
         for name in LOOKALIKES {
             canaries.push(Canary::plant(&root.join("g").join(name), hours(5)));
             canaries.push(Canary::plant(&root.join(name), hours(5)));
@@ -101,20 +106,26 @@ fn leftovers_are_removed_at_start_and_never_counted() {
             tail(&log, 10)
         );
     }
+    assert!(
+        d.root.join(short).exists() && log.contains("kept .chartd-evict.12345.4 in "),
+        "a short-form leftover was not kept and reported:\n{}",
+        tail(&log, 10)
+    );
     check_canaries(&canaries);
-    // Never counted: the totals are the three charts (a.png, b.png, chartd-evict.png), and
+    // Never counted: the totals are the four charts (a.png, b.png, s.png, chartd-evict.png), and
     // nothing was evicted (removing a leftover is no eviction).
     let st = d.status_root();
     let chart = fs::metadata(d.root.join("g/chartd-evict.png"))
         .unwrap()
         .len();
-    assert_eq!(st["total_files"], 3, "{st}");
-    assert_eq!(st["total_bytes"], 3000 + chart, "{st}");
+    assert_eq!(st["total_files"], 4, "{st}");
+    assert_eq!(st["total_bytes"], 3500 + chart, "{st}");
     assert_eq!(st["files_removed"], 0, "{st}");
     assert_eq!(
         st["unmanaged_files"],
-        2 * LOOKALIKES.len() as u64,
-        "the lookalikes are unmanaged files, the leftovers are nothing: {st}"
+        2 * LOOKALIKES.len() as u64 + 1,
+        "the lookalikes and the chart in the directory with a private name (walked, excluded as \
+         a dot name) are unmanaged files, the leftovers are nothing: {st}"
     );
     // Positive control: chartd deletes, and still leaves the lookalikes alone.
     d.expect_expired_deleted(
@@ -141,7 +152,7 @@ fn a_leftover_found_while_running_is_never_counted_and_removed_by_a_resync_not_a
         },
     );
     d.assert_watching();
-    let l = d.root.join("g/.chartd-evict.31337.5");
+    let l = d.root.join("g/.chartd-evict.31337.5=a.png");
     leftover(&l, 1 << 20);
     // Positive control, after the leftover: its events were handled once this is indexed.
     write_file(&d.root.join("g/c.png"), 500);
@@ -166,7 +177,9 @@ fn a_leftover_found_while_running_is_never_counted_and_removed_by_a_resync_not_a
         "the leftover survived the resync of a cleanup: {real}; log:\n{}",
         tail(&d.log_text(), 10)
     );
-    assert!(d.log_text().contains("removed .chartd-evict.31337.5 in "));
+    assert!(d
+        .log_text()
+        .contains("removed .chartd-evict.31337.5=a.png in "));
     let st = d.status_root();
     assert_eq!(
         (st["total_files"].as_u64(), st["total_bytes"].as_u64()),
@@ -186,9 +199,9 @@ fn observe_only_and_dry_runs_leave_leftovers() {
     let mut d = Daemon::start("max_age: 1h\ngrace: 0s\n^cleanup_enabled: false", |root| {
         file(&root.join("g/a.png"), 1000, Duration::from_secs(600));
         file(&root.join("g/old.png"), 100, hours(5));
-        leftover(&root.join("g/.chartd-evict.12345.3"), 1 << 20);
+        leftover(&root.join("g/.chartd-evict.12345.3=a.png"), 1 << 20);
     });
-    let l = d.root.join("g/.chartd-evict.12345.3");
+    let l = d.root.join("g/.chartd-evict.12345.3=a.png");
     let st = d.status_root();
     assert_eq!(st["cleanup_enabled"], false, "{st}");
     assert_eq!(

@@ -238,13 +238,25 @@ pub fn delete_file(
     }
     match put_back(dir, &private, name) {
         Ok(()) => Ok(DeleteOutcome::Changed(taken)),
-        Err(Errno::EXIST) => {
-            // The name was taken again: the file in hand was replaced by its writer's next
-            // rename. Removing it is what that rename did.
+        Err(Errno::EXIST) if replaced_by_newer(dir, name, &taken) && still_beneath() => {
+            // The name was taken again by a newer regular file: the file in hand was replaced
+            // by its writer's next rename. Removing it is what that rename did.
             rustix::fs::unlinkat(dir, &private, AtFlags::empty())?;
             Ok(DeleteOutcome::Superseded {
                 freed: freed(&taken),
             })
+        }
+        Err(Errno::EXIST) => {
+            // Taken by something only the emptied name let in (a directory, a symlink, an
+            // older file), or the directory left the root: the file in hand may be the only
+            // copy of a chart. Kept under the private name, which a walk settles later.
+            tracing::warn!(
+                name = %name.to_string_lossy(),
+                private = %private.to_string_lossy(),
+                "a file taken off its name could not be put back (the name is held by something \
+                 else now); it is kept under the private name"
+            );
+            Ok(DeleteOutcome::Changed(taken))
         }
         Err(e) => {
             tracing::error!(
@@ -290,21 +302,28 @@ pub enum Leftover {
     /// before the check that would have deleted it or put it back. The index takes it up again
     /// and the policy judges it afresh.
     PutBack(OsString),
-    /// Removed: the name it carries holds another file by now (its writer's newer one: removing
-    /// the old one is what that write did), or it carries no name (the short form).
+    /// Removed: the name it carries holds a regular file at least as new by now (its writer's
+    /// newer one: removing the old one is what that write did).
     Removed,
+    /// Kept under its private name, and why: its name is held by something that only the
+    /// emptied name let in (a directory, a symlink, an older file), or it carries no name
+    /// (the short form), or the caller may not remove it (outside the policy). Removing it
+    /// could lose the only copy of a chart; it is reported instead.
+    Kept(&'static str),
 }
 
 /// Settles a leftover private name (chartd stopped between taking a file off its name and
 /// unlinking it or putting it back), if it is still the regular file `ino` on the root's mount:
-/// put back under the name it carries when that name is free, else removed. Nothing is deleted
-/// on the strength of a decision that may not have been checked: a file whose name is free
-/// goes back and is judged again.
+/// put back under the name it carries when that name is free; removed only when that name
+/// holds a regular file at least as new and `may_remove` (the carried path is managed and not
+/// protected); kept otherwise. Nothing is deleted on the strength of a decision that may not
+/// have been checked: a file whose name is free goes back and is judged again.
 pub fn settle_leftover(
     root: &RootDir,
     dir: &OwnedFd,
     name: &OsStr,
     ino: u64,
+    may_remove: bool,
 ) -> io::Result<Leftover> {
     let Some(carried) = parse_private(name) else {
         return Ok(Leftover::NotOurs);
@@ -313,13 +332,32 @@ pub fn settle_leftover(
     if m.kind != Kind::File || m.ino != ino || !root.same_mount(&m) {
         return Ok(Leftover::NotOurs);
     }
-    if let Some(orig) = carried {
-        match put_back(dir, name, orig) {
-            Ok(()) => return Ok(Leftover::PutBack(orig.to_owned())),
-            Err(Errno::EXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let Some(orig) = carried else {
+        return Ok(Leftover::Kept("it carries no name (a name over 213 bytes)"));
+    };
+    match put_back(dir, name, orig) {
+        Ok(()) => return Ok(Leftover::PutBack(orig.to_owned())),
+        Err(Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if !replaced_by_newer(dir, orig, &m) {
+        return Ok(Leftover::Kept(
+            "its name holds something that is not a newer regular file",
+        ));
+    }
+    if !may_remove {
+        return Ok(Leftover::Kept("its name is outside the policy"));
     }
     rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
     Ok(Leftover::Removed)
+}
+
+/// Whether `name` in `dir` holds a regular file at least as new as `old` (on the same mount):
+/// what a writer's rename over the name or its rewrite leaves. A directory, a symlink or an
+/// older file there is something only the emptied name let in, and no proof that `old` was
+/// replaced.
+fn replaced_by_newer(dir: &OwnedFd, name: &OsStr, old: &Meta) -> bool {
+    stat_at(dir, name).is_ok_and(|n| {
+        n.kind == Kind::File && n.ino != old.ino && n.dev == old.dev && n.mtime_ns >= old.mtime_ns
+    })
 }

@@ -227,7 +227,9 @@ pub fn stat_path(path: &Path) -> io::Result<Meta> {
 /// the kernel's own path of the fd (`/proc/self/fd/N`, symlinks resolved, the name it has
 /// now), compared byte for byte. One `readlink` where a walk from the root takes three
 /// syscalls. `false` is not proof of the opposite (no procfs, a root path that is not
-/// canonical, a path the kernel shows differently): callers fall back to the walk then.
+/// canonical, a path the kernel shows differently): callers fall back to the walk then. Not
+/// for a process in a `chroot`: there the kernel's path of a directory moved out of the jail is
+/// its path from the real root, which could equal an expected path inside the jail.
 pub fn fd_is_at(fd: &impl AsFd, expected: &Path) -> bool {
     use std::os::fd::AsRawFd;
     let link = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());

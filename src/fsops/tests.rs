@@ -172,7 +172,7 @@ fn leftovers_are_only_private_regular_files() {
     let m = stat_at(&fd, OsStr::new(".chartd-evict.1.0")).unwrap();
     let c = stat_at(&fd, OsStr::new("chart.png")).unwrap();
     let d = stat_at(&fd, OsStr::new(".chartd-evict.1.1=sub")).unwrap();
-    let settle = |n: &str, ino| settle_leftover(&root, &fd, OsStr::new(n), ino).unwrap();
+    let settle = |n: &str, ino| settle_leftover(&root, &fd, OsStr::new(n), ino, true).unwrap();
     assert_eq!(settle("chart.png", c.ino), Leftover::NotOurs);
     assert_eq!(settle(".chartd-evict.1.1=sub", d.ino), Leftover::NotOurs);
     assert_eq!(
@@ -180,16 +180,20 @@ fn leftovers_are_only_private_regular_files() {
         Leftover::NotOurs,
         "another inode"
     );
-    // The short form carries no name: removed.
-    assert_eq!(settle(".chartd-evict.1.0", m.ino), Leftover::Removed);
+    // The short form carries no name: it may be the only copy of a fresh chart, so it is kept
+    // (reported) rather than removed (the review behind d1fb34c).
+    assert!(matches!(
+        settle(".chartd-evict.1.0", m.ino),
+        Leftover::Kept(_)
+    ));
     assert!(dir.join("chart.png").exists());
-    assert!(!dir.join(".chartd-evict.1.0").exists());
+    assert!(dir.join(".chartd-evict.1.0").exists());
     assert!(dir.join(".chartd-evict.1.1=sub").is_dir());
 }
 
 /// chartd stopped while a file was off its name (between taking it off and the unlink or the
 /// put-back): the leftover goes back under the name it carries, unless that name holds a newer
-/// file by then; only then is it removed.
+/// regular file by then; only then is it removed, and only where the caller may remove.
 #[test]
 fn leftovers_go_back_under_their_name_unless_it_was_taken() {
     let (t, root) = tree();
@@ -199,16 +203,21 @@ fn leftovers_go_back_under_their_name_unless_it_was_taken() {
     assert_eq!(carried_name(&private), Some(OsStr::new("fresh.png")));
     fs::write(dir.join(&private), b"fresh").unwrap();
     let m = stat_at(&fd, &private).unwrap();
-    let r = settle_leftover(&root, &fd, &private, m.ino).unwrap();
+    let r = settle_leftover(&root, &fd, &private, m.ino, true).unwrap();
     assert_eq!(r, Leftover::PutBack("fresh.png".into()));
     assert_eq!(fs::read(dir.join("fresh.png")).unwrap(), b"fresh");
     assert!(private_names_in(&dir).is_empty());
 
-    // The name holds a newer file: that one stays, the leftover goes.
+    // The name holds a newer file: that one stays, the leftover goes (not where the caller
+    // may not remove: outside the policy).
     let private = delete::private_name(OsStr::new("chart.png"));
     fs::write(dir.join(&private), b"old").unwrap();
+    let old = filetime_ns(&dir.join("chart.png")) - 60_000_000_000;
+    set_mtime_ns(&dir.join(&private), old);
     let m = stat_at(&fd, &private).unwrap();
-    let r = settle_leftover(&root, &fd, &private, m.ino).unwrap();
+    let r = settle_leftover(&root, &fd, &private, m.ino, false).unwrap();
+    assert!(matches!(r, Leftover::Kept(_)), "{r:?}");
+    let r = settle_leftover(&root, &fd, &private, m.ino, true).unwrap();
     assert_eq!(r, Leftover::Removed);
     assert_eq!(fs::read(dir.join("chart.png")).unwrap(), b"x");
     assert!(private_names_in(&dir).is_empty());
@@ -218,6 +227,49 @@ fn leftovers_go_back_under_their_name_unless_it_was_taken() {
     let private = delete::private_name(OsStr::new(&long));
     assert!(is_private_name(&private) && carried_name(&private).is_none());
     assert!(private.len() <= 255);
+}
+
+/// The review behind d1fb34c: while the name was empty, someone made a directory there (or a
+/// symlink, or an older file): only the emptied name let it in, so it proves nothing replaced
+/// the leftover, which may be a fresh chart. Kept. (Failed on 5bc60b0: `Removed`.)
+#[test]
+fn a_leftover_whose_name_is_now_a_directory_or_older_file_is_kept() {
+    let (t, root) = tree();
+    let dir = t.path().join("root/a/b");
+    let fd = root.open_dir_path(&["a", "b"]).unwrap();
+    let private = delete::private_name(OsStr::new("x.png"));
+    fs::write(dir.join(&private), b"fresh chart").unwrap();
+    fs::create_dir(dir.join("x.png")).unwrap();
+    let m = stat_at(&fd, &private).unwrap();
+    let r = settle_leftover(&root, &fd, &private, m.ino, true).unwrap();
+    assert!(matches!(r, Leftover::Kept(_)), "{r:?}");
+    assert!(dir.join(&private).exists());
+
+    let private = delete::private_name(OsStr::new("y.png"));
+    fs::write(dir.join(&private), b"fresh chart").unwrap();
+    fs::write(dir.join("y.png"), b"older").unwrap();
+    let old = filetime_ns(&dir.join(&private)) - 60_000_000_000;
+    set_mtime_ns(&dir.join("y.png"), old);
+    let m = stat_at(&fd, &private).unwrap();
+    let r = settle_leftover(&root, &fd, &private, m.ino, true).unwrap();
+    assert!(matches!(r, Leftover::Kept(_)), "{r:?}");
+    assert_eq!(fs::read(dir.join(&private)).unwrap(), b"fresh chart");
+}
+
+fn filetime_ns(p: &std::path::Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(p).unwrap();
+    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+}
+
+fn set_mtime_ns(p: &std::path::Path, ns: i64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64);
+    fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
 }
 
 /// A directory renamed out of the root after its fd was opened: the fd follows it, so the

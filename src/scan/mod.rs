@@ -221,8 +221,14 @@ impl RootState {
 
     /// Settles leftovers of interrupted deletions that a walk found (chartd's private names,
     /// see `fsops/delete.rs`): each goes back under the name it carries when that name is free
-    /// (and is judged again like any file), else is removed.
+    /// (and is judged again like any file); it is removed only when that name holds a newer
+    /// regular file and the carried path is managed and not protected; else kept and reported.
+    /// Nothing is settled in a root that is no longer the directory at its path.
     pub(crate) fn settle_leftovers(&mut self) {
+        if !self.root_unchanged() {
+            self.leftovers.clear();
+            return;
+        }
         for (d, name, ino) in std::mem::take(&mut self.leftovers) {
             if !self.index.is_live_dir(d) {
                 continue;
@@ -232,8 +238,15 @@ impl RootState {
             let Ok(fd) = root.open_dir_path(&comps) else {
                 continue;
             };
+            let may_remove = fsops::carried_name(&name).is_some_and(|orig| {
+                let mut c: Vec<&std::ffi::OsStr> = self.index.dir_components(d);
+                c.push(orig);
+                self.policy.managed(&c)
+                    && !self.policy.protected(&c)
+                    && !self.index.rule_protects(d)
+            });
             let dir = self.abs_path(&self.index.dir_components(d));
-            match fsops::settle_leftover(root, &fd, &name, ino) {
+            match fsops::settle_leftover(root, &fd, &name, ino, may_remove) {
                 Ok(fsops::Leftover::PutBack(orig)) => tracing::warn!(
                     root = %self.cfg.path.display(),
                     "put {} back under its name (found as {}): chartd was stopped while it had \
@@ -247,12 +260,16 @@ impl RootState {
                      it was stopped{}",
                     name.to_string_lossy(),
                     dir.display(),
-                    if fsops::carried_name(&name).is_some() {
-                        "; its name holds a newer file by now"
-                    } else {
-                        ""
-                    }
+                    "; its name holds a newer file by now"
                 ),
+                Ok(fsops::Leftover::Kept(why)) => self.warn_limited("leftover-kept", || {
+                    format!(
+                        "kept {} in {}, a file chartd had taken off its name to delete it when \
+                         it was stopped: {why}. Rename it back or remove it by hand",
+                        name.to_string_lossy(),
+                        dir.display()
+                    )
+                }),
                 Ok(fsops::Leftover::NotOurs) => {}
                 Err(e) => tracing::warn!(
                     root = %self.cfg.path.display(),
