@@ -312,3 +312,46 @@ fn leftovers_carrying_their_name_go_back_under_it_and_are_judged_again() {
     );
     assert_eq!(st["files_removed"], 1, "old.png, by age: {st}");
 }
+
+/// A leftover put back at start takes its place in the eviction order at once: here it is the
+/// oldest chart, and the start is over its size limit, so it goes first and the newest charts
+/// stay. (CI found the opposite after a `kill -9` mid-eviction in `tests/stress_crash.rs`: the
+/// put-back chart was indexed only when its rename event came, after the first pass had chosen
+/// newer victims, and it outlived them.)
+///
+/// Checked to fail: without the indexing in `settle_leftovers` (src/scan/mod.rs), the first
+/// pass deletes c1, c2, c3 and c0, indexed after it, survives under the limit.
+#[test]
+fn a_leftover_put_back_at_start_is_evicted_in_its_turn() {
+    // 10 charts of 1 KiB over an 8 KiB limit, down to 75 %: four go, six stay.
+    let d = Daemon::start("max_size: 8KiB\nlow_watermark: 75%\ngrace: 0s", |root| {
+        file(&root.join("g/.chartd-evict.4242.1=c0.png"), 1024, hours(10));
+        for i in 1..10 {
+            file(
+                &root.join(format!("g/c{i}.png")),
+                1024,
+                hours(10) - Duration::from_secs(60 * i),
+            );
+        }
+    });
+    let left = |d: &Daemon| -> Vec<String> {
+        (0..10)
+            .map(|i| format!("c{i}.png"))
+            .filter(|n| d.root.join("g").join(n).exists())
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || left(&d).len() <= 6),
+        "not down to 6 charts: {:?}; log:\n{}",
+        left(&d),
+        tail(&d.log_text(), 12)
+    );
+    let want: Vec<String> = (4..10).map(|i| format!("c{i}.png")).collect();
+    assert_eq!(
+        left(&d),
+        want,
+        "the oldest chart (put back) must go first; log:\n{}",
+        tail(&d.log_text(), 12)
+    );
+    assert!(!d.root.join("g/.chartd-evict.4242.1=c0.png").exists());
+}

@@ -247,13 +247,25 @@ impl RootState {
             });
             let dir = self.abs_path(&self.index.dir_components(d));
             match fsops::settle_leftover(root, &fd, &name, ino, may_remove) {
-                Ok(fsops::Leftover::PutBack(orig)) => tracing::warn!(
-                    root = %self.cfg.path.display(),
-                    "put {} back under its name (found as {}): chartd was stopped while it had \
-                     the file off its name to delete it; it is judged again",
-                    dir.join(&orig).display(),
-                    name.to_string_lossy()
-                ),
+                Ok(fsops::Leftover::PutBack(orig)) => {
+                    tracing::warn!(
+                        root = %self.cfg.path.display(),
+                        "put {} back under its name (found as {}): chartd was stopped while it \
+                         had the file off its name to delete it; it is judged again",
+                        dir.join(&orig).display(),
+                        name.to_string_lossy()
+                    );
+                    // Indexed now, not when its rename event comes: the pass that follows this
+                    // walk must see it (an old chart put back after that pass chose newer
+                    // victims would outlive them).
+                    if let Ok(m) = fsops::stat_at(&fd, &orig) {
+                        let comps = self.index.dir_path(d);
+                        let refs: Vec<&std::ffi::OsStr> =
+                            comps.iter().map(|c| c.as_os_str()).collect();
+                        let f = self.upsert_entry(d, &refs, &orig, &m);
+                        self.presume_writing(f, m.mtime_ns, crate::root::now_ns());
+                    }
+                }
                 Ok(fsops::Leftover::Removed) => tracing::warn!(
                     root = %self.cfg.path.display(),
                     "removed {} in {}: a file chartd had taken off its name to delete it when \
