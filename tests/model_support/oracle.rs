@@ -120,6 +120,25 @@ impl World {
         }
     }
 
+    /// Whether chartd's log has a deletion of `path` at or after `since` (ns), waiting up to
+    /// 200 ms for the line (it is written right after the unlink).
+    pub(super) fn deletion_logged_since(&mut self, path: &Path, since: i128) -> bool {
+        let key = path.display().to_string();
+        for _ in 0..20 {
+            self.log.update(&self.d.log);
+            if self
+                .log
+                .by_path
+                .get(&key)
+                .is_some_and(|v| v.iter().any(|&t| t >= since))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     pub(super) fn new_version(&mut self, mut v: Version) -> usize {
         v.history.push((now_ns(), v.mtime));
         self.versions.push(v);
