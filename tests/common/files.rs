@@ -55,7 +55,9 @@ pub fn walk_png(root: &Path) -> (u64, u64) {
     (files.len() as u64, files.values().sum())
 }
 
-/// Managed (`*.png`) files on disk under `root`: relative path → size.
+/// Managed (`*.png`) files on disk under `root`: relative path → size. chartd's private names
+/// (a file kept off its name, see README "Deleting safely": `.chartd-evict.PID.N=b7.png`) are
+/// never managed nor counted, so they are left out.
 pub fn disk_png(root: &Path) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -65,7 +67,10 @@ pub fn disk_png(root: &Path) -> std::collections::BTreeMap<String, u64> {
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
                 stack.push(e.path());
-            } else if ft.is_file() && e.path().extension().is_some_and(|x| x == "png") {
+            } else if ft.is_file()
+                && e.path().extension().is_some_and(|x| x == "png")
+                && !chartd::fsops::is_private_name(&e.file_name())
+            {
                 if let Ok(m) = e.metadata() {
                     let rel = e.path().strip_prefix(root).unwrap().display().to_string();
                     out.insert(rel, m.len());
