@@ -136,9 +136,8 @@ impl RootState {
         let real_path = &self.real_path;
         let mut dir_abs = real_path.clone();
         dir_abs.extend(dir_comps);
-        let dir_path = Some(dir_abs.as_path());
         let still_beneath = || {
-            (dir_path.is_some_and(|p| fsops::fd_is_at(&dir_fd, p))
+            (fsops::fd_is_at(&dir_fd, &dir_abs)
                 || root
                     .open_dir_path(dir_comps)
                     .and_then(|fd| fsops::stat_fd(&fd))
