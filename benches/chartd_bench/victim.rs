@@ -24,6 +24,13 @@ pub const IN_Q_OVERFLOW: u32 = 0x4000;
 /// The prefix of chartd's private names (`src/fsops/delete.rs`).
 const PRIVATE: &[u8] = b".chartd-evict.";
 
+/// The name a private name `.chartd-evict.PID.N=NAME` carries.
+fn carried(name: &[u8]) -> Option<&[u8]> {
+    let rest = name.strip_prefix(PRIVATE)?;
+    let eq = rest.iter().position(|&c| c == b'=')?;
+    Some(&rest[eq + 1..])
+}
+
 /// What one event meant for the victims, identified by `K`.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Seen<K> {
@@ -82,6 +89,9 @@ impl<K: Copy> Tracker<K> {
             }
         } else if mask & IN_DELETE != 0 {
             if let Some(k) = self.private.remove(&(wd, name.to_vec())) {
+                s.gone = Some(k);
+            } else if let Some(k) = carried(name).and_then(|n| victim(wd, n)) {
+                // Its MOVED events not watched (or lost): the private name carries the name.
                 s.gone = Some(k);
             } else if let Some(k) = victim(wd, name) {
                 s.off_name = Some(k);

@@ -124,24 +124,22 @@ impl RootState {
                 return;
             }
         };
-        let dir_ino = fsops::stat_fd(&dir_fd).map(|m| m.ino).unwrap_or(0);
         // Beneath the root, and the root still where it is configured: a root renamed away
         // (replaced by a new directory) takes its whole tree out of chartd's charge, although
         // every fd chartd holds still reaches it (the long model run deleted files 0.7 s after
         // such a move, before the events saying so were handled, on a loaded machine).
-        // The directory at its expected path (one readlink of the fd), or, when that does not
-        // say so, found again by a walk from the root fd; then, last (the walk follows a root
-        // renamed away), the root still the directory at its path. A directory at `root
-        // path/dir comps` while the root is the directory at `root path` is beneath the root.
+        // The directory's ancestor at its depth still the root (one `statx` of `../..`), or,
+        // when that does not say so, the directory found again by a walk from the root fd;
+        // then, last (both follow a root renamed away), the root still the directory at its
+        // path. A directory beneath the root while the root is the directory at its path is
+        // beneath the configured root.
         let real_path = &self.real_path;
-        let mut dir_abs = real_path.clone();
-        dir_abs.extend(dir_comps);
         let still_beneath = || {
-            (fsops::fd_is_at(&dir_fd, &dir_abs)
+            (fsops::beneath_at_depth(root, &dir_fd, dir_comps.len())
                 || root
                     .open_dir_path(dir_comps)
-                    .and_then(|fd| fsops::stat_fd(&fd))
-                    .is_ok_and(|m| m.ino == dir_ino && root.same_mount(&m)))
+                    .and_then(|fd| Ok((fsops::stat_fd(&fd)?, fsops::stat_fd(&dir_fd)?)))
+                    .is_ok_and(|(now, ours)| now.ino == ours.ino && root.same_mount(&now)))
                 && fsops::stat_path(real_path).is_ok_and(|m| {
                     m.kind == fsops::Kind::Dir && m.ino == root.meta.ino && root.same_mount(&m)
                 })

@@ -42,7 +42,7 @@ use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The prefix of chartd's private names.
@@ -90,16 +90,20 @@ fn parse_private(name: &OsStr) -> Option<Option<&OsStr>> {
 /// A fresh private name for taking `name` off its name; it carries `name` when it fits, so that
 /// a leftover of a crash can be put back where it was rather than removed.
 pub(super) fn private_name(name: &OsStr) -> OsString {
+    use std::io::Write;
     // The pid once: `std::process::id()` is a syscall, and this runs once per deletion.
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let pid = *PID.get_or_init(std::process::id);
     let n = NEXT_PRIVATE.fetch_add(1, Ordering::Relaxed);
-    let mut p = OsString::from(format!(".chartd-evict.{pid}.{n:x}"));
+    let mut p = Vec::with_capacity(PRIVATE.len() + 28 + name.len());
+    p.extend_from_slice(PRIVATE);
+    // Writing into a Vec cannot fail.
+    let _ = write!(p, "{pid}.{n:x}");
     if name.len() <= CARRY_MAX {
-        p.push("=");
-        p.push(name);
+        p.push(b'=');
+        p.extend_from_slice(name.as_bytes());
     }
-    p
+    OsString::from_vec(p)
 }
 
 /// The identity the index recorded for a file; deletion goes ahead only if what is taken off

@@ -356,21 +356,36 @@ fn private_names_are_exactly_the_form_chartd_makes() {
     }
 }
 
-/// The fast half of the check before each unlink: the kernel's path of a directory fd is its
-/// path now, so a directory moved (out of the root or anywhere) no longer matches.
+/// The fast half of the check before each unlink: a directory's ancestor at its depth is its
+/// parent chain as it is now, so a directory moved (out of the root, or deeper within it) no
+/// longer reaches the root at that depth.
 #[test]
-fn fd_is_at_follows_a_moved_directory() {
+fn beneath_at_depth_follows_a_moved_directory() {
     let (t, root) = tree();
     let fd = root.open_dir_path(&["a", "b"]).unwrap();
     let real = fs::canonicalize(t.path()).unwrap();
-    assert!(fd_is_at(&fd, &real.join("root/a/b")));
-    assert!(!fd_is_at(&fd, &real.join("root/a")));
+    assert!(beneath_at_depth(&root, &fd, 2));
+    assert!(!beneath_at_depth(&root, &fd, 1), "the depth counts");
+    assert!(
+        !beneath_at_depth(&root, &fd, 3),
+        "the root's parent is not the root"
+    );
+    let top = root.open_dir_path::<&str>(&[]).unwrap();
+    assert!(beneath_at_depth(&root, &top, 0));
     fs::rename(real.join("root/a/b"), real.join("outside/b")).unwrap();
-    assert!(!fd_is_at(&fd, &real.join("root/a/b")));
-    assert!(fd_is_at(&fd, &real.join("outside/b")));
+    assert!(!beneath_at_depth(&root, &fd, 2), "moved out of the root");
+    assert!(!beneath_at_depth(&root, &fd, 1));
+    fs::rename(real.join("outside/b"), real.join("root/b")).unwrap();
+    assert!(beneath_at_depth(&root, &fd, 1), "moved back, one level up");
+    assert!(!beneath_at_depth(&root, &fd, 2));
+    fs::rename(real.join("root/b"), real.join("outside/b")).unwrap();
     fs::create_dir(real.join("root/a/b")).unwrap();
     assert!(
-        !fd_is_at(&fd, &real.join("root/a/b")),
-        "a new directory at the old path"
+        !beneath_at_depth(&root, &fd, 2),
+        "a new directory at the old path is not the one open"
+    );
+    assert!(
+        !beneath_at_depth(&root, &fd, 5000),
+        "deeper than a path can say"
     );
 }
