@@ -33,6 +33,7 @@ mod common;
 mod compare;
 mod crawl;
 mod daemon;
+mod floor;
 mod idle;
 mod inotify;
 mod live;
@@ -68,6 +69,10 @@ use throughput::phase_throughput;
 use tree::Tree;
 use util::{err, Res};
 
+/// Files per loop and loops per protocol of the `floor` phase.
+const FLOOR_FILES: usize = 20_000;
+const FLOOR_REPS: usize = 5;
+
 /// A failed phase is recorded (and shown under the table); the run goes on.
 fn note_err(out: &mut Value, phase: &str, r: Res<()>) {
     if let Err(e) = r {
@@ -102,7 +107,7 @@ fn run(o: &Opts) -> Res<Value> {
     } else {
         None
     };
-    let tmpfs = if o.wants("overshoot") || o.wants("throughput") {
+    let tmpfs = if o.wants("overshoot") || o.wants("throughput") || o.wants("floor") {
         Some(Tmpfs::mount(&o.base.join("tmpfs"))?)
     } else {
         None
@@ -134,6 +139,30 @@ fn run(o: &Opts) -> Res<Value> {
         sizes.push(out);
     }
     let mut results = json!({ "sizes": sizes });
+    if o.wants("floor") {
+        eprintln!("== deletion protocols alone (floor)");
+        let mut f = json!({});
+        let places = [
+            ("disk", Some(o.base.join("scratch").join("floor"))),
+            ("tmpfs", tmpfs.as_ref().map(|t| t.path.join("floor"))),
+        ];
+        for (name, dir) in places {
+            let Some(dir) = dir else { continue };
+            match floor::floor_on(&dir, FLOOR_FILES, FLOOR_REPS) {
+                Ok(v) => {
+                    eprintln!(
+                        "  {name}: plain unlink {:.1} µs/file, airtight {:.1} µs/file: {:.2}×",
+                        v["plain_us"].as_f64().unwrap_or(0.0),
+                        v["airtight_us"].as_f64().unwrap_or(0.0),
+                        v["ratio"].as_f64().unwrap_or(0.0)
+                    );
+                    f[name] = v;
+                }
+                Err(e) => note_err(&mut f, "floor", Err(e)),
+            }
+        }
+        results["floor"] = f;
+    }
     if o.wants("throughput") {
         eprintln!("== event throughput");
         let mut tp = json!({});

@@ -56,7 +56,7 @@ usage: cargo bench --bench chartd_bench -- [options]
   --sizes LIST      tree sizes, e.g. 10k,100k,1m (default: 10k,100k,1m)
   --quick           fewer repetitions and shorter windows (a smoke run; numbers are noisier)
   --cold            also measure find and the crawl with a cold page cache (drop_caches)
-  --only LIST       subset of: crawl,status,idle,reaction,overshoot,throughput,rules
+  --only LIST       subset of: crawl,status,idle,reaction,overshoot,throughput,rules,floor
                     (crawl includes memory; rules: crawl, memory and reaction with 20
                     retention rules against the same binary without rules)
   --baseline-bin P  also run every chartd measurement with the binary P (another build, e.g.
@@ -106,11 +106,11 @@ pub fn parse_opts() -> Res<Opts> {
         reps_large: if quick { 1 } else { 3 },
         status_n: if quick { 300 } else { 2000 },
         idle_secs: if quick { 10 } else { 60 },
-        reaction_n: if quick { 60 } else { 300 },
+        reaction_n: if quick { 60 } else { 600 },
         tp_secs: if quick { 5 } else { 30 },
         tp_rates: vec![5_000, 10_000, 25_000, 50_000, 75_000, 100_000],
         tp_modes: vec!["observe".into(), "evict".into()],
-        reaction_blocks: if quick { 2 } else { 6 },
+        reaction_blocks: if quick { 2 } else { 12 },
         overshoot_reps: 1,
         baseline: None,
         write_md: true,

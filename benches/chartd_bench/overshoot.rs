@@ -11,8 +11,10 @@
 
 use crate::compare::{block, row_reps, turn_order, Better};
 use crate::daemon::{wait_status, Daemon};
+use crate::floor::{delete, open_dir, Protocol};
 use crate::live::{restore, start_live, LiveVariant, BURST_DIR};
 use crate::opts::Opts;
+use crate::reaction::CLEANER_WATCH;
 use crate::tree::{make_file, rand_size, Tree, CHARTS, MAX_SIZE, MIN_SIZE};
 use crate::util::{err, pace, pct, Res};
 use crate::victim::{Tracker, IN_Q_OVERFLOW};
@@ -37,10 +39,18 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
         .collect();
     let mut runs: Vec<Vec<Value>> = variants.iter().map(|_| Vec::new()).collect();
     let mut refs = Vec::new();
+    let mut refs_airtight = Vec::new();
     for rep in 0..o.overshoot_reps {
-        // The reference first: the same burst against a minimal reactor.
-        let reference = overshoot_reference(&tree.dir.join("overshoot-reference"), &sizes, rate)?;
-        refs.push(reference);
+        // The references first: the same burst against a minimal reactor deleting by a plain
+        // unlink, and one deleting by the airtight protocol.
+        let place = tree.dir.join("overshoot-reference");
+        refs.push(overshoot_reference(&place, &sizes, rate, Protocol::Plain)?);
+        refs_airtight.push(overshoot_reference(
+            &place,
+            &sizes,
+            rate,
+            Protocol::Airtight,
+        )?);
         for k in turn_order(rep, variants.len()) {
             let v = &variants[k];
             let d = start_live(o, tree, &v.v)?;
@@ -48,7 +58,7 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
             d.stop()?;
             let (fig, gone) = r?;
             eprintln!(
-                "  [{}] {}: overshoot: {count} files at {:.0}/s: max excess ~{:.1} files (p99 {:.1}, p50 {:.1}; off-name max ~{:.1}); reference reactor max ~{:.1} files (p99 {:.1}); {} deletions seen / {} by chartd; {} overflows; catch-up {:.2} s",
+                "  [{}] {}: overshoot: {count} files at {:.0}/s: max excess ~{:.1} files (p99 {:.1}, p50 {:.1}; off-name max ~{:.1}); reference reactor max ~{:.1} files (p99 {:.1}), airtight ~{:.1} (p99 {:.1}); {} deletions seen / {} by chartd; {} overflows; catch-up {:.2} s",
                 tree.n,
                 v.v.label,
                 fig["rate_achieved"].as_f64().unwrap_or(0.0),
@@ -58,6 +68,8 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
                 fig["off_name_max_excess_files"].as_f64().unwrap_or(0.0),
                 refs[rep].worst as f64 / AVG,
                 refs[rep].p99 / AVG,
+                refs_airtight[rep].worst as f64 / AVG,
+                refs_airtight[rep].p99 / AVG,
                 fig["deletions_seen"],
                 fig["deletions_by_chartd"],
                 fig["chartd_overflows"],
@@ -107,6 +119,10 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
     fig["reference_p99_excess_files"] = json!(rmed(|b| b.p99 / AVG));
     fig["reference_p50_excess_files"] = json!(rmed(|b| b.p50 / AVG));
     fig["reference_rate_achieved"] = json!(rmed(|b| b.achieved));
+    let amed = |f: fn(&Burst) -> f64| pct(&refs_airtight.iter().map(f).collect::<Vec<_>>(), 50.0);
+    fig["reference_airtight_max_excess_files"] = json!(amed(|b| b.worst as f64 / AVG));
+    fig["reference_airtight_p99_excess_files"] = json!(amed(|b| b.p99 / AVG));
+    fig["reference_airtight_p50_excess_files"] = json!(amed(|b| b.p50 / AVG));
     fig["repetitions"] = json!(runs[0]);
     out["overshoot"] = fig;
     if variants.len() > 1 {
@@ -114,6 +130,34 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
             runs[k].iter().filter_map(|r| r[key].as_f64()).collect()
         };
         let lower = Better::Lower;
+        // Each repetition's excess divided by that of the reference deleter that deletes the
+        // way the variant does (seen from its events), the references' burst of the same
+        // repetition: each build's overshoot over the floor of its own protocol.
+        let over = |k: usize, f: fn(&Burst) -> f64, key: &str| -> Vec<f64> {
+            runs[k]
+                .iter()
+                .enumerate()
+                .filter_map(|(rep, r)| {
+                    let floor = if r["airtight"] == json!(true) {
+                        f(&refs_airtight[rep])
+                    } else {
+                        f(&refs[rep])
+                    };
+                    let x = r[key].as_f64()? / floor;
+                    x.is_finite().then_some(x)
+                })
+                .collect()
+        };
+        let over_floor = |what: &str, f: fn(&Burst) -> f64, key: &str| {
+            row_reps(
+                &format!("overshoot over the floor of its protocol: {what} excess ÷ the same-run reference deleter's, deleting the same way"),
+                "x",
+                lower,
+                Some(1.10),
+                &over(0, f, key),
+                &over(1, f, key),
+            )
+        };
         let row = |what: &str, key: &str, bound| {
             row_reps(what, "files", lower, bound, &per(0, key), &per(1, key))
         };
@@ -141,6 +185,9 @@ pub fn overshoot(o: &Opts, tree: &Tree, variants: &[LiveVariant], out: &mut Valu
                     "off_name_max_excess_files",
                     None,
                 ),
+                over_floor("max", |b| b.worst as f64 / AVG, "max_excess_files"),
+                over_floor("p99", |b| b.p99 / AVG, "p99_excess_files"),
+                over_floor("p50", |b| b.p50 / AVG, "p50_excess_files"),
             ],
         );
     }
@@ -229,6 +276,7 @@ fn one_burst(
         "chartd_overflows": overflows,
         "all_deletions_accounted": b.gone.len() as u64 == removed && b.unknown == 0 && !b.overflow && b.tracker.pending() == 0,
         "unknown_deletions": b.unknown,
+        "airtight": b.private * 2 > b.gone.len() as u64,
         "moved_not_unlinked": b.tracker.pending(),
         "harness_watcher_overflowed": b.overflow,
         "catch_up_s": catch_up,
@@ -264,6 +312,8 @@ struct Burst {
     /// The victims unlinked, in order.
     pub gone: Vec<usize>,
     pub unknown: u64,
+    /// Victims unlinked under a private name (the airtight protocol).
+    pub private: u64,
     pub overflow: bool,
     tracker: Tracker<usize>,
 }
@@ -293,6 +343,7 @@ fn read_deletions(
                 if let Some(k) = s.gone {
                     ex.gone -= (sz.size)(k) as i64;
                     b.gone.push(k);
+                    b.private += u64::from(name.starts_with(b".chartd-evict."));
                 }
                 b.unknown += u64::from(s.unknown);
             }
@@ -351,10 +402,12 @@ fn burst(
 
 /// The overshoot reference, in the same run: the same paced burst, against the smallest
 /// possible inotify deleter (a harness thread that, on each IN_CLOSE_WRITE in the burst
-/// directories, unlinks the next victim, a file of the same size). What it overshoots is what
-/// this machine's scheduling and inotify delivery impose on any deleter: a floor, not a
-/// target chartd can beat.
-fn overshoot_reference(dir: &Path, sizes: &[u64], rate: f64) -> Res<Burst> {
+/// directories, deletes the next victim, a file of the same size, by `proto`; it also watches
+/// the victims' directory as a cleaner must, `reaction::CLEANER_WATCH`, and reads what its own
+/// deletions queue there). What it overshoots is what this machine's scheduling, inotify
+/// delivery and the deletion protocol impose on any deleter: a floor, not a target chartd can
+/// beat.
+fn overshoot_reference(dir: &Path, sizes: &[u64], rate: f64, proto: Protocol) -> Res<Burst> {
     use rustix::fs::inotify;
     let _ = fs::remove_dir_all(dir);
     let victims = dir.join("victims");
@@ -370,18 +423,23 @@ fn overshoot_reference(dir: &Path, sizes: &[u64], rate: f64) -> Res<Burst> {
         inotify::add_watch(&reactor, &d, inotify::WatchFlags::CLOSE_WRITE)
             .map_err(err("inotify_add_watch"))?;
     }
+    inotify::add_watch(&reactor, &victims, CLEANER_WATCH).map_err(err("inotify_add_watch"))?;
+    let vfd = open_dir(&victims)?;
     let count = sizes.len();
-    let victims2 = victims.clone();
     let h = thread::spawn(move || {
         let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
         let mut r = inotify::Reader::new(reactor.as_fd(), &mut buf);
         let mut k = 0;
         while k < count {
             let Ok(ev) = r.next() else { return };
+            if !ev.events().contains(inotify::ReadFlags::CLOSE_WRITE) {
+                continue; // its own deletions' events
+            }
             if ev.file_name().is_some_and(|n| n.to_bytes() == b"stop") {
                 return;
             }
-            let _ = fs::remove_file(victims2.join(format!("v{k:06}")));
+            let name = format!("v{k:06}");
+            let _ = delete(&vfd, std::ffi::OsStr::new(&name), proto, k as u64);
             k += 1;
         }
     });

@@ -8,6 +8,7 @@
 
 use crate::compare::{block, row, row_pct, turn_order, Better};
 use crate::daemon::Daemon;
+use crate::floor::{delete, open_dir, Protocol};
 use crate::inotify::{Evt, Watcher};
 use crate::live::{restore, start_live, LiveVariant, NEW_DIR};
 use crate::opts::Opts;
@@ -22,30 +23,60 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// A minimal reactor, the reference for reaction latency: on IN_CLOSE_WRITE of `w<i>.png` in
-/// `dir` it unlinks `v<i>.png` there. The floor any inotify-driven deleter pays on this machine
-/// right now (two inotify wake-ups and an unlink).
-pub fn start_reactor(dir: &Path) -> Res<(thread::JoinHandle<()>, PathBuf)> {
+/// `dir` it deletes `v<i>.png` there by `proto` (a plain unlink, or the airtight protocol,
+/// `floor::delete`). The floor any inotify-driven deleter using that protocol pays on this
+/// machine right now (two inotify wake-ups, the deletion, and reading the events the deletion
+/// itself queues: see `CLEANER_WATCH`).
+pub fn start_reactor(dir: &Path, proto: Protocol) -> Res<(thread::JoinHandle<()>, PathBuf)> {
     use rustix::fs::inotify;
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC).map_err(err("inotify"))?;
-    inotify::add_watch(&fd, dir, inotify::WatchFlags::CLOSE_WRITE)
-        .map_err(err("inotify_add_watch"))?;
-    let dir2 = dir.to_path_buf();
+    inotify::add_watch(&fd, dir, CLEANER_WATCH).map_err(err("inotify_add_watch"))?;
+    let dfd = open_dir(dir)?;
     let h = thread::spawn(move || {
         let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
         let mut r = inotify::Reader::new(fd.as_fd(), &mut buf);
+        let mut seq = 0;
         loop {
             let Ok(ev) = r.next() else { return };
+            if !ev.events().contains(inotify::ReadFlags::CLOSE_WRITE) {
+                continue; // its own deletions' events: read, as a cleaner reads them
+            }
             let Some(name) = ev.file_name() else { continue };
             let name = name.to_string_lossy();
             if name == "stop" {
                 return;
             }
             if let Some(i) = name.strip_prefix('w') {
-                let _ = fs::remove_file(dir2.join(format!("v{i}")));
+                seq += 1;
+                let _ = delete(&dfd, std::ffi::OsStr::new(&format!("v{i}")), proto, seq);
             }
         }
     });
     Ok((h, dir.join("stop")))
+}
+
+/// What a reference reactor watches its directory for: what an inotify-driven cleaner that
+/// keeps an index must watch (creations, writes, closes, renames, deletions), so that it is
+/// woken by its own deletions' events as chartd is (one IN_DELETE for a plain unlink; the
+/// rename's IN_MOVED_FROM / IN_MOVED_TO and the IN_DELETE of the private name for the airtight
+/// protocol). Not IN_OPEN, which notify adds and chartd ignores.
+pub const CLEANER_WATCH: rustix::fs::inotify::WatchFlags =
+    rustix::fs::inotify::WatchFlags::CLOSE_WRITE
+        .union(rustix::fs::inotify::WatchFlags::CREATE)
+        .union(rustix::fs::inotify::WatchFlags::MODIFY)
+        .union(rustix::fs::inotify::WatchFlags::MOVED_FROM)
+        .union(rustix::fs::inotify::WatchFlags::MOVED_TO)
+        .union(rustix::fs::inotify::WatchFlags::DELETE);
+
+/// One reference reactor of the phase, shared by every block.
+struct RefReactor {
+    proto: Protocol,
+    dir: PathBuf,
+    wd: i32,
+    next: usize,
+    /// All its samples (ms), in the order taken.
+    ms: Vec<f64>,
+    handle: Option<(thread::JoinHandle<()>, PathBuf)>,
 }
 
 /// What one variant's samples measured; latencies in ms, one vector per block.
@@ -58,6 +89,13 @@ pub struct ReactionRuns {
     /// open(O_CREAT) → the victim unlinked (not clamped: chartd may evict before close(), as
     /// soon as the new file's size is written).
     pub create_ms: Vec<Vec<f64>>,
+    /// The reference reactors' samples taken next to each block of this variant (plain
+    /// unlink, airtight), one vector per block.
+    pub ref_plain_ms: Vec<Vec<f64>>,
+    pub ref_airtight_ms: Vec<Vec<f64>>,
+    /// Whether this variant's deletions went through a private name (the airtight protocol):
+    /// which reference is the floor of its protocol.
+    pub airtight: bool,
     pub early: usize,
     pub missed: usize,
     pub files_removed: u64,
@@ -66,23 +104,23 @@ pub struct ReactionRuns {
 /// The reaction samples of every variant, and the reference reactor's, interleaved with them.
 pub struct Reaction {
     pub runs: Vec<ReactionRuns>,
+    /// The plain-unlink reference reactor, every sample.
     pub reference_ms: Vec<f64>,
+    /// The airtight reference reactor, every sample.
+    pub reference_airtight_ms: Vec<f64>,
 }
 
 /// The reference reactor and the harness's watcher, shared by every block.
 struct Ctx<'a> {
     w: Watcher,
-    refdir: PathBuf,
-    ref_wd: i32,
-    ref_next: usize,
-    reference_ms: Vec<f64>,
+    refs: Vec<RefReactor>,
     new_dir: &'a Path,
     new_seq: usize,
 }
 
 /// Waits (up to 5 s) for the victim (`wd`, `name`) to be off its name and gone; returns the
-/// times of both.
-fn wait_gone(w: &Watcher, wd: i32, name: &[u8]) -> Option<(Instant, Instant)> {
+/// times of both, and whether it went through a private name.
+fn wait_gone(w: &Watcher, wd: i32, name: &[u8]) -> Option<(Instant, Instant, bool)> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut t = Tracker::new();
     let mut off = None;
@@ -96,7 +134,8 @@ fn wait_gone(w: &Watcher, wd: i32, name: &[u8]) -> Option<(Instant, Instant)> {
             off.get_or_insert(e.t);
         }
         if s.gone.is_some() {
-            return Some((off.unwrap_or(e.t), e.t));
+            let private = e.name.starts_with(b".chartd-evict.");
+            return Some((off.unwrap_or(e.t), e.t, private));
         }
     }
 }
@@ -114,6 +153,7 @@ fn samples(
 ) -> Res<()> {
     use rustix::fs::inotify::WatchFlags;
     let (mut gone, mut off, mut create) = (Vec::new(), Vec::new(), Vec::new());
+    let mut refs = [Vec::new(), Vec::new()];
     for &v in &order[..count] {
         // chartd
         let v = v as usize;
@@ -129,10 +169,11 @@ fn samples(
         let t_close = Instant::now();
         drop(f);
         match wait_gone(&c.w, wd, CHARTS[v % 4].as_bytes()) {
-            Some((t_off, t)) => {
+            Some((t_off, t, private)) => {
                 if t < t_close {
                     r.early += 1;
                 }
+                r.airtight |= private;
                 let since = |t: Instant| t.saturating_duration_since(t_close).as_secs_f64() * 1e3;
                 gone.push(since(t));
                 off.push(since(t_off));
@@ -150,19 +191,25 @@ fn samples(
             }
         }
         thread::sleep(Duration::from_millis(3));
-        // reference reactor
-        c.w.drain();
-        let j = c.ref_next;
-        c.ref_next += 1;
-        let f = fs::File::create(c.refdir.join(format!("w{j}.png"))).map_err(err("write"))?;
-        f.set_len(size).map_err(err("set_len"))?;
-        let t_close = Instant::now();
-        drop(f);
-        if let Some((_, t)) = wait_gone(&c.w, c.ref_wd, format!("v{j}.png").as_bytes()) {
-            c.reference_ms.push((t - t_close).as_secs_f64() * 1e3);
+        // the reference reactors, each deleting a file of the same size its own way
+        for (k, rf) in c.refs.iter_mut().enumerate() {
+            c.w.drain();
+            let j = rf.next;
+            rf.next += 1;
+            let f = fs::File::create(rf.dir.join(format!("w{j}.png"))).map_err(err("write"))?;
+            f.set_len(size).map_err(err("set_len"))?;
+            let t_close = Instant::now();
+            drop(f);
+            if let Some((_, t, _)) = wait_gone(&c.w, rf.wd, format!("v{j}.png").as_bytes()) {
+                let ms = (t - t_close).as_secs_f64() * 1e3;
+                rf.ms.push(ms);
+                refs[k].push(ms);
+            }
+            thread::sleep(Duration::from_millis(3));
         }
-        thread::sleep(Duration::from_millis(3));
     }
+    r.ref_plain_ms.push(std::mem::take(&mut refs[0]));
+    r.ref_airtight_ms.push(std::mem::take(&mut refs[1]));
     r.gone_ms.push(gone);
     r.off_name_ms.push(off);
     r.create_ms.push(create);
@@ -185,21 +232,32 @@ pub fn reaction(o: &Opts, tree: &Tree, variants: &[LiveVariant]) -> Res<Reaction
         .join("scratch")
         .join(format!("{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch);
-    let refdir = scratch.join("ref");
-    fs::create_dir_all(&refdir).map_err(err("ref dir"))?;
-    for j in 0..samples * variants.len() {
-        make_file(&refdir.join(format!("v{j}.png")), 1, None)?;
-    }
-    let (reactor, reactor_stop) = start_reactor(&refdir)?;
     let w = Watcher::new(&scratch.join("wake-r"))?;
-    let ref_wd = w.add(&refdir, WatchFlags::DELETE)?;
+    let mut refs = Vec::new();
+    for proto in [Protocol::Plain, Protocol::Airtight] {
+        let dir = scratch.join(match proto {
+            Protocol::Plain => "ref",
+            Protocol::Airtight => "ref-airtight",
+        });
+        fs::create_dir_all(&dir).map_err(err("ref dir"))?;
+        for j in 0..samples * variants.len() {
+            make_file(&dir.join(format!("v{j}.png")), 1, None)?;
+        }
+        let handle = start_reactor(&dir, proto)?;
+        let wd = w.add(&dir, WatchFlags::DELETE)?;
+        refs.push(RefReactor {
+            proto,
+            dir,
+            wd,
+            next: 0,
+            ms: Vec::new(),
+            handle: Some(handle),
+        });
+    }
     let new_dir = tree.root.join(NEW_DIR);
     let mut c = Ctx {
         w,
-        refdir,
-        ref_wd,
-        ref_next: 0,
-        reference_ms: Vec::new(),
+        refs,
         new_dir: &new_dir,
         new_seq: 0,
     };
@@ -218,8 +276,12 @@ pub fn reaction(o: &Opts, tree: &Tree, variants: &[LiveVariant]) -> Res<Reaction
         }
         Ok(())
     })();
-    let _ = fs::File::create(&reactor_stop);
-    let _ = reactor.join();
+    for rf in &mut c.refs {
+        if let Some((h, stop)) = rf.handle.take() {
+            let _ = fs::File::create(&stop);
+            let _ = h.join();
+        }
+    }
     drop(c.w);
     let _ = fs::remove_dir_all(&scratch);
     r?;
@@ -237,15 +299,21 @@ pub fn reaction(o: &Opts, tree: &Tree, variants: &[LiveVariant]) -> Res<Reaction
             r.missed
         );
     }
-    eprintln!(
-        "  [{}] reference reactor p50/p99 {:.3}/{:.3} ms",
-        tree.n,
-        pct(&c.reference_ms, 50.0),
-        pct(&c.reference_ms, 99.0)
-    );
+    for rf in &c.refs {
+        eprintln!(
+            "  [{}] reference reactor ({}) p50/p99 {:.3}/{:.3} ms",
+            tree.n,
+            rf.proto.label(),
+            pct(&rf.ms, 50.0),
+            pct(&rf.ms, 99.0)
+        );
+    }
+    let mut refs = c.refs.into_iter();
+    let (plain, airtight) = (refs.next(), refs.next());
     Ok(Reaction {
         runs,
-        reference_ms: c.reference_ms,
+        reference_ms: plain.map(|r| r.ms).unwrap_or_default(),
+        reference_airtight_ms: airtight.map(|r| r.ms).unwrap_or_default(),
     })
 }
 
@@ -297,6 +365,20 @@ pub fn reaction_rows(x: &Reaction, bound: Option<f64>) -> Vec<Value> {
             &a.create_ms,
             &b.create_ms,
         ),
+        over_floor(
+            "reaction over the floor of its protocol: close() → victim unlinked, p50 ÷ the same-run reference reactor deleting the same way, p50",
+            50.0,
+            bound,
+            a,
+            b,
+        ),
+        over_floor(
+            "reaction over the floor of its protocol, p99 ÷ p99",
+            99.0,
+            None,
+            a,
+            b,
+        ),
         row_pct(
             "reaction: close() → victim off its name, p50",
             50.0,
@@ -314,6 +396,45 @@ pub fn reaction_rows(x: &Reaction, bound: Option<f64>) -> Vec<Value> {
     ]
 }
 
+/// The reaction percentile `p` of each variant divided by that of the reference reactor that
+/// deletes the way the variant does (plain unlink or airtight, seen from its events), per
+/// block (paired: the reference's samples were taken between the variant's) and pooled. What
+/// this ratio compares between two builds is each one's cost over the floor of its own
+/// deletion protocol on this machine in this run.
+fn over_floor(
+    figure: &str,
+    p: f64,
+    bound: Option<f64>,
+    a: &ReactionRuns,
+    b: &ReactionRuns,
+) -> Value {
+    fn refs(r: &ReactionRuns) -> &Vec<Vec<f64>> {
+        if r.airtight {
+            &r.ref_airtight_ms
+        } else {
+            &r.ref_plain_ms
+        }
+    }
+    let per = |r: &ReactionRuns| -> Vec<f64> {
+        r.gone_ms
+            .iter()
+            .zip(refs(r))
+            .filter(|(g, f)| !g.is_empty() && !f.is_empty())
+            .map(|(g, f)| pct(g, p) / pct(f, p))
+            .collect()
+    };
+    let pooled = |r: &ReactionRuns| pct(&r.gone_ms.concat(), p) / pct(&refs(r).concat(), p);
+    let (pa, pb) = (per(a), per(b));
+    row(
+        figure,
+        "x",
+        Better::Lower,
+        bound,
+        (pooled(a), &pa),
+        (pooled(b), &pb),
+    )
+}
+
 /// `out["reaction"]`: this build's figures (and the comparison with the baseline, if any).
 pub fn reaction_json(tree: &Tree, variants: &[LiveVariant], x: &Reaction, out: &mut Value) {
     let r = &x.runs[0];
@@ -323,6 +444,8 @@ pub fn reaction_json(tree: &Tree, variants: &[LiveVariant], x: &Reaction, out: &
         "close_to_off_name_ms": stats(&r.off_name_ms.concat()),
         "create_to_gone_ms": stats(&r.create_ms.concat()),
         "reference_reactor_ms": stats(&x.reference_ms),
+        "reference_reactor_airtight_ms": stats(&x.reference_airtight_ms),
+        "airtight": r.airtight,
         "evicted_before_close": r.early,
         "missed": r.missed,
         "files_removed": r.files_removed,

@@ -212,11 +212,22 @@ pub fn table(results: &Value, o: &Opts) -> String {
         None,
     );
     row(
-        "reaction reference: minimal inotify reactor (p50 / p99)",
+        "reaction reference: minimal inotify reactor, plain unlink (p50 / p99)",
         &|s| {
             fmt_pair(
                 fmt_ms(f(s, "/reaction/reference_reactor_ms/median")),
                 fmt_ms(f(s, "/reaction/reference_reactor_ms/p99")),
+            )
+        },
+        "",
+        None,
+    );
+    row(
+        "reaction reference: the same reactor deleting by the airtight protocol (p50 / p99)",
+        &|s| {
+            fmt_pair(
+                fmt_ms(f(s, "/reaction/reference_reactor_airtight_ms/median")),
+                fmt_ms(f(s, "/reaction/reference_reactor_airtight_ms/p99")),
             )
         },
         "",

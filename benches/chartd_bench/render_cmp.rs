@@ -40,9 +40,13 @@ fn md_row(size: &str, r: &Value) -> String {
             range(&r[rg], |x| fmt(unit, Some(x)))
         )
     };
-    let ratio = match r["ratio"].as_f64() {
-        Some(x) => format!("{x:.2}×{}", range(&r["ratio_range"], |y| format!("{y:.2}"))),
-        None => "–".into(),
+    let ratio = match (r["ratio"].as_f64(), r["ratio_paired"].as_f64()) {
+        (Some(x), Some(p)) => format!(
+            "{x:.2}×; paired {p:.2}×{}",
+            range(&r["ratio_range"], |y| format!("{y:.2}"))
+        ),
+        (Some(x), None) => format!("{x:.2}×{}", range(&r["ratio_range"], |y| format!("{y:.2}"))),
+        _ => "–".into(),
     };
     let bound = match (r["bound"].as_f64(), r["within_bound"].as_bool()) {
         (Some(b), Some(ok)) => {
@@ -66,7 +70,7 @@ fn md_row(size: &str, r: &Value) -> String {
 
 fn header(title: &str, a: &str, b: &str) -> String {
     format!(
-        "\n**{title}**\n\n| figure | N | {a} | {b} | ratio {a} ÷ {b} (spread over repetitions) | bound |\n|---|---|---|---|---|---|\n"
+        "\n**{title}**\n\n| figure | N | {a} | {b} | ratio {a} ÷ {b}: overall; paired (median of the repetitions' ratios, the verdict's figure from 5 pairs on) (spread over repetitions) | bound |\n|---|---|---|---|---|---|\n"
     )
 }
 
