@@ -124,6 +124,9 @@ pub struct CapacityTracker {
     usage: u64,
     premature_total: u64,
     recent: Box<[Recent]>,
+    /// Whether any eviction was ever remembered: until then no create can be premature, and
+    /// the caller skips hashing the path (the initial crawl of a root creates every file).
+    remembered: bool,
 }
 
 fn secs(t: SystemTime) -> u64 {
@@ -149,6 +152,7 @@ impl CapacityTracker {
             usage: 0,
             premature_total: 0,
             recent: vec![Recent::default(); RECENT_SLOTS].into_boxed_slice(),
+            remembered: false,
         };
         let cur = t.current;
         t.slots[(cur % HISTORY_MINUTES as u64) as usize].minute = cur;
@@ -232,7 +236,14 @@ impl CapacityTracker {
         }
     }
 
+    /// Whether [`Self::on_create`] can count anything: false until the first eviction is
+    /// remembered, so that a caller may skip computing the path's hash.
+    pub fn remembers_evictions(&self) -> bool {
+        self.remembered
+    }
+
     fn remember(&mut self, hash: u64, t: u64) {
+        self.remembered = true;
         let base = mix(hash) as usize;
         let mut victim = base % RECENT_SLOTS;
         let mut oldest = u64::MAX;

@@ -162,14 +162,26 @@ impl RootState {
         if let Some(old) = self.index.find_dir(d, name) {
             self.index.remove_dir_tree(old);
         }
-        let mut comps: Vec<&OsStr> = dir_comps.to_vec();
-        comps.push(name);
+        // The path's components on the stack for the usual depths: this runs for every file
+        // of a crawl.
+        let n = dir_comps.len();
+        let mut stack = [OsStr::new(""); 16];
+        let heap: Vec<&OsStr>;
+        let comps: &[&OsStr] = if n < stack.len() {
+            stack[..n].copy_from_slice(dir_comps);
+            stack[n] = name;
+            &stack[..=n]
+        } else {
+            heap = dir_comps.iter().copied().chain([name]).collect();
+            &heap
+        };
         let managed =
-            m.kind == Kind::File && !fsops::is_private_name(name) && self.policy.managed(&comps);
-        let protected = managed && (self.index.rule_protects(d) || self.policy.protected(&comps));
-        if managed && self.index.find_file(d, name).is_none() {
+            m.kind == Kind::File && !fsops::is_private_name(name) && self.policy.managed(comps);
+        let protected = managed && (self.index.rule_protects(d) || self.policy.protected(comps));
+        if managed && self.capacity.remembers_evictions() && self.index.find_file(d, name).is_none()
+        {
             self.capacity
-                .on_create(RootState::path_hash(&comps), std::time::SystemTime::now());
+                .on_create(RootState::path_hash(comps), std::time::SystemTime::now());
         }
         self.index.upsert_file(
             d,
