@@ -230,6 +230,34 @@ fn encoding() {
     assert_eq!(encode_error("x").iter().filter(|b| **b == b'\n').count(), 1);
 }
 
+/// The typed encoder writes what the `Value` one writes for the same reply (key order aside):
+/// one line, `ok: true` beside the reply's fields, nested values and nulls kept.
+#[test]
+fn typed_encoding_matches_the_value_encoding() {
+    #[derive(serde::Serialize)]
+    struct R {
+        a: u64,
+        b: Option<f64>,
+        c: Vec<String>,
+        d: Option<u8>,
+    }
+    let r = R {
+        a: 7,
+        b: Some(0.5),
+        c: vec!["x\ny".into()],
+        d: None,
+    };
+    let typed = encode_reply(&r);
+    assert_eq!(typed.iter().filter(|b| **b == b'\n').count(), 1);
+    assert_eq!(typed.last(), Some(&b'\n'));
+    let a: Value = serde_json::from_slice(&typed).unwrap();
+    let b: Value =
+        serde_json::from_slice(&encode_ok(crate::control::messages::fields(&r))).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a["ok"], true);
+    assert_eq!(a["d"], Value::Null);
+}
+
 /// A poor man's fuzz run: mutations of valid requests and random bytes never panic.
 #[test]
 fn never_panics() {

@@ -310,7 +310,7 @@ async fn handle(line: &[u8], ctx: &Context, peer: Option<Peer>) -> Vec<u8> {
         );
     }
     match incoming {
-        Incoming::Status => protocol::encode_ok(fields(&ctx.status())),
+        Incoming::Status => protocol::encode_reply(&ctx.status()),
         Incoming::Metrics => protocol::encode_ok(fields(&MetricsReply {
             text: ctx.metrics_text(),
         })),
