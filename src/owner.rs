@@ -62,6 +62,8 @@ pub struct Owner {
     /// When the owner received what it is handling now (a batch of events, a command, a
     /// reload, its timer firing): the start of the eviction latency of the passes it runs.
     woke: std::time::Instant,
+    /// Reads of the kernel's watches, off this thread (see `scan::KernelReader`).
+    kernel: crate::scan::KernelReader,
 }
 
 pub struct OwnerChannels {
@@ -113,6 +115,7 @@ impl Owner {
             pending_resync: None,
             last_overflow: None,
             woke: std::time::Instant::now(),
+            kernel: crate::scan::KernelReader::default(),
         })
     }
 
@@ -133,18 +136,11 @@ impl Owner {
                 r.cfg.path.display()
             );
         }
+        self.check_watches();
         self.woke = std::time::Instant::now();
         self.enforce_all();
         self.publish();
         let _ = ready.send(());
-        // The first comparison of the watches with the kernel's runs right after READY=1, not
-        // before: reading the inotify fd's fdinfo makes the kernel print one line per watch
-        // (about 80 ms at 25k watches here, a tenth of the crawl that comes before it), and the
-        // crawl has just added every one of those watches, each add checked. What it repairs
-        // (a directory replaced during the crawl) is enforced at once.
-        self.check_watches();
-        self.enforce_all();
-        self.publish();
         loop {
             if self.progress.cancelled() {
                 break;
@@ -167,6 +163,7 @@ impl Owner {
                 }
                 ev = self.feed.rx.recv() => {
                     self.woke();
+                    self.kernel.activity();
                     match ev {
                         Some(ev) => self.handle_batch(ev),
                         None => break,
@@ -190,9 +187,16 @@ impl Owner {
                         let _ = cmd.reply.send(reply);
                     }
                 }
+                read = self.kernel.recv() => {
+                    self.woke();
+                    if let Some(read) = read {
+                        self.on_kernel_watches(read);
+                    }
+                }
                 _ = sleep_until(wake) => {
                     self.woke();
                     self.on_timer();
+                    self.kernel.start_if_due();
                 }
             }
             if self.feed.take_overflow() {
@@ -368,16 +372,30 @@ impl Owner {
         self.enforce_all();
     }
 
-    /// Compares every root's watches with what the kernel holds, repairing lost ones.
+    /// Asks for a comparison of every root's watches with what the kernel holds: the kernel is
+    /// read off this thread at a quiet moment (see `scan::KernelReader`), and
+    /// [`Self::on_kernel_watches`] compares and repairs.
     fn check_watches(&mut self) {
-        if !self.watcher.enabled() {
-            return;
+        if self.watcher.enabled() {
+            self.kernel.request();
         }
-        if let Some(kernel) = crate::scan::kernel_watches() {
+    }
+
+    /// A read of the kernel's watches is back: each root repairs the watches it lost (its
+    /// confirming reread, rare, runs here), and what the repair found is enforced.
+    fn on_kernel_watches(&mut self, read: crate::scan::KernelRead) {
+        if let Some(kernel) = &read.watches {
             for r in &mut self.roots {
-                r.check_watches(&kernel, &mut self.watcher, crate::scan::kernel_watches);
+                r.check_watches(
+                    kernel,
+                    read.epoch,
+                    &mut self.watcher,
+                    crate::scan::kernel_watches,
+                );
             }
         }
+        self.kernel.done();
+        self.enforce_all();
     }
 
     fn on_timer(&mut self) {
@@ -437,6 +455,9 @@ impl Owner {
         };
         if let Some(t) = self.resync_due() {
             at(t);
+        }
+        if let Some(t) = self.kernel.due() {
+            at(Instant::from_std(t));
         }
         for r in &self.roots {
             if r.wake.more.is_some() {

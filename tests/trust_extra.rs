@@ -287,6 +287,11 @@ fn watches_equal_the_kernel_after_the_crawl_and_directory_renames() {
     };
     // root, g, g/d1, g/d2, g/d2/sub, h, h/keep
     agree("after the crawl", 7);
+    // The kernel's watches are read off the owner's thread at the first quiet second.
+    wait_until(Duration::from_secs(5), || {
+        let st = d.status_root();
+        st["kernel_watches"] == st["watches"]
+    });
     let st = d.status_root();
     assert_eq!(st["kernel_watches"], st["watches"], "{st}");
     assert_eq!(st["degraded"], false, "{st}");
@@ -309,6 +314,11 @@ fn watches_equal_the_kernel_after_the_crawl_and_directory_renames() {
     let c = d.request(r#"{"cmd":"cleanup","dry_run":false}"#);
     assert!(c.get("error").is_none(), "{c}");
     agree("after a resync", 9);
+    // The resync's kernel check runs at the next quiet second, off the owner's thread.
+    wait_until(Duration::from_secs(5), || {
+        let st = d.status_root();
+        st["kernel_watches"] == st["watches"]
+    });
     let st = d.status_root();
     assert_eq!(st["kernel_watches"], st["watches"], "{st}");
     assert_eq!(st["watch_repairs"], 0, "{st}");
@@ -410,8 +420,18 @@ fn a_watch_lost_in_the_kernel_is_found_and_repaired_by_a_resync() {
     assert_eq!(kernel_wds(pid), watches);
     let c = d.request(r#"{"cmd":"cleanup","dry_run":false}"#);
     assert!(c.get("error").is_none(), "{c}");
+    assert_eq!(
+        kernel_wds(pid),
+        watches + 1,
+        "after cleanup: {}",
+        d.status_root()
+    );
+    // Its kernel check runs at the next quiet second, off the owner's thread.
+    wait_until(Duration::from_secs(5), || {
+        let st = d.status_root();
+        st["kernel_watches"] == st["watches"]
+    });
     let st = d.status_root();
-    assert_eq!(kernel_wds(pid), watches + 1, "after cleanup: {st}");
     assert_eq!(st["kernel_watches"], st["watches"], "{st}");
     assert_eq!(st["degraded"], false, "{st}");
     eprintln!(

@@ -5,6 +5,24 @@
 
 use super::*;
 
+/// The watch epoch: bumped by [`begin_kernel_read`] each time the kernel's watches are read,
+/// off the owner's thread, for a later comparison with the index. An inode's watch counted in
+/// a later epoch than a read's was added after that read began: the read cannot have seen it,
+/// so the comparison does not judge it. Process-wide, so that an index built after the read
+/// began (a replaced root, a reload) starts beyond it. A `u32`: one read a second would take
+/// 136 years to wrap it.
+static WATCH_EPOCH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Starts a read of the kernel's watches: returns the epoch that the comparison of its result
+/// judges up to (see [`Index::watched_since`]).
+pub fn begin_kernel_read() -> u32 {
+    WATCH_EPOCH.fetch_add(1, Ordering::Relaxed)
+}
+
+fn watch_epoch() -> u32 {
+    WATCH_EPOCH.load(Ordering::Relaxed)
+}
+
 impl Index {
     pub fn dir(&self, d: DirId) -> &DirNode {
         &self.dirs[d as usize]
@@ -94,7 +112,7 @@ impl Index {
             let ino = n.ino;
             if watched {
                 self.watched_dirs += 1;
-                *self.watched_inos.entry(ino).or_insert(0) += 1;
+                self.watched_inos.entry(ino).or_insert((0, watch_epoch())).0 += 1;
             } else {
                 self.watched_dirs = self.watched_dirs.saturating_sub(1);
                 self.unwatch_ino(ino);
@@ -103,7 +121,7 @@ impl Index {
     }
 
     fn unwatch_ino(&mut self, ino: u64) {
-        if let Some(c) = self.watched_inos.get_mut(&ino) {
+        if let Some((c, _)) = self.watched_inos.get_mut(&ino) {
             *c = c.saturating_sub(1);
             if *c == 0 {
                 self.watched_inos.remove(&ino);
@@ -115,7 +133,14 @@ impl Index {
     /// inode: while a directory renamed during an overflow is indexed under both its old and
     /// its new name, dropping the old name must not remove the watch the new one shares.
     pub fn watched_with_ino(&self, ino: u64) -> u32 {
-        self.watched_inos.get(&ino).copied().unwrap_or(0)
+        self.watched_inos.get(&ino).map_or(0, |&(c, _)| c)
+    }
+
+    /// The watch epoch in which inode `ino`'s watch was first counted (`None`: not watched). A
+    /// read of the kernel's watches begun in epoch `e` (see [`begin_kernel_read`]) may judge
+    /// the inodes watched since `e` or earlier.
+    pub fn watched_since(&self, ino: u64) -> Option<u32> {
+        self.watched_inos.get(&ino).map(|&(_, e)| e)
     }
 
     /// The inodes of the watched directories (to compare with what the kernel holds).
@@ -130,7 +155,7 @@ impl Index {
         n.ino = ino;
         if watched && old != ino {
             self.unwatch_ino(old);
-            *self.watched_inos.entry(ino).or_insert(0) += 1;
+            self.watched_inos.entry(ino).or_insert((0, watch_epoch())).0 += 1;
         }
     }
 

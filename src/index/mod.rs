@@ -20,6 +20,7 @@ mod queue;
 mod resync;
 mod retention;
 
+pub use dirs::begin_kernel_read;
 pub use held::{Hold, HoldReason};
 
 use crate::rules::{RuleId, Rules};
@@ -181,8 +182,9 @@ pub struct Index {
     dir_queue: PriorityQueue<DirId, QKey, DefaultHashBuilder>,
     /// Managed files by inode (see `links.rs`).
     by_ino: HashTable<FileId>,
-    /// Watched directories per inode (see `Index::watched_with_ino`).
-    watched_inos: HashMap<u64, u32>,
+    /// Watched directories per inode (see `Index::watched_with_ino`), with the watch epoch
+    /// (see `dirs::begin_kernel_read`) in which the inode's watch was first counted.
+    watched_inos: HashMap<u64, (u32, u32)>,
     holds: held::Holds,
     /// The root's retention rules (see `retention.rs`).
     rules: Arc<Rules>,

@@ -17,7 +17,7 @@ mod watches;
 
 pub use watches::WatchState;
 
-pub use watches::{kernel_watches, KernelWatches};
+pub use watches::{kernel_watches, KernelRead, KernelReader, KernelWatches};
 
 use crate::fsops::{self, Kind, Meta};
 use crate::index::{DirId, FileId, FileInfo, ROOT};
