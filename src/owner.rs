@@ -189,9 +189,7 @@ impl Owner {
                 }
                 read = self.kernel.recv() => {
                     self.woke();
-                    if let Some(read) = read {
-                        self.on_kernel_watches(read);
-                    }
+                    self.on_kernel_watches(read);
                 }
                 _ = sleep_until(wake) => {
                     self.woke();
@@ -383,15 +381,13 @@ impl Owner {
 
     /// A read of the kernel's watches is back: each root repairs the watches it lost (its
     /// confirming reread, rare, runs here), and what the repair found is enforced.
-    fn on_kernel_watches(&mut self, read: crate::scan::KernelRead) {
-        if let Some(kernel) = &read.watches {
+    fn on_kernel_watches(&mut self, read: Option<crate::scan::KernelRead>) {
+        let Some(crate::scan::KernelRead { epoch, watches }) = read else {
+            return;
+        };
+        if let Some(k) = &watches {
             for r in &mut self.roots {
-                r.check_watches(
-                    kernel,
-                    read.epoch,
-                    &mut self.watcher,
-                    crate::scan::kernel_watches,
-                );
+                r.check_watches(k, epoch, &mut self.watcher, crate::scan::kernel_watches);
             }
         }
         self.kernel.done();
