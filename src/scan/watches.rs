@@ -221,7 +221,7 @@ pub const KERNEL_READ_MAX_DELAY: std::time::Duration = std::time::Duration::from
 /// resync, long enough at 1M files for a busy writer to overflow the event queue; beside it on
 /// a 2-core machine, it still takes a core from the owner and notify's thread while a burst of
 /// writes needs them. So a requested read starts once no events have come for
-/// [`KERNEL_READ_QUIET`] (at most [`KERNEL_READ_MAX_DELAY`] after the request), on a thread
+/// `KERNEL_READ_QUIET` (at most `KERNEL_READ_MAX_DELAY` after the request), on a thread
 /// of its own; its result comes back through [`KernelReader::recv`] tagged with its epoch
 /// (see `index::begin_kernel_read`). One read at a time: a request during a read waits for it.
 pub struct KernelReader {
