@@ -280,7 +280,9 @@ impl KernelReader {
         let spawned = std::thread::Builder::new()
             .name("chartd-kwatch".into())
             .spawn(move || {
-                let watches = kernel_watches();
+                // A reply whatever happens: a read that never answered would leave `busy` set
+                // and no check would run again.
+                let watches = std::panic::catch_unwind(kernel_watches).ok().flatten();
                 let _ = tx.send(KernelRead { epoch, watches });
             });
         if spawned.is_err() {
@@ -316,11 +318,13 @@ impl RootState {
         w: &mut Watcher,
         mut reread: impl FnMut() -> Option<KernelWatches>,
     ) {
-        let Some(lost) = self.lost_watches(kernel, epoch) else {
+        let Some((lost, complete)) = self.lost_watches(kernel, epoch) else {
             return;
         };
         if lost.is_empty() {
-            if self.watch.mismatch.take().is_some() {
+            // A read that could not judge every watch (a resync watched them again after it
+            // began) cannot say that they agree again: the read that resync asked for will.
+            if complete && self.watch.mismatch.take().is_some() {
                 tracing::info!(
                     root = %self.cfg.path.display(),
                     "watches agree with the kernel again"
@@ -346,7 +350,7 @@ impl RootState {
             }
         }
         // Did the repair restore agreement? Only the kernel can say.
-        let still = reread().and_then(|k| self.lost_watches(&k, u32::MAX));
+        let still = reread().and_then(|k| self.lost_watches(&k, u32::MAX).map(|(l, _)| l));
         match still {
             Some(l) if l.is_empty() => self.watch.mismatch = None,
             Some(l) => {
@@ -366,9 +370,10 @@ impl RootState {
     }
 
     /// The directories counted as watched (since watch epoch `epoch` or earlier) that hold no
-    /// watch in `kernel`; updates `kernel_watches` (how many of the counted ones the kernel
+    /// watch in `kernel`, and whether every watched inode was judged (none was counted after
+    /// the read began); updates `kernel_watches` (how many of the counted ones the kernel
     /// holds, those counted after the read began included). `None` without a root.
-    fn lost_watches(&mut self, kernel: &KernelWatches, epoch: u32) -> Option<Vec<DirId>> {
+    fn lost_watches(&mut self, kernel: &KernelWatches, epoch: u32) -> Option<(Vec<DirId>, bool)> {
         let root = self.dir.as_ref()?;
         let (major, minor) = root.meta.dev;
         let dev = (u64::from(major) << 20) | u64::from(minor);
@@ -382,13 +387,17 @@ impl RootState {
                 judged(ino) && !kernel.contains(&(dev, ino))
             })
             .collect();
-        let held = self
-            .index
-            .watched_inos()
-            .filter(|&ino| !judged(ino) || kernel.contains(&(dev, ino)))
-            .count() as u64;
+        let (mut held, mut unjudged) = (0u64, 0u64);
+        for ino in self.index.watched_inos() {
+            if !judged(ino) {
+                unjudged += 1;
+                held += 1;
+            } else if kernel.contains(&(dev, ino)) {
+                held += 1;
+            }
+        }
         self.watch.kernel = Some(held);
-        Some(lost)
+        Some((lost, unjudged == 0))
     }
 }
 
@@ -505,12 +514,27 @@ mod tests {
             .collect();
         let epoch = crate::index::begin_kernel_read();
         std::fs::create_dir_all(t.path().join("g/new")).unwrap();
-        root.resync_all(&mut w);
+        let g = root
+            .index
+            .find_dir(crate::index::ROOT, std::ffi::OsStr::new("g"))
+            .unwrap();
+        root.resync_dir(g, &mut w, true);
         assert_eq!(root.index.watched_dirs, 3, "root, g, g/new");
 
         root.check_watches(&before, epoch, &mut w, || panic!("nothing to reread"));
         assert_eq!(root.degraded, None);
         assert_eq!((root.watch.kernel, root.watch.repairs), (Some(3), 0));
+
+        // Watches counted before the read began are still judged by it: g's watch missing
+        // from it is a loss (and g/new, watched after, is not one).
+        let root_only: KernelWatches = std::iter::once(kernel_key(t.path())).collect();
+        let three: KernelWatches = ["", "g", "g/new"]
+            .iter()
+            .map(|d| kernel_key(&t.path().join(d)))
+            .collect();
+        root.check_watches(&root_only, epoch, &mut w, || Some(three.clone()));
+        assert_eq!((root.watch.kernel, root.watch.repairs), (Some(3), 1));
+        assert_eq!(root.degraded, None);
 
         // Judged by a read that began after it was watched, its absence is a loss.
         let after = crate::index::begin_kernel_read();
@@ -519,7 +543,25 @@ mod tests {
             .map(|d| kernel_key(&t.path().join(d)))
             .collect();
         root.check_watches(&before, after, &mut w, || Some(all.clone()));
-        assert_eq!((root.watch.kernel, root.watch.repairs), (Some(3), 1));
+        assert_eq!((root.watch.kernel, root.watch.repairs), (Some(3), 2));
+        assert_eq!(root.degraded, None);
+
+        // A disagreement stays reported until a read that judged every watch finds agreement:
+        // a read begun before a resync watched everything again judges nothing.
+        let stale = crate::index::begin_kernel_read();
+        root.check_watches(&root_only, u32::MAX, &mut w, || Some(root_only.clone()));
+        assert!(
+            root.degraded.is_some(),
+            "the repair left the kernel disagreeing"
+        );
+        root.resync_all(&mut w);
+        root.check_watches(&root_only, stale, &mut w, || panic!("nothing was judged"));
+        assert!(
+            root.degraded.is_some(),
+            "a read that judged nothing cleared it"
+        );
+        let fresh = crate::index::begin_kernel_read();
+        root.check_watches(&three, fresh, &mut w, || panic!("they agree"));
         assert_eq!(root.degraded, None);
     }
 }
