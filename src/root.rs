@@ -158,6 +158,18 @@ pub fn ns_to_time(ns: i64) -> SystemTime {
 }
 
 impl RootState {
+    /// A root for unit tests: cleanup on, an hour between resyncs, progress of its own.
+    #[cfg(test)]
+    pub(crate) fn for_tests(rc: RootConfig) -> RootState {
+        RootState::new(
+            rc,
+            true,
+            Duration::from_secs(3600),
+            Arc::new(Progress::default()),
+        )
+        .expect("a test root's config is valid")
+    }
+
     pub(crate) fn grace_ns(&self) -> i64 {
         self.cfg.grace.as_nanos().min(i64::MAX as u128) as i64
     }

@@ -137,19 +137,11 @@ mod review {
 }
 
 use super::*;
-use crate::root::Progress;
 use crate::watcher::Watcher;
-use std::sync::Arc;
 
 /// A root crawled once with a disabled watcher, for the tests above.
 fn crawled(rc: crate::config::RootConfig) -> (RootState, Watcher) {
-    let mut root = RootState::new(
-        rc,
-        true,
-        Duration::from_secs(3600),
-        Arc::new(Progress::default()),
-    )
-    .unwrap();
+    let mut root = RootState::for_tests(rc);
     let mut w = Watcher::disabled();
     root.resync_all(&mut w);
     (root, w)

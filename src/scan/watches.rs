@@ -404,10 +404,23 @@ impl RootState {
 #[cfg(test)]
 mod tests {
     use super::KernelWatches;
-    use crate::root::{Progress, RootState};
+    use crate::root::RootState;
     use std::path::Path;
-    use std::sync::Arc;
-    use std::time::Duration;
+
+    /// A root at `p`, crawled, with a watcher of its own (and its event feed, kept alive).
+    fn crawled_root(
+        p: &Path,
+    ) -> (
+        RootState,
+        crate::watcher::Watcher,
+        crate::watcher::EventFeed,
+    ) {
+        let rc = crate::policy::tests::test_root(&p.to_string_lossy());
+        let mut root = RootState::for_tests(rc);
+        let (mut w, feed) = crate::watcher::new(1024).unwrap();
+        root.resync_all(&mut w);
+        (root, w, feed)
+    }
 
     /// (device, inode) of a directory, with the device in the kernel's encoding (as
     /// `/proc/self/fdinfo` shows it, see [`super::kernel_watches`]).
@@ -433,16 +446,7 @@ mod tests {
             std::fs::create_dir_all(t.path().join(d)).unwrap();
             std::fs::write(t.path().join(d).join("c.png"), b"x").unwrap();
         }
-        let rc = crate::policy::tests::test_root(&t.path().to_string_lossy());
-        let mut root = RootState::new(
-            rc,
-            true,
-            Duration::from_secs(3600),
-            Arc::new(Progress::default()),
-        )
-        .unwrap();
-        let (mut w, _feed) = crate::watcher::new(1024).unwrap();
-        root.resync_all(&mut w);
+        let (mut root, mut w, _feed) = crawled_root(t.path());
         assert_eq!(
             root.index.watched_dirs, 4,
             "the root and its three directories"
@@ -498,16 +502,7 @@ mod tests {
     fn a_watch_added_after_the_kernel_read_began_is_not_judged_by_it() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("g")).unwrap();
-        let rc = crate::policy::tests::test_root(&t.path().to_string_lossy());
-        let mut root = RootState::new(
-            rc,
-            true,
-            Duration::from_secs(3600),
-            Arc::new(Progress::default()),
-        )
-        .unwrap();
-        let (mut w, _feed) = crate::watcher::new(1024).unwrap();
-        root.resync_all(&mut w);
+        let (mut root, mut w, _feed) = crawled_root(t.path());
         let before: KernelWatches = ["", "g"]
             .iter()
             .map(|d| kernel_key(&t.path().join(d)))
@@ -538,11 +533,7 @@ mod tests {
 
         // Judged by a read that began after it was watched, its absence is a loss.
         let after = crate::index::begin_kernel_read();
-        let all: KernelWatches = ["", "g", "g/new"]
-            .iter()
-            .map(|d| kernel_key(&t.path().join(d)))
-            .collect();
-        root.check_watches(&before, after, &mut w, || Some(all.clone()));
+        root.check_watches(&before, after, &mut w, || Some(three.clone()));
         assert_eq!((root.watch.kernel, root.watch.repairs), (Some(3), 2));
         assert_eq!(root.degraded, None);
 
