@@ -1,3 +1,6 @@
+//! Unit tests of the CLI side without a daemon: argument checks, socket discovery and the
+//! errors for an unreachable daemon, and how typed replies are rendered (tables, numbers).
+
 use super::format;
 use super::render::{self, Style};
 use super::*;
