@@ -37,7 +37,6 @@
 //! `stats::Reason` while `stats` embeds `CapacityFigures` (a type cycle).
 
 use crate::stats::Reason;
-use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -312,49 +311,6 @@ impl CapacityTracker {
             premature_evictions_last_hour: prem,
             history,
         }
-    }
-}
-
-fn round2(x: f64) -> Value {
-    json!((x * 100.0).round() / 100.0)
-}
-
-impl CapacityFigures {
-    /// The fields to merge into a root of `status` (and so `--json`); `null` where unknown.
-    /// History is three arrays of [`HISTORY_MINUTES`] numbers, oldest first, for sparklines.
-    pub fn status_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert(
-            "effective_retention_hours".into(),
-            self.effective_retention_hours.map_or(Value::Null, round2),
-        );
-        m.insert(
-            "write_bytes_per_second".into(),
-            round2(self.write_bytes_per_second),
-        );
-        m.insert(
-            "evicted_bytes_per_second".into(),
-            round2(self.evicted_bytes_per_second),
-        );
-        m.insert(
-            "time_to_full_hours".into(),
-            self.time_to_full_hours.map_or(Value::Null, round2),
-        );
-        m.insert(
-            "premature_evictions".into(),
-            json!(self.premature_evictions),
-        );
-        let col = |f: fn(&Minute) -> u64| -> Value { self.history.iter().map(f).collect() };
-        m.insert(
-            "history".into(),
-            json!({
-                "minutes": HISTORY_MINUTES,
-                "usage_bytes": col(|s| s.usage_bytes),
-                "written_bytes": col(|s| s.written_bytes),
-                "evicted_bytes": col(|s| s.evicted_bytes),
-            }),
-        );
-        m
     }
 }
 

@@ -229,20 +229,16 @@ fn room_from_snapshot_figures() {
 }
 
 #[test]
-fn status_fields_and_metrics_text() {
+fn figures_and_metrics_text() {
     let mut t = CapacityTracker::new(at(0));
     for s in 1..=60 {
         t.on_write(1000, at(s));
     }
     let f = t.figures(at(60), &Room::new(0, Some(7_200_000), 0, 0, None));
-    let m = f.status_fields();
-    assert_eq!(m["write_bytes_per_second"], 1000.0);
-    assert_eq!(m["time_to_full_hours"], 2.0);
-    assert!(m["effective_retention_hours"].is_null());
-    assert_eq!(
-        m["history"]["usage_bytes"].as_array().map(Vec::len),
-        Some(60)
-    );
+    assert_eq!(f.write_bytes_per_second, 1000.0);
+    assert_eq!(f.time_to_full_hours, Some(2.0));
+    assert!(f.effective_retention_hours.is_none());
+    assert_eq!(f.history.len(), HISTORY_MINUTES);
     let text = metrics(&[("/srv/a".to_string(), &f)]);
     assert!(
         text.contains("chartd_write_bytes_per_second{root=\"/srv/a\"} 1000\n"),

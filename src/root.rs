@@ -262,9 +262,9 @@ impl RootState {
                     .is_some_and(|old| old.meta.ino != d.meta.ino || old.meta.dev != d.meta.dev)
                 {
                     tracing::warn!(root = %self.cfg.path.display(), "root was replaced; re-indexing");
-                    self.index = Index::with_rules(d.meta.ino, self.rules.clone());
+                    self.new_index(d.meta.ino);
                 } else if self.dir.is_none() {
-                    self.index = Index::with_rules(d.meta.ino, self.rules.clone());
+                    self.new_index(d.meta.ino);
                 }
                 self.real_path = real;
                 self.resolved = true;
@@ -300,12 +300,20 @@ impl RootState {
             .is_ok_and(|m| m.kind == fsops::Kind::Dir && m.ino == d.meta.ino && d.same_mount(&m))
     }
 
+    /// A fresh, empty index for the root whose inode is `ino` (0: no root). What named the
+    /// old index's directories goes with it: a leftover found by a walk of the old tree is
+    /// found again by the walk of the new one, and an old `DirId` may name another directory.
+    fn new_index(&mut self, ino: u64) {
+        self.index = Index::with_rules(ino, self.rules.clone());
+        self.leftovers.clear();
+    }
+
     fn root_unusable(&mut self, why: String) -> bool {
         if self.dir.is_some() || self.degraded.as_deref() != Some(why.as_str()) {
             tracing::warn!("{why}");
         }
         self.dir = None;
-        self.index = Index::with_rules(0, self.rules.clone());
+        self.new_index(0);
         self.degraded = Some(why);
         let backoff = self
             .wake
@@ -560,5 +568,24 @@ impl RootState {
                 ),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leftover private name is recorded by its directory's id in the index a walk built; once
+    /// that index is replaced (the root replaced or gone), the id may name another directory.
+    #[test]
+    fn a_new_index_forgets_the_leftovers_found_in_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let rc = crate::policy::tests::test_root(&dir.path().to_string_lossy());
+        let mut root = RootState::for_tests(rc);
+        assert!(root.open_root());
+        root.leftovers
+            .push((crate::index::ROOT, ".chartd-evict.1.0=c.png".into(), 7));
+        root.root_unusable("the root is gone".into());
+        assert!(root.leftovers.is_empty());
     }
 }

@@ -512,32 +512,27 @@ mod tests {
     }
 }
 
-/// The daemon's side of the contract: the fields `capacity::CapacityFigures::status_fields`
-/// puts into a status root are the ones this view reads.
+/// The daemon's side of the contract: a root of the `status` reply the server builds
+/// (`control::report`, serialized as the wire carries it) is what this view reads.
 #[cfg(test)]
 mod contract {
     use super::tests_support::screen_of;
     use crate::capacity::{CapacityTracker, Room};
-    use serde_json::json;
+    use crate::control::report::tests::{root, snapshot, status_json};
     use std::time::{Duration, SystemTime};
 
     #[test]
     fn capacity_status_fields_are_drawn() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_040);
+        let now = t0 + Duration::from_secs(600);
         let mut t = CapacityTracker::new(t0);
         for s in 0..600 {
             t.on_write(1024, t0 + Duration::from_secs(s));
         }
-        let f = t.figures(
-            t0 + Duration::from_secs(600),
-            &Room::new(0, Some(1024 * 3600), 0, 0, None),
-        );
-        let mut root = json!({"path": "/srv/a", "total_bytes": 0, "usage_percent": 0.0,
-            "max_size_mb": 3.52, "alert": "ok"});
-        if let Some(m) = root.as_object_mut() {
-            m.extend(f.status_fields());
-        }
-        let s = screen_of(root);
+        let mut r = root("/srv/a");
+        r.capacity = t.figures(now, &Room::new(0, Some(1024 * 3600), 0, 0, None));
+        let reply = status_json(&snapshot(vec![r]), now);
+        let s = screen_of(reply["roots"][0].clone());
         assert!(s.contains("write 1.0 KiB/s"), "{s}");
         assert!(s.contains("full in 1.0h"), "{s}");
         assert!(s.contains("premature 0"), "{s}");

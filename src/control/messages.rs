@@ -11,10 +11,13 @@
 //! `default` must be present. Nullable figures are `Option` and serialized as `null`, never left
 //! out: a script can rely on every documented key being there.
 //!
-//! Request *decoding* (validation of what untrusted clients send) stays in
-//! [`protocol`](super::protocol), which the fuzz crate compiles on its own; [`ClientRequest`]
-//! is what well-behaved clients encode, and a unit test checks that `protocol::decode` accepts
-//! every encoding of it.
+//! Requests have two forms on purpose. [`ClientRequest`] is the wire form, what clients encode.
+//! What the server acts on is the *validated* form, `control::request::Request` (a group name
+//! without `/`, `..` or NUL, a `top` of at least 1, `purge --all` only with `confirm`, no
+//! unknown field), produced by `protocol::decode` (fuzzed by
+//! `fuzz/fuzz_targets/request.rs`) from untrusted bytes, with an error that names the offending
+//! key. A unit test checks that `protocol::decode` accepts every encoding of every
+//! `ClientRequest` and decodes it to the same request.
 //!
 //! May touch: nothing (plain serde types; pure). `AlertLevel` is `stats`' (the health rule
 //! produces it from a snapshot), re-exported here as part of the protocol.

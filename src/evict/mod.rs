@@ -201,9 +201,12 @@ impl RootState {
         for limit in Limit::ALL {
             self.enforce_limit(limit, pass, now);
         }
-        // A dry run leaves the index as it found it.
+        // A dry run leaves the index as it found it. Nothing in a dry pass deletes or
+        // re-reads the disk, so the ids are this index's; checked all the same, as `purge` does.
         for id in std::mem::take(&mut pass.temp_held) {
-            self.index.set_held(id, false);
+            if self.index.is_live(id) {
+                self.index.set_held(id, false);
+            }
         }
     }
 
