@@ -377,6 +377,44 @@ fn the_readme_source_map_names_every_module() {
     );
 }
 
+/// Inside the module directories, *How it works* names every file with its job.
+#[test]
+fn how_it_works_names_every_file_of_the_module_directories() {
+    let readme = std::fs::read_to_string(manifest_dir().join("README.md")).unwrap();
+    let at = readme
+        .find("## How it works")
+        .expect("a How it works section");
+    let end = at
+        + readme[at..]
+            .find("\n## Reliability")
+            .expect("Reliability after it");
+    let section = &readme[at..end];
+    let mut missing = Vec::new();
+    for d in std::fs::read_dir(manifest_dir().join("src"))
+        .unwrap()
+        .flatten()
+    {
+        if !d.path().is_dir() {
+            continue;
+        }
+        let dir = d.file_name().to_string_lossy().into_owned();
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".rs") || name == "tests.rs" || name.ends_with("_tests.rs") {
+                continue;
+            }
+            if !section.contains(&format!("`{name}`")) {
+                missing.push(format!("src/{dir}/{name}"));
+            }
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "README *How it works* does not name {missing:?}"
+    );
+}
+
 #[test]
 fn every_source_file_the_docs_name_exists() {
     let root = manifest_dir();
