@@ -1,4 +1,6 @@
 //! Tests of `capacity.rs`: scripted workloads whose true figures are known in advance.
+//!
+//! May touch: nothing (pure; times are made up).
 
 use super::*;
 

@@ -1,5 +1,7 @@
 //! Unit tests of the alert rule: a root held at its limit is ok; only limits that do not hold
 //! (beyond grace), a disk filling with other data, failures and a missing root alert.
+//!
+//! May touch: nothing (pure).
 
 use super::*;
 use crate::control::report::tests::{at, root, snapshot};

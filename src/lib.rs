@@ -20,7 +20,6 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod control;
-pub mod crawl;
 pub mod daemon;
 pub mod evict;
 pub mod fsops;

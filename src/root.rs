@@ -1,7 +1,7 @@
 //! One governed root: its policy, its open directory, its index, and its counters.
 //!
 //! The owner task holds a `RootState` per configured root and is the only code that touches
-//! it: the crawl and event handling (`src/scan/`, `crawl.rs`) keep the index equal to the disk,
+//! it: the crawl and event handling (`src/scan/`) keep the index equal to the disk,
 //! the enforcement (`src/evict/`) deletes from it, and [`RootState::stats`] summarises it for
 //! the snapshot that `status` reads.
 //!

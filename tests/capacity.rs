@@ -3,6 +3,9 @@
 //! retention; bytes written over a known time give the write rate and, with no eviction yet,
 //! the time until `max_size` is reached; a chart written again at the path chartd just evicted
 //! is a premature eviction. Plain `chartd status` shows the same figures.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! The `chartd` client subcommands as an operator runs them: exit codes and messages, without a
 //! daemon (the answers of a live server are tested in src/client/tests.rs and
 //! src/control/tests.rs against a real socket).
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets; it runs the `chartd` binary as a client.
 
 use std::process::{Command, Output};
 

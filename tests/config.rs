@@ -1,4 +1,7 @@
 //! Runs the real binary: `chartd check-config --config FILE`.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets; it runs `chartd check-config` on its own files.
 
 use std::io::Write;
 use std::process::{Command, Output};

@@ -1,4 +1,7 @@
 //! The control socket and the CLI, end to end against the real daemon.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

@@ -1,4 +1,7 @@
 //! Eviction against the real daemon: real directories, real inotify, real deletions.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

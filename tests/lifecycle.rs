@@ -1,4 +1,7 @@
 //! The daemon's life: systemd notifications, signals, reloads, bad configs.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! The HTTP scrape endpoint against the real binary: `metrics.listen` on 127.0.0.1:0 (the bound
 //! port is read from the log) and a socket passed in the way systemd passes it (LISTEN_FDS).
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets, and TCP ports on 127.0.0.1 that it takes from the kernel.
 
 mod common;
 

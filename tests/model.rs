@@ -15,6 +15,10 @@
 //! Knobs: CHARTD_MODEL_SEEDS="1,2,3" or "100-140"; CHARTD_MODEL_SECS=<per seed>;
 //!        CHARTD_MODEL_DURATION=<total seconds> (runs seeds from CHARTD_MODEL_FIRST, default
 //!        1000, until the time is used).
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets (SIGSTOP/SIGCONT, SIGHUP, `kill -9`), and `fs.inotify.max_queued_events`,
+//! lowered for its overflows and restored on drop.
 
 mod common;
 mod model_support;

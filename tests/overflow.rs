@@ -1,6 +1,10 @@
 //! A kernel inotify queue overflow makes chartd resync, and the index converges to the disk.
 //! Needs root (it lowers `fs.inotify.max_queued_events` for the daemon's start, then restores
 //! it); skips otherwise. Its own test binary, so no other daemon starts meanwhile.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets (SIGSTOP/SIGCONT), and `fs.inotify.max_queued_events`, lowered and restored
+//! on drop (root only; skips otherwise).
 
 mod common;
 

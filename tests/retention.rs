@@ -1,6 +1,10 @@
 //! Retention rules (issue #11) against the real daemon: per-group ages, eviction order under
 //! pressure, group quotas, keep_newest, max_files, an inode floor, rules applied on SIGHUP,
 //! and what `groups` and `check-config` say about them. Every test asserts on the disk.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets, and a small tmpfs it mounts over its own temporary root and unmounts on drop
+//! (root only; skips otherwise).
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! Issue 11, "Also": `purge` by a glob of groups and `--include-young`, `STORAGE_CHARTS_PATH`,
 //! and `average_file_age_hours`, against the real binary, asserting on the disk.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

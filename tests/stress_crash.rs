@@ -10,6 +10,10 @@
 //!   answers from the snapshot, and WATCHDOG=1 stops, so systemd would restart chartd.
 //!
 //! `CHARTD_STRESS=full`: 50,000 files for the crash, 200,000 for the watchdog walk.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets (`kill -9`, SIGHUP), and `ptrace` of its own daemon to freeze it inside a
+//! syscall (root only; skips otherwise).
 
 mod common;
 

@@ -8,6 +8,10 @@
 //! The sysctl is global, so it is lowered only while chartd starts (the queue size is fixed when
 //! the inotify instance is created) and restored at once, by a guard, even on failure. Needs
 //! root; skips otherwise. `CHARTD_STRESS=full`: bursts of 100,000 files; CI: 4,000.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets (SIGSTOP/SIGCONT), and `fs.inotify.max_queued_events`, lowered and restored
+//! on drop.
 
 mod common;
 

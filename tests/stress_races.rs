@@ -10,6 +10,9 @@
 //! (checked by content and inode), the index equals the disk, and the limit holds.
 //!
 //! `CHARTD_STRESS=full`: 10,000 attacker iterations; CI: 500.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

@@ -6,6 +6,10 @@
 //! The mount cases run chartd in a private mount namespace (`unshare --mount`) with a small tmpfs
 //! on its root, so nothing is mounted on the host; the test reaches that tmpfs through
 //! `/proc/PID/root`, and `nsenter` remounts it. They need root and skip otherwise.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets, and tmpfs mounts inside a private mount namespace (`unshare --mount`), which
+//! vanish with it.
 
 mod common;
 

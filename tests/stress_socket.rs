@@ -4,6 +4,9 @@
 //! bounded.
 //!
 //! `CHARTD_STRESS=full`: 10,000 abusive requests; CI: 2,000. Always 1,000 concurrent clients.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

@@ -2,6 +2,9 @@
 //! 5 s) is never deleted while open; a `flock`ed file is skipped while other files go; hard
 //! links are counted once, also after one link is evicted; a file replaced atomically by rename
 //! is re-indexed with its new size, and only the new file can be evicted.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets.
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! `chartd top` in a real terminal: a detached tmux session of fixed size on a private tmux
 //! server, against the real daemon. Draws, refreshes while charts are written, quits on `q`.
 //! Skips (printing SKIP) when tmux is not installed.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets, and a private tmux server on its own socket, killed at the end.
 
 mod common;
 

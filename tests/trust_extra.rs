@@ -13,6 +13,10 @@
 //! Run: `cargo test --test trust_extra` (about 20 s on 2 cores). The lost-watch test needs
 //! root (it lowers `fs.inotify.max_queued_events` for the daemon's start, restored at once, and
 //! duplicates chartd's inotify fd with pidfd_getfd(2)); it prints `SKIP` otherwise.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets (SIGSTOP/SIGCONT), `ptrace` of its own daemon, and
+//! `fs.inotify.max_queued_events`, lowered and restored on drop.
 
 mod common;
 
@@ -25,42 +29,12 @@ use std::time::{Duration, Instant};
 
 const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
 
-// ------------------------------------------------------------------------------- helpers
+/// Held by the tests whose daemons must not start while another test of this file has lowered
+/// the machine-wide `max_queued_events` (a daemon started then keeps the small queue: the
+/// watch test below then overflowed, in a release run where the two starts coincided).
+static QUEUE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// chartd's inotify fd and its watches as the kernel lists them: (wd, inode) of every
-/// `inotify wd:` line of `/proc/PID/fdinfo/FD`.
-fn inotify_watches(pid: i32) -> (i32, Vec<(i32, u64)>) {
-    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-        let Ok(t) = fs::read_link(e.path()) else {
-            continue;
-        };
-        if !t.to_string_lossy().contains("inotify") {
-            continue;
-        }
-        let fd: i32 = e.file_name().to_string_lossy().parse().unwrap();
-        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
-        let wds = info
-            .lines()
-            .filter(|l| l.starts_with("inotify wd:"))
-            .map(|l| {
-                let field = |k: &str| {
-                    l.split_whitespace()
-                        .find_map(|w| w.strip_prefix(k))
-                        .unwrap_or_else(|| panic!("no {k} in {l:?}"))
-                };
-                // Both in hex (the kernel prints `wd:%x ino:%lx`).
-                let wd = i32::from_str_radix(field("wd:"), 16);
-                let ino = u64::from_str_radix(field("ino:"), 16);
-                match (wd, ino) {
-                    (Ok(wd), Ok(ino)) => (wd, ino),
-                    _ => panic!("unexpected {l:?} in /proc/{pid}/fdinfo/{fd}:\n{info}"),
-                }
-            })
-            .collect();
-        return (fd, wds);
-    }
-    panic!("chartd ({pid}) has no inotify fd");
-}
+// ------------------------------------------------------------------------------- helpers
 
 /// How many watches the kernel holds for chartd (one of them on the root's parent).
 fn kernel_wds(pid: i32) -> usize {
@@ -119,6 +93,14 @@ fn drop_kernel_watch(pid: i32, dir: &Path) -> Result<(), String> {
 /// condition dropped from `staleness`, the idle owner's figures say stale.
 #[test]
 fn a_stuck_index_owner_makes_status_say_stale_then_recovers() {
+    if !cfg!(debug_assertions) {
+        // The binary under test is built with the same profile as this test.
+        eprintln!(
+            "SKIP: the test triggers exist only in debug builds, and this is a release build; \
+             run it without --release"
+        );
+        return;
+    }
     let d = Daemon::start_with(
         "max_age: 1h\ngrace: 0s\n^resync_interval: 1h",
         &[
@@ -257,6 +239,7 @@ fn a_stuck_index_owner_makes_status_say_stale_then_recovers() {
 /// watch the kernel does not hold.
 #[test]
 fn watches_equal_the_kernel_after_the_crawl_and_directory_renames() {
+    let _queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
     let d = Daemon::start("grace: 0s\n^resync_interval: 1h", |root| {
         for dd in ["g/d1", "g/d2/sub", "h/keep"] {
             file(&root.join(dd).join("a.png"), 100, Duration::from_secs(60));
@@ -348,6 +331,7 @@ fn watches_equal_the_kernel_after_the_crawl_and_directory_renames() {
 /// in the directory is not indexed.
 #[test]
 fn a_watch_lost_in_the_kernel_is_found_and_repaired_by_a_resync() {
+    let _queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
     if !is_root() {
         eprintln!("SKIP a_watch_lost_in_the_kernel_...: needs root to lower {QUEUE_SYSCTL}");
         return;

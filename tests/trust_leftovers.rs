@@ -11,6 +11,9 @@
 //! was shown to fail.
 //!
 //! Run: `cargo test --test trust_leftovers` (about 10 s on 2 cores).
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by
+//! PID, `kill -9` included) with their sockets.
 
 mod common;
 

@@ -7,6 +7,9 @@
 //! has read a single event about the move. Before the fix it deleted the expired files in the
 //! moved tree (checked by reverting the root check in `evict/delete.rs`: 60 of 60 deleted);
 //! now none may go, while expired files in the new root still do (the positive control).
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets (SIGSTOP/SIGCONT).
 
 mod common;
 

@@ -3,6 +3,9 @@
 //! limit is raised. The limit is lowered only inside a private user namespace
 //! (`/proc/sys/user/max_inotify_watches` is per namespace), so nothing else on the machine is
 //! affected. Needs root and `unshare`; skips otherwise.
+//!
+//! May touch: its own temporary directories and the chartd processes it starts (signalled by PID)
+//! with their sockets, and the inotify watch limit inside a private user namespace only.
 
 mod common;
 

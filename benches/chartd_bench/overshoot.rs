@@ -343,7 +343,7 @@ fn read_deletions(
                 if let Some(k) = s.gone {
                     ex.gone -= (sz.size)(k) as i64;
                     b.gone.push(k);
-                    b.private += u64::from(name.starts_with(b".chartd-evict."));
+                    b.private += u64::from(crate::victim::is_private(name));
                 }
                 b.unknown += u64::from(s.unknown);
             }

@@ -134,7 +134,7 @@ fn wait_gone(w: &Watcher, wd: i32, name: &[u8]) -> Option<(Instant, Instant, boo
             off.get_or_insert(e.t);
         }
         if s.gone.is_some() {
-            let private = e.name.starts_with(b".chartd-evict.");
+            let private = crate::victim::is_private(&e.name);
             return Some((off.unwrap_or(e.t), e.t, private));
         }
     }

@@ -15,20 +15,23 @@
 //! May touch: nothing (bookkeeping over events read elsewhere).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 
 pub const IN_MOVED_FROM: u32 = 0x40;
 pub const IN_MOVED_TO: u32 = 0x80;
 pub const IN_DELETE: u32 = 0x200;
 pub const IN_Q_OVERFLOW: u32 = 0x4000;
 
-/// The prefix of chartd's private names (`src/fsops/delete.rs`).
-const PRIVATE: &[u8] = b".chartd-evict.";
-
-/// The name a private name `.chartd-evict.PID.N=NAME` carries.
+/// The name a private name `.chartd-evict.PID.N=NAME` carries: the library's own parser, so
+/// the harness follows exactly the names chartd makes.
 fn carried(name: &[u8]) -> Option<&[u8]> {
-    let rest = name.strip_prefix(PRIVATE)?;
-    let eq = rest.iter().position(|&c| c == b'=')?;
-    Some(&rest[eq + 1..])
+    chartd::fsops::carried_name(OsStr::from_bytes(name)).map(OsStrExt::as_bytes)
+}
+
+/// Whether `name` is one of chartd's private names (the library's own test).
+pub fn is_private(name: &[u8]) -> bool {
+    chartd::fsops::is_private_name(OsStr::from_bytes(name))
 }
 
 /// What one event meant for the victims, identified by `K`.
@@ -79,11 +82,11 @@ impl<K: Copy> Tracker<K> {
                     self.moving.insert(cookie, k);
                     s.off_name = Some(k);
                 }
-                None => s.unknown = !name.starts_with(PRIVATE),
+                None => s.unknown = !is_private(name),
             }
         } else if mask & IN_MOVED_TO != 0 {
             if let Some(k) = self.moving.remove(&cookie) {
-                if name.starts_with(PRIVATE) {
+                if is_private(name) {
                     self.private.insert((wd, name.to_vec()), k);
                 }
             }

@@ -1,5 +1,7 @@
 //! Unit tests of the CLI side without a daemon: argument checks, socket discovery and the
 //! errors for an unreachable daemon, and how typed replies are rendered (tables, numbers).
+//!
+//! May touch: temporary directories it creates (config files, a socket path nothing listens on).
 
 use super::format;
 use super::render::{self, Style};

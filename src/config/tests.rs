@@ -1,4 +1,6 @@
 //! Tests of the whole pipeline: file + environment + CLI + presets + validation.
+//!
+//! May touch: temporary config files it creates.
 
 use super::*;
 use std::io::Write;

@@ -1,4 +1,6 @@
 //! Unit tests of the parsers and formatters, including malformed and hostile input.
+//!
+//! May touch: nothing (pure).
 
 use super::*;
 

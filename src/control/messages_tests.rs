@@ -1,4 +1,6 @@
 //! The typed messages round-trip, and what clients encode is what the daemon decodes.
+//!
+//! May touch: nothing (pure).
 
 use super::*;
 use crate::control::protocol::{decode, Incoming};

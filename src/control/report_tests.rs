@@ -1,4 +1,6 @@
 //! Unit tests of `report.rs`: the status reply and the metrics text from hand-built snapshots.
+//!
+//! May touch: nothing (pure; snapshots are made up).
 
 use super::*;
 use std::path::PathBuf;

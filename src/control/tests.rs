@@ -1,5 +1,7 @@
 //! The server against a real Unix socket in a temporary directory, with a stand-in owner that
 //! answers with fixed data and records what reached it.
+//!
+//! May touch: sockets in temporary directories it creates, served by servers it starts in-process.
 
 use super::report::tests::{root, snapshot};
 use super::{bind, serve, CommandMsg, Context, ReloadMsg, Request};

@@ -1,5 +1,7 @@
 //! Unit tests of eviction on real temporary directories: the latency trigger, and the
 //! review's cases of blocked quota trims.
+//!
+//! May touch: files in temporary directories it creates (deleted by the eviction under test).
 
 mod trigger {
     use super::super::*;

@@ -1,5 +1,7 @@
 //! The directory handles deletion and refresh go through: both ways of resolving beneath the
 //! root refuse what they must, and `O_PATH` handles queue no inotify events.
+//!
+//! May touch: files and directories in temporary directories it creates.
 
 use super::*;
 use rustix::fs::inotify;

@@ -1,6 +1,8 @@
 //! Per-group retention in the index: keys by rule, kept files, quotas, new rules applied in
 //! place; and a seeded randomized test of the kept sets and the queue order against a brute
 //! force answer.
+//!
+//! May touch: nothing (pure; the index in memory).
 
 use super::tests::{info, os};
 use super::*;

@@ -1,6 +1,8 @@
 //! Unit tests of the index through its methods: the eviction queue's order (against a brute
 //! force), per-file state dying with its file, subtree removal, hard links counted once, the
 //! name arena's compaction and the totals.
+//!
+//! May touch: nothing (pure; the index in memory).
 
 use super::*;
 use std::ffi::OsStr;

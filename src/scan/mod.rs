@@ -12,6 +12,7 @@
 //! settles chartd's own leftover private names: put back or removed), watches through the
 //! `Watcher`, and the allocator (`malloc_trim`).
 
+mod crawl;
 mod events;
 mod watches;
 

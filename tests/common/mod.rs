@@ -9,7 +9,7 @@
 //!
 //! Modules: [`runner`] (config text, spawning, readiness, requests, stopping; `Result`-based so
 //! the benchmark can report errors), [`daemon`] (the tests' `Daemon`, which panics with the log
-//! on failure), [`files`] (files, walks and canaries), [`procfs`] (CPU, memory, fds of a
+//! on failure), [`files`] (files, walks and canaries), [`procfs`] (CPU, memory, fds, inotify watches of a
 //! process), [`system`] (root, sysctls, namespaces, stress scale); [`client_cmd`] (the binary run
 //! as a client, for the first-hour tests; not re-exported: `use common::client_cmd::...`).
 

@@ -1,4 +1,5 @@
-//! What `/proc` says about a process: CPU time, memory fields, open descriptors.
+//! What `/proc` says about a process: CPU time, memory fields, open descriptors, the watches
+//! of its inotify fd (read here independently of chartd's own reader, which it checks).
 //!
 //! May touch: nothing; it only reads `/proc`. A process that has gone reads as zeros (the
 //! callers compare samples, and a vanished daemon fails their other checks).
@@ -57,4 +58,39 @@ pub fn alive(pid: i32) -> bool {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = s.rsplit_once(')').map(|x| x.1.trim_start()).unwrap_or("");
     !state.is_empty() && !state.starts_with('Z') && !state.starts_with('X')
+}
+
+/// chartd's inotify fd and its watches as the kernel lists them: (wd, inode) of every
+/// `inotify wd:` line of `/proc/PID/fdinfo/FD`.
+pub fn inotify_watches(pid: i32) -> (i32, Vec<(i32, u64)>) {
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(t) = fs::read_link(e.path()) else {
+            continue;
+        };
+        if !t.to_string_lossy().contains("inotify") {
+            continue;
+        }
+        let fd: i32 = e.file_name().to_string_lossy().parse().unwrap();
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        let wds = info
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .map(|l| {
+                let field = |k: &str| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix(k))
+                        .unwrap_or_else(|| panic!("no {k} in {l:?}"))
+                };
+                // Both in hex (the kernel prints `wd:%x ino:%lx`).
+                let wd = i32::from_str_radix(field("wd:"), 16);
+                let ino = u64::from_str_radix(field("ino:"), 16);
+                match (wd, ino) {
+                    (Ok(wd), Ok(ino)) => (wd, ino),
+                    _ => panic!("unexpected {l:?} in /proc/{pid}/fdinfo/{fd}:\n{info}"),
+                }
+            })
+            .collect();
+        return (fd, wds);
+    }
+    panic!("chartd ({pid}) has no inotify fd");
 }

@@ -101,9 +101,7 @@ pub fn spawn_logged(cmd: &mut Command, log: fs::File) -> Result<Child, String> {
 
 /// The last `n` lines of a log file (empty if it cannot be read).
 pub fn log_tail(log: &Path, n: usize) -> String {
-    let s = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    tail(&fs::read_to_string(log).unwrap_or_default(), n)
 }
 
 /// The `$NOTIFY_SOCKET` end of sd_notify(3): chartd sends `READY=1` there once every root is
@@ -175,19 +173,27 @@ impl ReadyNotify {
 
 /// One request line to the control socket and its parsed one-line answer, with what failed.
 pub fn try_request_at(socket: &Path, line: &str) -> Result<Value, String> {
+    let (v, out) = exchange(socket, line, Duration::from_secs(30))?;
+    check_typed(line, &v, &out);
+    Ok(v)
+}
+
+/// Sends one request line and reads one answer line within `timeout` each way: the answer
+/// parsed, and as it came.
+fn exchange(socket: &Path, line: &str, timeout: Duration) -> Result<(Value, String), String> {
     let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
+    s.set_read_timeout(Some(timeout))
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("socket: {e}"))?;
     s.write_all(line.as_bytes())
+        .and_then(|()| s.write_all(b"\n"))
         .map_err(|e| format!("write: {e}"))?;
-    s.write_all(b"\n").map_err(|e| format!("write: {e}"))?;
     let mut r = BufReader::new(s);
     let mut out = String::new();
     r.read_line(&mut out).map_err(|e| format!("read: {e}"))?;
     let v: Value =
         serde_json::from_str(&out).map_err(|e| format!("answer is not JSON ({e}): {out:?}"))?;
-    check_typed(line, &v, &out);
-    Ok(v)
+    Ok((v, out))
 }
 
 /// Whether answers are checked against the typed replies (see [`check_typed`]). The bench
@@ -225,15 +231,7 @@ fn check_typed(request: &str, answer: &Value, raw: &str) {
 /// One request with a hard deadline on the answer (`None`: no answer in time), for tests
 /// that must tell a daemon that answers slowly from one that does not answer.
 pub fn request_within(socket: &Path, line: &str, timeout: Duration) -> Option<Value> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    s.write_all(line.as_bytes()).ok()?;
-    s.write_all(b"\n").ok()?;
-    let mut r = BufReader::new(s);
-    let mut out = String::new();
-    r.read_line(&mut out).ok()?;
-    serde_json::from_str(&out).ok()
+    exchange(socket, line, timeout).ok().map(|(v, _)| v)
 }
 
 /// The last `n` lines of `s` (for log excerpts in failure messages).

@@ -18,26 +18,9 @@ pub const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
 
 // ------------------------------------------------------------------------------- helpers
 
-/// The number of `inotify wd:` lines of the process's inotify fd(s).
+/// The number of watches the kernel lists for the process's inotify fd.
 pub fn kernel_watches(pid: i32) -> usize {
-    let mut n = 0;
-    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-        let Ok(t) = fs::read_link(e.path()) else {
-            continue;
-        };
-        if t.to_string_lossy().contains("inotify") {
-            let info = fs::read_to_string(format!(
-                "/proc/{pid}/fdinfo/{}",
-                e.file_name().to_string_lossy()
-            ))
-            .unwrap_or_default();
-            n += info
-                .lines()
-                .filter(|l| l.starts_with("inotify wd:"))
-                .count();
-        }
-    }
-    n
+    crate::common::inotify_watches(pid).1.len()
 }
 
 /// Lines `deleted PATH (` of the log.
