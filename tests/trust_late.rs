@@ -27,7 +27,11 @@ use trust_support::*;
 /// The deletion window: fixed chart names regenerated exactly at their expiry (max_age 3 s,
 /// grace 2 s), alternately in place (O_TRUNC, as matplotlib's savefig) and by an atomic
 /// rename over the name. A regenerated chart is fresh: it must still be there (same inode,
-/// same token) 1 s later. The old chart may go (and does, positive control).
+/// same token) 1 s later. The old chart may go (and does, positive control). One case is
+/// reported, not failed, because no name-based deletion can close it and chartd's decision was
+/// right: an in-place rewrite whose open resolved the name to the old chart before chartd took
+/// it off its name, and whose truncate and write came after chartd had checked and unlinked it
+/// (seen once in CI in 599 regenerations; see README, *Deleting safely*).
 #[test]
 fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
     let names = 60;
@@ -48,7 +52,9 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
     // Each name: (next regeneration time, expected inode and token to check at, check time).
     struct Slot {
         next: Instant,
-        check: Option<(Instant, u64, String)>,
+        /// When to check, the inode and token written, and the writer's fd of an in-place
+        /// rewrite (kept open to tell, if the check fails, whether what it wrote was unlinked).
+        check: Option<(Instant, u64, String, Option<fs::File>)>,
         gen: u64,
     }
     let t0 = Instant::now();
@@ -60,6 +66,7 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
         })
         .collect();
     let (mut regens, mut fresh_deleted, mut old_gone_first) = (0u64, Vec::new(), 0u64);
+    let mut raced_open = Vec::new();
     let mut rng = model_support::Rng::new(6);
     while t0.elapsed() < Duration::from_secs(secs) {
         // The earliest due action.
@@ -68,7 +75,7 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
             .enumerate()
             .flat_map(|(i, s)| {
                 let mut v = vec![(i, s.next, false)];
-                if let Some((c, _, _)) = &s.check {
+                if let Some((c, _, _, _)) = &s.check {
                     v.push((i, *c, true));
                 }
                 v
@@ -81,14 +88,30 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
         }
         let path = dir.join(format!("chart{i:02}.png"));
         if is_check {
-            let (_, ino, token) = slots[i].check.take().unwrap();
+            let (_, ino, token, fd) = slots[i].check.take().unwrap();
             let ok = fs::metadata(&path)
                 .ok()
                 .filter(|m| m.ino() == ino)
                 .is_some()
                 && fs::read(&path).is_ok_and(|c| c.starts_with(token.as_bytes()));
             if !ok {
-                fresh_deleted.push(format!("{} ({token})", path.display()));
+                let what = format!("{} ({token})", path.display());
+                // The one window no name-based deletion can close: the writer's
+                // open(O_TRUNC) resolved the name to the previous generation before chartd
+                // took that file off its name, and its truncate and write came after chartd
+                // had checked and unlinked it (the kernel truncates after the lookup). The
+                // writer then wrote into a deleted inode. Told apart from a wrong deletion by
+                // what it leaves: the writer's own fd shows the inode unlinked, and chartd's
+                // log deleted that path on a decision about a file at least `grace` old (the
+                // previous generation; this one was under 1 s old until now).
+                let unlinked = fd
+                    .and_then(|f| f.metadata().ok())
+                    .is_some_and(|m| m.nlink() == 0);
+                if unlinked && deleted_old(&d.log_text(), &path, 2) {
+                    raced_open.push(what);
+                } else {
+                    fresh_deleted.push(what);
+                }
             }
             continue;
         }
@@ -103,16 +126,16 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
         // The identity of what this writer wrote, taken from its own file (not from the name:
         // a deletion chartd aborts takes the name away for a few microseconds and puts it
         // back, and a look at the name right then would blame chartd for a file it kept).
-        let m = if s.gen % 2 == 0 {
+        let (m, fd) = if s.gen % 2 == 0 {
             let tmp = dir.join(format!(".chart{i:02}.tmp"));
             fs::write(&tmp, &body).unwrap();
             let m = fs::metadata(&tmp).ok();
             fs::rename(&tmp, &path).unwrap();
-            m
+            (m, None)
         } else {
             let mut f = fs::File::create(&path).unwrap();
             f.write_all(&body).unwrap();
-            f.metadata().ok()
+            (f.metadata().ok(), Some(f))
         };
         regens += 1;
         let ino = m.as_ref().map(|m| m.ino()).unwrap_or(0);
@@ -121,7 +144,7 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default();
         let now = Instant::now();
-        s.check = Some((now + Duration::from_millis(1000), ino, token));
+        s.check = Some((now + Duration::from_millis(1000), ino, token, fd));
         // The next regeneration exactly at the expiry of this one, give or take 3 ms.
         let jitter = rng.below(6_000) as i64 - 3_000;
         let base = now + max_age - written;
@@ -134,8 +157,10 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
     let deleted = deletions(&d.log_text()).len();
     eprintln!(
         "item6: {regens} regenerations at expiry in {secs} s; chartd deleted {deleted} files \
-         (old charts gone before their regeneration: {old_gone_first}); fresh charts deleted: {}",
-        fresh_deleted.len()
+         (old charts gone before their regeneration: {old_gone_first}); fresh charts deleted: {}; \
+         in-place rewrites whose open raced the deletion of the previous generation: {:?}",
+        fresh_deleted.len(),
+        raced_open
     );
     assert!(alive(d.pid()));
     let once_left = (0..10)
@@ -153,6 +178,29 @@ fn item6_charts_regenerated_at_their_expiry_are_never_deleted() {
         fresh_deleted.len(),
         &fresh_deleted[..fresh_deleted.len().min(10)]
     );
+}
+
+/// Whether chartd's last deletion of `path` in its log was on a decision about a file at least
+/// `min_secs` old (its lines read `deleted PATH (N bytes, age 3s, reason age)`): the last one,
+/// so that a wrong deletion of a fresh generation is not excused by an older generation's.
+fn deleted_old(log: &str, path: &Path, min_secs: u64) -> bool {
+    let head = format!(" deleted {} (", path.display());
+    let Some(last) = log.lines().rev().find(|l| l.contains(&head)) else {
+        return false;
+    };
+    let rest = &last[last.find(&head).unwrap_or(0) + head.len()..];
+    let Some(age) = rest
+        .split(", age ")
+        .nth(1)
+        .and_then(|a| a.split(',').next())
+    else {
+        return false;
+    };
+    // humantime: "3s", or with minutes and hours ("1m 2s"): old either way.
+    match age.strip_suffix('s').and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) => n >= min_secs,
+        None => age.contains('m') || age.contains('h'),
+    }
 }
 
 // ------------------------------------------------------------------------------- item 7

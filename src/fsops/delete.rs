@@ -194,7 +194,10 @@ pub fn delete_file(
         Err(e) => return Err(e.into()),
     }
     // 2. Take it off its name. From here on a writer creating or renaming a file at `name`
-    //    makes a new file there, which this call never touches.
+    //    makes a new file there, which this call never touches. (A writer whose `open` had
+    //    already resolved `name` to this file before the rename writes into it wherever it is:
+    //    if its truncate comes after the check below, it writes into the unlinked file; see
+    //    the README, "what no cleaner can close".)
     let private = private_name(name);
     match rename_noreplace(dir, name, &private) {
         Ok(()) => {}
